@@ -1,0 +1,58 @@
+"""Development sessions: ``nox`` runs typecheck, tests and lint; ``nox -s bench`` the benchmarks."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["typecheck", "tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+
+# A local CPU build of torch; an open range would fetch a multi-GB CUDA build.
+TORCH = "torch==2.13.0"
+MICROGRAD = "micrograd==0.1.0"
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+
+
+def _install_oracle(session: nox.Session) -> None:
+    session.install(TORCH)
+    session.install("-e", ".[oracle]")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over refgrad/, tests/ and noxfile.py."""
+    _install_oracle(session)
+    session.install("mypy>=1.10", "nox", *TEST_TOOLS)
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references."""
+    _install_oracle(session)
+    session.install(MICROGRAD, *TEST_TOOLS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against micrograd 0.1.0 and torch scalar autograd, printed as ratios."""
+    _install_oracle(session)
+    session.install(MICROGRAD)
+    session.run("python", "tests/benchmarks/bench_training.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Install refgrad and run the seed example."""
+    session.install("-e", ".")
+    session.run("python", "-m", "refgrad", "demo")

@@ -1,0 +1,319 @@
+"""Differentiation, driven entirely by the registry's partial-derivative rules.
+
+Reverse mode (:func:`grad`, :meth:`refgrad.Value.backward`) visits the nodes an
+output depends on in reverse creation order, which is a reverse topological
+order, so every node's cotangent is complete before it is passed on. Finding
+those nodes is an explicit-stack walk, never recursion, so graphs a million
+nodes deep are fine. With ``create_graph=True`` the same rules are called on
+nodes instead of floats and the gradients are graphs themselves.
+
+Forward mode (:func:`jvp`) runs the same rules in creation order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter
+from typing import Final, Literal, Protocol, Self, TypeVar, overload
+
+from refgrad.errors import DomainError
+from refgrad.ops import OpSpec, Params
+from refgrad.value import Value, as_finite_float
+
+__all__ = ["Gradients", "GraphNode", "grad", "gradients", "hessian", "jvp", "reverse_accumulate"]
+
+
+class GraphNode(Protocol):
+    """What differentiation reads from a node: refgrad's and the micrograd surface's both fit."""
+
+    @property
+    def data(self) -> float: ...
+    @property
+    def op(self) -> OpSpec | None: ...
+    @property
+    def params(self) -> Params: ...
+    @property
+    def inputs(self) -> tuple[Self, ...]: ...
+    # The operands, stored inline: the hot loops below read these, not ``inputs``.
+    @property
+    def _first(self) -> Self | None: ...
+    @property
+    def _second(self) -> Self | None: ...
+    @property
+    def _position(self) -> int: ...
+
+
+NodeT = TypeVar("NodeT", bound=GraphNode)
+
+_by_position: Final = attrgetter("_position")
+_isfinite: Final = math.isfinite
+
+
+def _reverse_topological(output: NodeT) -> list[NodeT]:
+    """Every node ``output`` depends on (itself included), latest-created first."""
+    seen = {output}
+    stack = [output]
+    mark = seen.add
+    push = stack.append
+    pop = stack.pop
+    while stack:
+        node = pop()
+        first = node._first
+        if first is None:
+            continue
+        if first not in seen:
+            mark(first)
+            push(first)
+        second = node._second
+        if second is not None and second not in seen:
+            mark(second)
+            push(second)
+    # Creation order is topological; sorting by it is linear-time on the long
+    # monotone runs that graphs produce (timsort merges runs).
+    return sorted(seen, key=_by_position, reverse=True)
+
+
+def _describe(node: GraphNode) -> str:
+    op = node.op
+    assert op is not None  # only called for nodes made by an op
+    operands = [repr(inp.data) for inp in node.inputs]
+    operands += [f"{name}={value!r}" for name, value in zip(op.params, node.params, strict=True)]
+    return f"{op.name}({', '.join(operands)})"
+
+
+def _backward_domain_error(node: GraphNode, cause: str) -> DomainError:
+    op = node.op
+    assert op is not None
+    formulas = ", ".join(op.partial_formulas)
+    return DomainError(
+        f"backward through {_describe(node)} = {node.data!r}: {cause}; its partial derivatives are ({formulas})"
+    )
+
+
+def reverse_accumulate(output: NodeT) -> dict[NodeT, float]:
+    """d output / d node for every node ``output`` depends on, as floats.
+
+    The engine's one reverse-mode loop, shared by :class:`Value` and the
+    micrograd surface. Raises :class:`DomainError` naming the op whose partial
+    derivative is not finite.
+    """
+    order = _reverse_topological(output)
+    grads: dict[NodeT, float] = {output: 1.0}
+    accumulated = grads.get
+    node = output
+    try:
+        for node in order:
+            x = node._first
+            if x is None:
+                continue  # a leaf: nothing to pass on
+            cotangent = grads[node]
+            op = node.op
+            assert op is not None
+            y = node._second
+            # Unpacking checks that the rule returned one partial per operand
+            # (a ValueError, reported below with the op's name).
+            if y is None:
+                (dx,) = op.partials((x.data,), node.data, node.params)
+                grads[x] = accumulated(x, 0.0) + cotangent * dx
+            else:
+                dx, dy = op.partials((x.data, y.data), node.data, node.params)
+                grads[x] = accumulated(x, 0.0) + cotangent * dx
+                # Read back: for x * x the first contribution is already in.
+                grads[y] = accumulated(y, 0.0) + cotangent * dy
+    except (ArithmeticError, ValueError) as error:
+        raise _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})") from None
+    # One C-speed pass instead of a check per edge; the rare failure is then
+    # traced to the first node (in processing order) that received a bad value.
+    if not all(map(_isfinite, grads.values())):
+        _raise_first_non_finite(order, grads)
+    return grads
+
+
+def _raise_first_non_finite(order: Sequence[NodeT], grads: Mapping[NodeT, float]) -> None:
+    # A node's cotangent is final once processed, so the first node in the order
+    # whose inputs received a non-finite gradient identifies the culprit op.
+    for node in order:
+        for inp in node.inputs:
+            if not _isfinite(grads[inp]):
+                raise _backward_domain_error(node, "the gradient it passes on is not finite")
+    raise AssertionError("unreachable: a non-finite gradient with no op to blame")
+
+
+class Gradients(Mapping[Value, float]):
+    """d output / d node for the nodes an output depends on; immutable.
+
+    Returned by :meth:`Value.backward`. Looking up any other node gives
+    ``0.0``, since the output does not depend on it. Iteration visits the
+    nodes the output depends on (latest-created first), output included.
+    """
+
+    __slots__ = ("_grads",)
+
+    def __init__(self, grads: Mapping[Value, float]) -> None:
+        """Wrap ``grads`` (copied); normally built by :meth:`Value.backward`."""
+        copied: dict[Value, float] = {}
+        for node, value in grads.items():
+            if not isinstance(node, Value):
+                raise TypeError(f"Gradients keys must be Value, got {type(node).__name__}")
+            copied[node] = as_finite_float(value, f"gradient of {node!r}")
+        self._grads = copied
+
+    @classmethod
+    def _adopt(cls, grads: dict[Value, float]) -> Gradients:
+        instance = cls.__new__(cls)
+        instance._grads = grads
+        return instance
+
+    def __getitem__(self, node: Value) -> float:
+        """The gradient for ``node``; ``0.0`` if the output does not depend on it."""
+        found = self._grads.get(node)
+        if found is not None:
+            return found
+        if not isinstance(node, Value):
+            raise TypeError(f"Gradients are looked up by Value, got {type(node).__name__}")
+        return 0.0
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._grads
+
+    def __iter__(self) -> Iterator[Value]:
+        return iter(self._grads)
+
+    def __len__(self) -> int:
+        return len(self._grads)
+
+    def __repr__(self) -> str:
+        shown = list(self._grads.items())[:4]
+        body = ", ".join(f"{node!r}: {value!r}" for node, value in shown)
+        more = f", ... ({len(self._grads) - len(shown)} more)" if len(self._grads) > len(shown) else ""
+        return f"Gradients({{{body}{more}}})"
+
+
+def gradients(output: Value) -> Gradients:
+    """d output / d node for every node ``output`` depends on (what ``output.backward()`` returns)."""
+    if not isinstance(output, Value):
+        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+    return Gradients._adopt(reverse_accumulate(output))
+
+
+def _as_inputs(inputs: object, what: str) -> tuple[Value, ...]:
+    if isinstance(inputs, Value):
+        return (inputs,)
+    if isinstance(inputs, str | bytes) or not isinstance(inputs, Iterable):
+        raise TypeError(f"{what} must be a Value or an iterable of Values, got {type(inputs).__name__}")
+    nodes = tuple(inputs)
+    for position, node in enumerate(nodes):
+        if not isinstance(node, Value):
+            raise TypeError(f"{what}[{position}] must be a Value, got {type(node).__name__}")
+    return nodes
+
+
+def _reverse_accumulate_graph(output: Value) -> dict[Value, Value]:
+    """Like :func:`reverse_accumulate`, but every gradient is itself a node.
+
+    The same partial-derivative rules, called on nodes: the result can be
+    differentiated again, to any order.
+    """
+    order = _reverse_topological(output)
+    grads: dict[Value, Value] = {output: Value(1.0)}
+    for node in order:
+        inputs = node.inputs
+        if not inputs:
+            continue
+        op = node.op
+        assert op is not None
+        cotangent = grads[node]
+        try:
+            partials = op.partials(inputs, node, node.params)
+        except (ArithmeticError, ValueError) as error:
+            raise _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})") from None
+        if len(partials) != len(inputs):
+            raise ValueError(f"partials of op {op.name!r} returned {len(partials)} entries for {len(inputs)} inputs")
+        for inp, partial in zip(inputs, partials, strict=True):
+            # A partial of exactly 1.0 (add, sub's first input) passes the cotangent on unchanged.
+            contribution = cotangent if isinstance(partial, float) and partial == 1.0 else cotangent * partial
+            previous = grads.get(inp)
+            grads[inp] = contribution if previous is None else previous + contribution
+    return grads
+
+
+@overload
+def grad(
+    output: Value, inputs: Value | Iterable[Value], *, create_graph: Literal[False] = False
+) -> tuple[float, ...]: ...
+@overload
+def grad(output: Value, inputs: Value | Iterable[Value], *, create_graph: Literal[True]) -> tuple[Value, ...]: ...
+@overload
+def grad(
+    output: Value, inputs: Value | Iterable[Value], *, create_graph: bool
+) -> tuple[float, ...] | tuple[Value, ...]: ...
+def grad(
+    output: Value, inputs: Value | Iterable[Value], *, create_graph: bool = False
+) -> tuple[float, ...] | tuple[Value, ...]:
+    """d output / d input for each of ``inputs``, as a tuple aligned with them.
+
+    Like ``torch.autograd.grad``: an input ``output`` does not depend on gets
+    ``0.0``, a repeated input gets its gradient at each position. With
+    ``create_graph=True`` the gradients are nodes, so they can be
+    differentiated again (to any order).
+    """
+    if not isinstance(output, Value):
+        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+    nodes = _as_inputs(inputs, "inputs")
+    if not isinstance(create_graph, bool):
+        raise TypeError(f"create_graph must be a bool, got {type(create_graph).__name__}")
+    if create_graph:
+        graph_grads = _reverse_accumulate_graph(output)
+        return tuple(graph_grads[node] if node in graph_grads else Value(0.0) for node in nodes)
+    float_grads = reverse_accumulate(output)
+    return tuple(float_grads.get(node, 0.0) for node in nodes)
+
+
+def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterable[float]) -> float:
+    """The directional derivative of ``output`` along ``tangents`` (forward mode).
+
+    Sum over i of d output / d inputs[i] * tangents[i], computed by pushing
+    tangents through the graph in creation order with the registry's partials;
+    no backward pass.
+    """
+    if not isinstance(output, Value):
+        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+    nodes = _as_inputs(inputs, "inputs")
+    raw = (tangents,) if not isinstance(tangents, Iterable) else tuple(tangents)
+    if len(raw) != len(nodes):
+        raise ValueError(f"jvp needs one tangent per input: {len(nodes)} inputs, {len(raw)} tangents")
+    tangent: dict[Value, float] = {}
+    for position, (node, t) in enumerate(zip(nodes, raw, strict=True)):
+        tangent[node] = tangent.get(node, 0.0) + as_finite_float(t, f"tangents[{position}]")
+    seeded = set(tangent)
+    order = _reverse_topological(output)
+    order.reverse()
+    current = output
+    try:
+        for current in order:
+            if current in seeded or not current.inputs:
+                continue  # inputs are independent variables; other leaves are constants
+            op = current.op
+            assert op is not None
+            operands = current.inputs
+            partials = op.partials(tuple(inp.data for inp in operands), current.data, current.params)
+            total = 0.0
+            for inp, partial in zip(operands, partials, strict=True):
+                incoming = tangent.get(inp)
+                if incoming is not None:
+                    total += partial * incoming
+            tangent[current] = total
+    except (ArithmeticError, ValueError) as error:
+        raise _backward_domain_error(current, f"a partial derivative is not a finite real number ({error})") from None
+    result = tangent.get(output, 0.0)
+    if not _isfinite(result):
+        raise DomainError(f"jvp of {output!r} is not finite ({result!r})")
+    return result
+
+
+def hessian(output: Value, inputs: Value | Iterable[Value]) -> tuple[tuple[float, ...], ...]:
+    """The matrix of second derivatives d2 output / d inputs[i] d inputs[j]."""
+    nodes = _as_inputs(inputs, "inputs")
+    first = grad(output, nodes, create_graph=True)
+    return tuple(grad(g, nodes) for g in first)

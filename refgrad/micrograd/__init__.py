@@ -1,0 +1,5 @@
+"""The drop-in micrograd surface: ``refgrad.micrograd.engine.Value`` and ``refgrad.micrograd.nn``.
+
+Built on refgrad's op registry, so every forward and derivative here is the one
+the core engine uses and the oracle checks.
+"""

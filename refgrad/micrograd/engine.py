@@ -1,0 +1,207 @@
+"""micrograd's ``Value``, drop-in: mutable ``data`` and ``grad``, ``backward()`` filling ``.grad``.
+
+Change ``from micrograd.engine import Value`` to
+``from refgrad.micrograd.engine import Value`` and micrograd code runs as
+before. Forward values and derivatives come from refgrad's op registry (no
+second copy of any rule), and nodes hold no closures, so building a graph makes
+no reference cycles for the garbage collector to chase.
+
+Beyond micrograd it has ``exp``, ``log``, ``tanh``, ``sigmoid``, ``abs`` and
+``Value ** Value``. Two deliberate differences: results outside an op's domain
+raise :class:`refgrad.DomainError` instead of producing NaN or infinity, and a
+second ``backward()`` adds this pass's gradients to ``.grad`` exactly as PyTorch
+does (micrograd re-propagates the intermediate nodes' accumulated ``.grad``, so
+its leaves over-count on deep graphs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from typing import ClassVar, Final, cast
+
+from refgrad.autodiff import reverse_accumulate
+from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, SUB, TANH, VPOW, OpSpec, Params
+from refgrad.value import as_finite_float, evaluate, is_real_number
+
+__all__ = ["Value"]
+
+_creation_counter: Final = itertools.count()
+_next_position: Final = _creation_counter.__next__
+
+
+class Value:
+    """A scalar and its gradient, as in micrograd (``data``, ``grad``, ``backward()``)."""
+
+    # Operands inline, as in refgrad.Value: one garbage-collected object per node.
+    __slots__ = ("_first", "_position", "_second", "data", "grad", "label", "op", "params")
+
+    __array_ufunc__: ClassVar[None] = None
+
+    data: float
+    """The value; you may assign to it (``p.data -= lr * p.grad``)."""
+    grad: float
+    """d output / d self, accumulated by ``backward()``; reset it with ``grad = 0``."""
+    op: OpSpec | None
+    """The registry entry that computed this node; ``None`` for a leaf."""
+    params: Params
+    """The op's static parameters (the exponent of ``x ** 3``)."""
+    label: str
+    """An optional name for pictures of the graph."""
+    _first: Value | None
+    _second: Value | None
+    _position: int
+
+    def __init__(
+        self, data: float | numbers.Real, _children: tuple[Value, ...] = (), _op: str = "", label: str = ""
+    ) -> None:
+        """A leaf holding ``data`` (micrograd's signature; ``_children`` and ``_op`` must stay empty)."""
+        if _children or _op:
+            raise TypeError("build nodes with operators; Value(data, _children, _op) is micrograd-internal")
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, got {type(label).__name__}")
+        self.data = as_finite_float(data, "Value data")
+        self.grad = 0.0
+        self.op = None
+        self.params = ()
+        self.label = label
+        self._first = None
+        self._second = None
+        self._position = _next_position()
+
+    @property
+    def inputs(self) -> tuple[Value, ...]:
+        """The operands, in order (``a * a`` has ``(a, a)``; micrograd's ``_prev`` is a set)."""
+        first = self._first
+        if first is None:
+            return ()
+        second = self._second
+        return (first,) if second is None else (first, second)
+
+    @property
+    def _prev(self) -> set[Value]:
+        """micrograd's set of operands (use ``inputs`` to keep repeated edges)."""
+        return set(self.inputs)
+
+    @property
+    def _op(self) -> str:
+        """micrograd's op label: ``'+'``, ``'*'``, ``'ReLU'``, ... and ``''`` for a leaf."""
+        if self.op is None:
+            return ""
+        if self.op is POW:
+            return f"**{self.params[0]:g}"
+        return self.op.symbol
+
+    def __repr__(self) -> str:
+        return f"Value(data={self.data}, grad={self.grad})"
+
+    def __add__(self, other: Value | float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(ADD, self, other_node)
+
+    def __radd__(self, other: float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(ADD, other_node, self)
+
+    def __sub__(self, other: Value | float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(SUB, self, other_node)
+
+    def __rsub__(self, other: float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(SUB, other_node, self)
+
+    def __mul__(self, other: Value | float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(MUL, self, other_node)
+
+    def __rmul__(self, other: float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(MUL, other_node, self)
+
+    def __truediv__(self, other: Value | float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(DIV, self, other_node)
+
+    def __rtruediv__(self, other: float) -> Value:
+        other_node = _coerce(other)
+        return NotImplemented if other_node is None else _binary(DIV, other_node, self)
+
+    def __pow__(self, exponent: Value | float) -> Value:
+        """``x ** c`` for a number ``c`` (as micrograd), ``x ** y`` for a node ``y``."""
+        if isinstance(exponent, Value):
+            return _binary(VPOW, self, exponent)
+        if not is_real_number(exponent):
+            return NotImplemented
+        return _unary(POW, self, (as_finite_float(exponent, "exponent"),))
+
+    def __rpow__(self, base: float) -> Value:
+        base_node = _coerce(base)
+        return NotImplemented if base_node is None else _binary(VPOW, base_node, self)
+
+    def __neg__(self) -> Value:
+        return _unary(NEG, self, ())
+
+    def __abs__(self) -> Value:
+        return _unary(ABS, self, ())
+
+    def relu(self) -> Value:
+        """``max(self, 0)``, with derivative 0 at 0 (as micrograd and PyTorch)."""
+        return _unary(RELU, self, ())
+
+    def exp(self) -> Value:
+        """``e ** self``."""
+        return _unary(EXP, self, ())
+
+    def log(self) -> Value:
+        """Natural logarithm; :class:`refgrad.DomainError` unless ``data > 0``."""
+        return _unary(LOG, self, ())
+
+    def tanh(self) -> Value:
+        """Hyperbolic tangent."""
+        return _unary(TANH, self, ())
+
+    def sigmoid(self) -> Value:
+        """Logistic sigmoid."""
+        return _unary(SIGMOID, self, ())
+
+    def abs(self) -> Value:
+        """``|self|``, with derivative 0 at 0 (as PyTorch)."""
+        return _unary(ABS, self, ())
+
+    def backward(self) -> None:
+        """Add d self / d node to ``node.grad`` for every node ``self`` depends on."""
+        for node, gradient in reverse_accumulate(self).items():
+            node.grad += gradient
+
+
+_new_value: Final = object.__new__
+
+
+def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, params: Params) -> Value:
+    node: Value = _new_value(Value)
+    node.data = data
+    node.grad = 0.0
+    node._first = first
+    node._second = second
+    node.op = op
+    node.params = params
+    node.label = ""
+    node._position = _next_position()
+    return node
+
+
+def _coerce(x: object) -> Value | None:
+    if isinstance(x, Value):
+        return x
+    if is_real_number(x):
+        return Value(cast("float", x))
+    return None
+
+
+def _binary(op: OpSpec, x: Value, y: Value) -> Value:
+    return _make_node(evaluate(op, (x.data, y.data)), op, x, y, ())
+
+
+def _unary(op: OpSpec, x: Value, params: Params) -> Value:
+    return _make_node(evaluate(op, (x.data,), params), op, x, None, params)

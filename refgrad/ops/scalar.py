@@ -1,0 +1,358 @@
+"""The scalar ops: one :class:`~refgrad.ops.spec.OpSpec` each, rules beside their op.
+
+Conventions at non-differentiable points follow PyTorch (``relu'(0) = 0``,
+``abs'(0) = 0``, ``d/dx x ** 0 = 0``); where PyTorch's derivative is infinite
+or NaN, refgrad's backward raises :class:`refgrad.DomainError` instead.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import sys
+from typing import Final
+
+from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, log_of
+
+__all__ = [
+    "ABS",
+    "ADD",
+    "DIV",
+    "EXP",
+    "EXP_MAX",
+    "LOG",
+    "MUL",
+    "NEG",
+    "POW",
+    "RELU",
+    "SCALAR_OPS",
+    "SIGMOID",
+    "SUB",
+    "TANH",
+    "VPOW",
+    "primal",
+]
+
+EXP_MAX: Final = math.log(sys.float_info.max)
+"""Largest ``x`` with a finite ``exp(x)`` (``log`` of the largest float)."""
+
+
+def primal(x: N) -> float:
+    """The float value of a rule operand, whether it is a float or a node."""
+    if isinstance(x, float | int):
+        return x  # the micrograd surface lets users assign ints to .data
+    return x.data
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+# add ------------------------------------------------------------------------
+def _add_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (1.0, 1.0)
+
+
+ADD: Final = OpSpec(
+    name="add",
+    arity=2,
+    params=(),
+    forward=operator.add,
+    partials=_add_partials,
+    domain=Domain("all reals with x + y finite", lambda x, y: _finite(x + y)),
+    kinks=(),
+    formula="x + y",
+    partial_formulas=("1", "1"),
+    symbol="+",
+)
+
+
+# sub ------------------------------------------------------------------------
+def _sub_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (1.0, -1.0)
+
+
+SUB: Final = OpSpec(
+    name="sub",
+    arity=2,
+    params=(),
+    forward=operator.sub,
+    partials=_sub_partials,
+    domain=Domain("all reals with x - y finite", lambda x, y: _finite(x - y)),
+    kinks=(),
+    formula="x - y",
+    partial_formulas=("1", "-1"),
+    symbol="-",
+)
+
+
+# mul ------------------------------------------------------------------------
+def _mul_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    x, y = inputs
+    return (y, x)
+
+
+MUL: Final = OpSpec(
+    name="mul",
+    arity=2,
+    params=(),
+    forward=operator.mul,
+    partials=_mul_partials,
+    domain=Domain("all reals with x * y finite", lambda x, y: _finite(x * y)),
+    kinks=(),
+    formula="x * y",
+    partial_formulas=("y", "x"),
+    symbol="*",
+)
+
+
+# div ------------------------------------------------------------------------
+def _div_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    _, y = inputs
+    # d/dy (x / y) = -x / y**2, written with the output so it costs one division.
+    return (1.0 / y, -output / y)
+
+
+DIV: Final = OpSpec(
+    name="div",
+    arity=2,
+    params=(),
+    forward=operator.truediv,
+    partials=_div_partials,
+    domain=Domain("y != 0 and x / y finite", lambda x, y: y != 0.0 and _finite(x / y)),
+    kinks=(),
+    formula="x / y",
+    partial_formulas=("1 / y", "-x / y**2"),
+    symbol="/",
+)
+
+
+# neg ------------------------------------------------------------------------
+def _neg_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (-1.0,)
+
+
+NEG: Final = OpSpec(
+    name="neg",
+    arity=1,
+    params=(),
+    forward=operator.neg,
+    partials=_neg_partials,
+    domain=Domain("all reals", lambda x: True),
+    kinks=(),
+    formula="-x",
+    partial_formulas=("-1",),
+    symbol="neg",
+)
+
+
+# pow: x ** c with a fixed number c ---------------------------------------------
+def _pow_in_domain(x: float, c: float) -> bool:
+    if x < 0.0 and not c.is_integer():
+        return False  # a negative base to a fractional power is complex
+    if x == 0.0 and c < 0.0:
+        return False  # a pole
+    try:
+        return _finite(math.pow(x, c))
+    except OverflowError:
+        return False
+
+
+def _pow_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    (x,) = inputs
+    (c,) = params
+    if c == 0.0:
+        return (0.0,)  # PyTorch: the derivative of x ** 0 is 0, even at x = 0
+    return (c * x ** (c - 1.0),)
+
+
+POW: Final = OpSpec(
+    name="pow",
+    arity=1,
+    params=("exponent",),
+    forward=math.pow,
+    partials=_pow_partials,
+    domain=Domain(
+        "x ** c real and finite: x > 0, or x == 0 with c >= 0, or x < 0 with c an integer",
+        _pow_in_domain,
+    ),
+    kinks=(
+        Kink(
+            0,
+            0.0,
+            "at x = 0 the derivative is c * 0 ** (c - 1): 0 for c == 0 or c > 1, 1 for c == 1, "
+            "infinite for c < 1 (backward raises DomainError)",
+        ),
+    ),
+    formula="x ** c",
+    partial_formulas=("c * x ** (c - 1)",),
+    symbol="**",
+)
+
+
+# vpow: x ** y where the exponent is a node too ------------------------------------
+def _vpow_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    x, y = inputs
+    at_zero = primal(x) == 0.0
+    # PyTorch's conventions at a zero base: d/dx is 0 when y == 0 and d/dy is 0 when y >= 0.
+    d_base: N | float = 0.0 if primal(y) == 0.0 else y * x ** (y - 1.0)
+    d_exponent: N | float = 0.0 if at_zero and primal(y) >= 0.0 else output * log_of(x)
+    return (d_base, d_exponent)
+
+
+VPOW: Final = OpSpec(
+    name="vpow",
+    arity=2,
+    params=(),
+    forward=math.pow,
+    partials=_vpow_partials,
+    domain=Domain(
+        "x ** y real and finite: x > 0, or x == 0 with y >= 0, or x < 0 with y an integer",
+        _pow_in_domain,
+    ),
+    kinks=(
+        Kink(
+            0,
+            0.0,
+            "at x = 0 (PyTorch): d/dx is 0 when y == 0, d/dy is 0 when y >= 0; "
+            "log(x) makes d/dy undefined for x < 0 (backward raises DomainError)",
+        ),
+    ),
+    formula="x ** y",
+    partial_formulas=("y * x ** (y - 1)", "x ** y * log(x)"),
+    symbol="**",
+)
+
+
+# exp ------------------------------------------------------------------------
+def _exp_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (output,)
+
+
+EXP: Final = OpSpec(
+    name="exp",
+    arity=1,
+    params=(),
+    forward=math.exp,
+    partials=_exp_partials,
+    domain=Domain(f"x <= {EXP_MAX!r} (exp(x) finite)", lambda x: x <= EXP_MAX),
+    kinks=(),
+    formula="exp(x)",
+    partial_formulas=("exp(x)",),
+    symbol="exp",
+)
+
+
+# log ------------------------------------------------------------------------
+def _log_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    (x,) = inputs
+    return (1.0 / x,)
+
+
+LOG: Final = OpSpec(
+    name="log",
+    arity=1,
+    params=(),
+    forward=math.log,
+    partials=_log_partials,
+    domain=Domain("x > 0", lambda x: x > 0.0),
+    kinks=(),
+    formula="log(x)",
+    partial_formulas=("1 / x",),
+    symbol="log",
+)
+
+
+# tanh -----------------------------------------------------------------------
+def _tanh_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (1.0 - output * output,)
+
+
+TANH: Final = OpSpec(
+    name="tanh",
+    arity=1,
+    params=(),
+    forward=math.tanh,
+    partials=_tanh_partials,
+    domain=Domain("all reals", lambda x: True),
+    kinks=(),
+    formula="tanh(x)",
+    partial_formulas=("1 - tanh(x)**2",),
+    symbol="tanh",
+)
+
+
+# sigmoid --------------------------------------------------------------------
+def _sigmoid(x: float) -> float:
+    # Two branches so that exp never overflows: sigmoid(-1000) is 0.0, not an error.
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _sigmoid_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (output * (1.0 - output),)
+
+
+SIGMOID: Final = OpSpec(
+    name="sigmoid",
+    arity=1,
+    params=(),
+    forward=_sigmoid,
+    partials=_sigmoid_partials,
+    domain=Domain("all reals", lambda x: True),
+    kinks=(),
+    formula="1 / (1 + exp(-x))",
+    partial_formulas=("sigmoid(x) * (1 - sigmoid(x))",),
+    symbol="sigmoid",
+)
+
+
+# relu -----------------------------------------------------------------------
+def _relu(x: float) -> float:
+    return x if x > 0.0 else 0.0
+
+
+def _relu_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    (x,) = inputs
+    return (1.0 if primal(x) > 0.0 else 0.0,)
+
+
+RELU: Final = OpSpec(
+    name="relu",
+    arity=1,
+    params=(),
+    forward=_relu,
+    partials=_relu_partials,
+    domain=Domain("all reals", lambda x: True),
+    kinks=(Kink(0, 0.0, "relu'(0) = 0 (PyTorch)"),),
+    formula="max(x, 0)",
+    partial_formulas=("1 if x > 0 else 0",),
+    symbol="ReLU",
+)
+
+
+# abs ------------------------------------------------------------------------
+def _abs_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    (x,) = inputs
+    value = primal(x)
+    return (1.0 if value > 0.0 else -1.0 if value < 0.0 else 0.0,)
+
+
+ABS: Final = OpSpec(
+    name="abs",
+    arity=1,
+    params=(),
+    forward=abs,
+    partials=_abs_partials,
+    domain=Domain("all reals", lambda x: True),
+    kinks=(Kink(0, 0.0, "abs'(0) = 0 (PyTorch's sign(0) = 0)"),),
+    formula="|x|",
+    partial_formulas=("sign(x)",),
+    symbol="abs",
+)
+
+
+SCALAR_OPS: Final = (ADD, SUB, MUL, DIV, NEG, POW, VPOW, EXP, LOG, TANH, SIGMOID, RELU, ABS)
+"""Every scalar op, in the order the registry lists them."""

@@ -1,0 +1,162 @@
+"""The shape of one registry entry.
+
+An :class:`OpSpec` is everything refgrad knows about one operation. Every
+other part of the library (the node type, reverse mode, the micrograd surface,
+the op table of ``python -m refgrad ops`` and the oracle) reads these fields;
+none of them carries a second copy of a forward or a derivative.
+
+Partial derivatives are written once, generically: the same rule is called with
+floats (first-order gradients) and with :class:`refgrad.Value` nodes (gradients
+that are graphs themselves, for higher order). A rule may return a plain float
+for a partial that is locally constant (``relu``'s step, ``add``'s ones); the
+differentiation code lifts it to a constant where it needs a node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from refgrad.value import Value
+
+__all__ = [
+    "Domain",
+    "Kink",
+    "N",
+    "OpSpec",
+    "Params",
+    "Partials",
+    "Registry",
+    "log_of",
+]
+
+Params = tuple[float, ...]
+"""Static parameters of one application of an op (the exponent of ``x ** 3``)."""
+
+N = TypeVar("N", float, "Value")
+"""A rule's number type: ``float`` for first order, ``Value`` to build graphs."""
+
+
+class Partials(Protocol):
+    """Local partial derivatives of an op: one entry per input, in order.
+
+    Called as ``rule(inputs, output, params)``, where ``inputs`` are the op's
+    operands, ``output`` is the op's result (so that ``exp``, ``tanh`` and
+    ``sigmoid`` reuse it, like JAX's ``defjvp2``) and ``params`` its static
+    parameters. All of them are floats, or all are nodes.
+    """
+
+    def __call__(self, inputs: tuple[N, ...], output: N, params: Params, /) -> tuple[N | float, ...]:
+        """Return d output / d inputs[i] for every i."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """Where an op's result is a finite real number.
+
+    ``contains(*inputs, *params)`` is true exactly when the float forward
+    succeeds with a finite result; ``description`` says the same in words and
+    is quoted in every :class:`refgrad.DomainError` the op raises.
+    """
+
+    description: str
+    contains: Callable[..., bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Kink:
+    """A point where an op is not differentiable in one of its inputs.
+
+    ``input`` is the operand's position, ``at`` the point, ``convention`` the
+    value refgrad (following PyTorch) uses for the derivative there.
+    """
+
+    input: int
+    at: float
+    convention: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OpSpec:
+    """One operation: its signature, forward, partial derivatives, domain and kinks.
+
+    Compared and hashed by identity (``eq=False``): two specs are the same op
+    only if they are the same object.
+    """
+
+    name: str
+    """Unique name, e.g. ``"mul"``."""
+    arity: int
+    """Number of ``Value`` operands."""
+    params: tuple[str, ...]
+    """Names of the static parameters, e.g. ``("exponent",)`` for ``x ** c``."""
+    forward: Callable[..., float]
+    """``forward(*inputs, *params)`` on floats; may raise or overflow outside the domain."""
+    partials: Partials
+    """Local partial derivatives, generic over floats and nodes."""
+    domain: Domain
+    """Where the result is finite, with the message used in errors."""
+    kinks: tuple[Kink, ...]
+    """Points of non-differentiability and the convention used there (may be empty)."""
+    formula: str
+    """The forward as maths for people, e.g. ``"x * y"``."""
+    partial_formulas: tuple[str, ...]
+    """Each partial derivative as maths for people, aligned with the inputs."""
+    symbol: str
+    """Short label for graph pictures and micrograd's ``_op``, e.g. ``"*"``."""
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+class Registry:
+    """The ops refgrad knows, in a fixed order. Iterating yields each :class:`OpSpec`."""
+
+    __slots__ = ("_by_name", "_specs")
+
+    def __init__(self, specs: tuple[OpSpec, ...]) -> None:
+        by_name: dict[str, OpSpec] = {}
+        for spec in specs:
+            if spec.name in by_name:
+                raise ValueError(f"duplicate op name {spec.name!r} in registry")
+            by_name[spec.name] = spec
+        self._specs = specs
+        self._by_name = by_name
+
+    def __iter__(self) -> Iterator[OpSpec]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return item in self._by_name
+        return any(item is spec for spec in self._specs)
+
+    def __getitem__(self, name: str) -> OpSpec:
+        """The op called ``name``; ``KeyError`` listing the known names otherwise."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(self._by_name)
+            raise KeyError(f"no op named {name!r}; known ops: {known}") from None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every op's name, in registry order."""
+        return tuple(self._by_name)
+
+    def __repr__(self) -> str:
+        return f"Registry({', '.join(self._by_name)})"
+
+
+def log_of(x: N) -> N:
+    """Natural logarithm of a float or of a node, for rules that need one."""
+    if isinstance(x, float):
+        return math.log(x)
+    return x.log()
