@@ -11,7 +11,7 @@ nox.options.error_on_external_run = True
 # A local CPU build of torch; an open range would fetch a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 MICROGRAD = "micrograd==0.1.0"
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "numpy"]
 
 
 def _install_oracle(session: nox.Session) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
-from typing import Final, Literal, Protocol, Self, TypeVar, overload
+from typing import Final, Literal, NoReturn, Protocol, Self, TypeVar, overload
 
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, Params
@@ -91,12 +91,14 @@ def _backward_domain_error(node: GraphNode, cause: str) -> DomainError:
     )
 
 
-def reverse_accumulate(output: NodeT) -> dict[NodeT, float]:
+def reverse_accumulate(output: NodeT, *, required: Iterable[NodeT] | None = None) -> dict[NodeT, float]:
     """d output / d node for every node ``output`` depends on, as floats.
 
     The engine's one reverse-mode loop, shared by :class:`Value` and the
     micrograd surface. Raises :class:`DomainError` naming the op whose partial
-    derivative is not finite.
+    derivative is not finite, or the first op that passed on a non-finite
+    gradient: to any node, or, when ``required`` is given, to one of those
+    nodes (a constant's gradient that overflows does not spoil the others).
     """
     order = _reverse_topological(output)
     grads: dict[NodeT, float] = {output: 1.0}
@@ -125,7 +127,8 @@ def reverse_accumulate(output: NodeT) -> dict[NodeT, float]:
         raise _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})") from None
     # One C-speed pass instead of a check per edge; the rare failure is then
     # traced to the first node (in processing order) that received a bad value.
-    if not all(map(_isfinite, grads.values())):
+    checked = grads.values() if required is None else [grads.get(node, 0.0) for node in required]
+    if not all(map(_isfinite, checked)):
         _raise_first_non_finite(order, grads)
     return grads
 
@@ -149,6 +152,7 @@ class Gradients(Mapping[Value, float]):
     """
 
     __slots__ = ("_grads",)
+    _grads: dict[Value, float]
 
     def __init__(self, grads: Mapping[Value, float]) -> None:
         """Wrap ``grads`` (copied); normally built by :meth:`Value.backward`."""
@@ -157,13 +161,19 @@ class Gradients(Mapping[Value, float]):
             if not isinstance(node, Value):
                 raise TypeError(f"Gradients keys must be Value, got {type(node).__name__}")
             copied[node] = as_finite_float(value, f"gradient of {node!r}")
-        self._grads = copied
+        object.__setattr__(self, "_grads", copied)
 
     @classmethod
     def _adopt(cls, grads: dict[Value, float]) -> Gradients:
         instance = cls.__new__(cls)
-        instance._grads = grads
+        object.__setattr__(instance, "_grads", grads)
         return instance
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"Gradients are immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"Gradients are immutable: cannot delete {name!r}")
 
     def __getitem__(self, node: Value) -> float:
         """The gradient for ``node``; ``0.0`` if the output does not depend on it."""
@@ -266,7 +276,7 @@ def grad(
     if create_graph:
         graph_grads = _reverse_accumulate_graph(output)
         return tuple(graph_grads[node] if node in graph_grads else Value(0.0) for node in nodes)
-    float_grads = reverse_accumulate(output)
+    float_grads = reverse_accumulate(output, required=nodes)
     return tuple(float_grads.get(node, 0.0) for node in nodes)
 
 
