@@ -33,9 +33,7 @@ class GraphNode(Protocol):
     def op(self) -> OpSpec | None: ...
     @property
     def params(self) -> Params: ...
-    @property
-    def inputs(self) -> tuple[Self, ...]: ...
-    # The operands, stored inline: the hot loops below read these, not ``inputs``.
+    # The operands, stored inline (the public ``inputs`` tuple is built from them).
     @property
     def _first(self) -> Self | None: ...
     @property
@@ -74,10 +72,17 @@ def _reverse_topological(output: NodeT) -> list[NodeT]:
     return sorted(seen, key=_by_position, reverse=True)
 
 
+def _operands(node: NodeT) -> tuple[NodeT, ...]:
+    first, second = node._first, node._second
+    if first is None:
+        return ()
+    return (first,) if second is None else (first, second)
+
+
 def _describe(node: GraphNode) -> str:
     op = node.op
     assert op is not None  # only called for nodes made by an op
-    operands = [repr(inp.data) for inp in node.inputs]
+    operands = [repr(inp.data) for inp in _operands(node)]
     operands += [f"{name}={value!r}" for name, value in zip(op.params, node.params, strict=True)]
     return f"{op.name}({', '.join(operands)})"
 
@@ -137,7 +142,7 @@ def _raise_first_non_finite(order: Sequence[NodeT], grads: Mapping[NodeT, float]
     # A node's cotangent is final once processed, so the first node in the order
     # whose inputs received a non-finite gradient identifies the culprit op.
     for node in order:
-        for inp in node.inputs:
+        for inp in _operands(node):
             if not _isfinite(grads[inp]):
                 raise _backward_domain_error(node, "the gradient it passes on is not finite")
     raise AssertionError("unreachable: a non-finite gradient with no op to blame")

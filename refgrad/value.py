@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final, NoReturn, cast
 
 from refgrad.errors import DomainError
@@ -84,16 +85,9 @@ def evaluate(op: OpSpec, args: tuple[float, ...], params: Params = ()) -> float:
         raw: object = op.forward(*args, *params)
     except (ArithmeticError, ValueError):
         raise _forward_domain_error(op, args, params) from None
-    if type(raw) is float:
-        result = raw
-    elif type(raw) is int:
-        # ints reach here through the micrograd surface, whose users may assign ints to .data
-        try:
-            result = float(raw)
-        except OverflowError:
-            raise _forward_domain_error(op, args, params) from None
-    else:
+    if type(raw) is not float:
         raise TypeError(f"forward of op {op.name!r} returned {type(raw).__name__}, not float")
+    result = raw
     if not _isfinite(result):
         raise _forward_domain_error(op, args, params)
     return result
@@ -113,41 +107,49 @@ class Value:
     # Operands are stored inline (_first, _second) rather than as a tuple: one
     # garbage-collected object per node instead of two halves the work Python's
     # cyclic collector does on a large live graph, and saves 56 bytes a node.
-    __slots__ = ("_first", "_position", "_second", "data", "label", "op", "params")
+    if not TYPE_CHECKING:  # type checkers see the read-only properties below instead
+        __slots__ = ("_first", "_position", "_second", "data", "label", "op", "params")
 
     # numpy defers to our reflected operators instead of building object arrays.
     __array_ufunc__: ClassVar[None] = None
 
     if TYPE_CHECKING:
         # Read-only to type checkers; at run time these are the slots above,
-        # filled in once (by __init__ or _make_node) and refused afterwards.
+        # filled in once (by __new__ or _make_node) and refused afterwards.
         @property
         def data(self) -> float:
             """The node's value, a finite float."""
+            ...
 
         @property
         def op(self) -> OpSpec | None:
             """The registry entry that computed this node; ``None`` for a leaf."""
+            ...
 
         @property
         def params(self) -> Params:
             """The op's static parameters (``(3.0,)`` for ``x ** 3``), else ``()``."""
+            ...
 
         @property
         def label(self) -> str | None:
             """An optional name, shown by ``repr`` and graph pictures."""
+            ...
 
         @property
         def _first(self) -> Value | None:
             """The first operand; ``None`` for a leaf."""
+            ...
 
         @property
         def _second(self) -> Value | None:
             """The second operand; ``None`` for a leaf or a one-operand op."""
+            ...
 
         @property
         def _position(self) -> int:
             """Place in creation order, a topological order of every graph."""
+            ...
 
     @property
     def inputs(self) -> tuple[Value, ...]:
@@ -171,8 +173,8 @@ class Value:
         node._first = None
         node._second = None
         node._position = _next_position()
-        node.__class__ = Value  # type: ignore[assignment]  # see _Building
-        return node
+        _become(node, Value)
+        return node  # type: ignore[return-value]  # _become made it a Value
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"Value is immutable: cannot set {name!r}")
@@ -306,22 +308,11 @@ class Value:
         return gradients(self)
 
 
-class _Building(Value):
-    """Value's writable twin: a node is filled in as a _Building, then becomes a Value.
+if TYPE_CHECKING:
 
-    The twin adds no slots, so Python allows switching an instance's class
-    between the two. Filling slots with plain attribute stores and switching
-    the class is several times faster than writing each slot through its
-    descriptor, and graph building is refgrad's hot path.
-    """
+    class _Building:
+        """What type checkers see of a node under construction: a writable record."""
 
-    __slots__ = ()
-    # Both halves of the type's attribute-store slot must be object's own, or
-    # every store would go through a slow Python-level dispatch.
-    __setattr__ = object.__setattr__  # type: ignore[assignment]  # writable on purpose: this is the builder
-    __delattr__ = object.__delattr__  # type: ignore[assignment]  # as above
-
-    if TYPE_CHECKING:
         data: float
         op: OpSpec | None
         params: Params
@@ -330,8 +321,27 @@ class _Building(Value):
         _second: Value | None
         _position: int
 
+else:
+
+    class _Building(Value):
+        """Value's writable twin: a node is filled in as a _Building, then becomes a Value.
+
+        The twin adds no slots, so Python allows switching an instance's class
+        between the two. Filling slots with plain attribute stores and switching
+        the class is several times faster than writing each slot through its
+        descriptor, and graph building is refgrad's hot path.
+        """
+
+        __slots__ = ()
+        # Both halves of the type's attribute-store slot must be object's own, or
+        # every store would go through a slow Python-level dispatch.
+        __setattr__ = object.__setattr__
+        __delattr__ = object.__delattr__
+
 
 _new_node: Final = object.__new__
+# object's own __class__ setter: the one write a finished node's __setattr__ would refuse.
+_become: Final = cast("Callable[[_Building, type[Value]], None]", object.__dict__["__class__"].__set__)
 
 
 def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, params: Params) -> Value:
@@ -343,8 +353,8 @@ def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, para
     node._first = first
     node._second = second
     node._position = _next_position()
-    node.__class__ = Value  # type: ignore[assignment]  # same slots, so the switch is allowed; now immutable
-    return node
+    _become(node, Value)  # same slots, so Python allows the switch; from here on it is immutable
+    return node  # type: ignore[return-value]  # _become made it a Value
 
 
 def _coerce(x: object) -> Value | None:

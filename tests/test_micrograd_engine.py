@@ -200,6 +200,25 @@ def test_graphs_make_no_reference_cycles() -> None:
         gc.enable()
 
 
+def test_writes_are_checked() -> None:
+    """data and grad take finite real numbers only; structure attributes are not writable."""
+    a = Value(1.0)
+    with pytest.raises(TypeError, match=r"Value\.data"):
+        a.data = "2"  # type: ignore[assignment]  # deliberately wrong input
+    with pytest.raises(ValueError, match=r"Value\.grad"):
+        a.grad = math.inf
+    with pytest.raises(AttributeError, match="op"):
+        a.op = None
+    with pytest.raises(AttributeError):
+        a.anything = 1  # type: ignore[attr-defined]  # deliberately unsupported
+    with pytest.raises(AttributeError):
+        del a.data
+    a.label = "a"
+    a.grad = 0
+    assert (a.data, a.grad, a.label) == (1.0, 0.0, "a")
+    assert type(a.grad) is float
+
+
 def test_int_data_assigned_by_users_still_works() -> None:
     """micrograd code may assign ints to .data; the forward and backward still work."""
     a = Value(1.0)

@@ -17,10 +17,13 @@ its leaves over-count on deep graphs).
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
-from typing import ClassVar, Final, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, Final, cast
 
 from refgrad.autodiff import reverse_accumulate
+from refgrad.errors import DomainError
 from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, SUB, TANH, VPOW, OpSpec, Params
 from refgrad.value import as_finite_float, evaluate, is_real_number
 
@@ -35,6 +38,11 @@ class Value:
 
     # Operands inline, as in refgrad.Value: one garbage-collected object per node.
     __slots__ = ("_first", "_position", "_second", "data", "grad", "label", "op", "params")
+
+    # Users may write data, grad and label; writes are checked so that a stray
+    # NaN, string or int never reaches a rule. Nodes themselves are built
+    # through _Building (below), which skips the check.
+    _WRITABLE: ClassVar[frozenset[str]] = frozenset({"data", "grad", "label"})
 
     __array_ufunc__: ClassVar[None] = None
 
@@ -60,14 +68,27 @@ class Value:
             raise TypeError("build nodes with operators; Value(data, _children, _op) is micrograd-internal")
         if not isinstance(label, str):
             raise TypeError(f"label must be a str, got {type(label).__name__}")
-        self.data = as_finite_float(data, "Value data")
-        self.grad = 0.0
-        self.op = None
-        self.params = ()
-        self.label = label
-        self._first = None
-        self._second = None
-        self._position = _next_position()
+        _write(self, "data", as_finite_float(data, "Value data"))
+        _write(self, "grad", 0.0)
+        _write(self, "op", None)
+        _write(self, "params", ())
+        _write(self, "label", label)
+        _write(self, "_first", None)
+        _write(self, "_second", None)
+        _write(self, "_position", _next_position())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name not in self._WRITABLE:
+            raise AttributeError(f"cannot set {name!r}: only data, grad and label of a Value are writable")
+        if name == "label":
+            if not isinstance(value, str):
+                raise TypeError(f"label must be a str, got {type(value).__name__}")
+            _write(self, name, value)
+        else:
+            _write(self, name, as_finite_float(value, f"Value.{name}"))
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r} of a Value")
 
     @property
     def inputs(self) -> tuple[Value, ...]:
@@ -172,14 +193,42 @@ class Value:
     def backward(self) -> None:
         """Add d self / d node to ``node.grad`` for every node ``self`` depends on."""
         for node, gradient in reverse_accumulate(self).items():
-            node.grad += gradient
+            # Sums of finite floats: written straight to the slot, past __setattr__'s check.
+            # (An overflow here would only come from a .grad already near the float limit.)
+            total = node.grad + gradient
+            if not _isfinite(total):
+                raise DomainError(f"accumulated gradient of {node!r} overflows: {node.grad!r} + {gradient!r}")
+            _set_grad(node, total)
+
+
+_write: Final = object.__setattr__
+_set_grad: Final = cast("Callable[[Value, float], None]", Value.__dict__["grad"].__set__)
+_isfinite: Final = math.isfinite
+
+
+if TYPE_CHECKING:
+    _Building = Value
+else:
+
+    class _Building(Value):
+        """Value's unchecked twin for building nodes: same slots, plain attribute stores.
+
+        Python allows switching an instance between classes with identical slots;
+        filling a node here and then switching it to Value skips the write checks,
+        which matter for users' writes, not for the engine's own.
+        """
+
+        __slots__ = ()
+        __setattr__ = object.__setattr__
+        __delattr__ = object.__delattr__
 
 
 _new_value: Final = object.__new__
+_become: Final = cast("Callable[[Value, type[Value]], None]", object.__dict__["__class__"].__set__)
 
 
 def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, params: Params) -> Value:
-    node: Value = _new_value(Value)
+    node = _new_value(_Building)
     node.data = data
     node.grad = 0.0
     node._first = first
@@ -188,6 +237,7 @@ def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, para
     node.params = params
     node.label = ""
     node._position = _next_position()
+    _become(node, Value)  # same slots: Python allows the switch
     return node
 
 

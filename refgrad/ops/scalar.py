@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, log_of
+
+if TYPE_CHECKING:
+    from refgrad.value import Value
 
 __all__ = [
     "ABS",
@@ -37,10 +40,10 @@ EXP_MAX: Final = math.log(sys.float_info.max)
 """Largest ``x`` with a finite ``exp(x)`` (``log`` of the largest float)."""
 
 
-def primal(x: N) -> float:
+def primal(x: float | Value) -> float:
     """The float value of a rule operand, whether it is a float or a node."""
     if isinstance(x, float | int):
-        return x  # the micrograd surface lets users assign ints to .data
+        return x
     return x.data
 
 
@@ -128,6 +131,10 @@ DIV: Final = OpSpec(
 
 
 # neg ------------------------------------------------------------------------
+def _negate(x: float) -> float:
+    return -x
+
+
 def _neg_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     return (-1.0,)
 
@@ -136,7 +143,7 @@ NEG: Final = OpSpec(
     name="neg",
     arity=1,
     params=(),
-    forward=operator.neg,
+    forward=_negate,
     partials=_neg_partials,
     domain=Domain("all reals", lambda x: True),
     kinks=(),
@@ -334,6 +341,10 @@ RELU: Final = OpSpec(
 
 
 # abs ------------------------------------------------------------------------
+def _absolute(x: float) -> float:
+    return abs(x)
+
+
 def _abs_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     (x,) = inputs
     value = primal(x)
@@ -344,7 +355,7 @@ ABS: Final = OpSpec(
     name="abs",
     arity=1,
     params=(),
-    forward=abs,
+    forward=_absolute,
     partials=_abs_partials,
     domain=Domain("all reals", lambda x: True),
     kinks=(Kink(0, 0.0, "abs'(0) = 0 (PyTorch's sign(0) = 0)"),),

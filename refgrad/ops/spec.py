@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     from refgrad.value import Value
@@ -155,8 +155,12 @@ class Registry:
         return f"Registry({', '.join(self._by_name)})"
 
 
-def log_of(x: N) -> N:
+@overload
+def log_of(x: float) -> float: ...
+@overload
+def log_of(x: Value) -> Value: ...
+def log_of(x: float | Value) -> float | Value:
     """Natural logarithm of a float or of a node, for rules that need one."""
-    if isinstance(x, float):
+    if isinstance(x, float | int):
         return math.log(x)
     return x.log()
