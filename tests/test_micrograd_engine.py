@@ -210,7 +210,7 @@ def test_writes_are_checked() -> None:
     with pytest.raises(AttributeError, match="op"):
         a.op = None
     with pytest.raises(AttributeError):
-        a.anything = 1  # type: ignore[attr-defined]  # deliberately unsupported
+        a.anything = 1  # deliberately unsupported
     with pytest.raises(AttributeError):
         del a.data
     a.label = "a"
