@@ -45,9 +45,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against micrograd 0.1.0 and torch scalar autograd, printed as ratios."""
+    """Benchmarks against micrograd 0.1.0 and torch scalar autograd; regenerates docs/performance.md."""
     _install_oracle(session)
-    session.install(MICROGRAD)
+    session.install(MICROGRAD, "matplotlib")
     session.run("python", "tests/benchmarks/bench_training.py", *session.posargs)
 
 
