@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-from refgrad.autodiff import Gradients, grad, hessian, jvp
+from refgrad.autodiff import Gradients, grad, hessian, jvp, nodes
 from refgrad.errors import DomainError
 from refgrad.ops import registry
 from refgrad.value import Value, apply
 
-__all__ = ["DomainError", "Gradients", "Value", "apply", "grad", "hessian", "jvp", "registry"]
+__all__ = ["DomainError", "Gradients", "Value", "apply", "grad", "hessian", "jvp", "nodes", "registry"]
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, Params
 from refgrad.value import Value, as_finite_float
 
-__all__ = ["Gradients", "GraphNode", "grad", "gradients", "hessian", "jvp", "reverse_accumulate"]
+__all__ = ["Gradients", "GraphNode", "grad", "gradients", "hessian", "jvp", "nodes", "reverse_accumulate"]
 
 
 class GraphNode(Protocol):
@@ -77,6 +77,19 @@ def _operands(node: NodeT) -> tuple[NodeT, ...]:
     if first is None:
         return ()
     return (first,) if second is None else (first, second)
+
+
+def nodes(output: Value) -> tuple[Value, ...]:
+    """Every node ``output`` depends on, itself included, in creation (topological) order.
+
+    Operands come before the nodes that use them, so a single pass in this
+    order can evaluate, count or draw the graph without recursion.
+    """
+    if not isinstance(output, Value):
+        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+    order = _reverse_topological(output)
+    order.reverse()
+    return tuple(order)
 
 
 def _describe(node: GraphNode) -> str:
