@@ -58,6 +58,7 @@ ENGINE_STYLE: dict[str, tuple[str, str]] = {
     "compat": ("refgrad.micrograd", "tab:green"),
     "micrograd": ("micrograd 0.1.0", "tab:red"),
     "torch": ("torch scalar autograd", "tab:orange"),
+    "refgrad/gc-off": ("refgrad, gc off", "tab:purple"),
 }
 SHAPE_STYLE: dict[str, tuple[str, str]] = {"chain": ("chain", "-"), "wide": ("wide sum", "--")}
 PHASE_TITLE: dict[str, str] = {

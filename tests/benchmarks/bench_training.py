@@ -56,6 +56,9 @@ ENGINE_LABEL: Final = {
     "compat": "refgrad.micrograd",
     "micrograd": "micrograd 0.1.0",
     "torch": "torch (scalar)",
+    "refgrad/gc-off": "refgrad, gc off",
+    "compat/gc-off": "refgrad.micrograd, gc off",
+    "micrograd/gc-off": "micrograd, gc off",
 }
 PHASES: Final = ("build", "backward", "create_graph", "jvp", "teardown")
 PHASE_LABEL: Final = {
@@ -100,6 +103,7 @@ class Config:
     warmup: int
     steps: int
     gc_off_engines: tuple[str, ...]
+    gc_off_scaling: tuple[str, ...]
     sizes: tuple[int, ...]
     repeats: Mapping[int, int]
     scaling_rounds: Mapping[int, int]
@@ -118,6 +122,7 @@ FULL: Final = Config(
     warmup=2,
     steps=7,
     gc_off_engines=("refgrad", "compat", "micrograd"),
+    gc_off_scaling=("refgrad",),
     sizes=(10**3, 10**4, 10**5, 10**6),
     repeats={10**3: 20, 10**4: 10, 10**5: 3, 10**6: 2},
     scaling_rounds={10**3: 2, 10**4: 2, 10**5: 2, 10**6: 1},
@@ -128,7 +133,7 @@ FULL: Final = Config(
     },
     traced_count=20_000,
     rss_count=200_000,
-    oracle_graphs=2_000,
+    oracle_graphs=300,  # a CI-profile-sized run (a few hundred examples)
     profile_steps=5,
     profile_top=12,
     recursion_upper=5_000,
@@ -138,6 +143,7 @@ QUICK: Final = Config(
     warmup=1,
     steps=2,
     gc_off_engines=("refgrad",),
+    gc_off_scaling=("refgrad",),
     sizes=(10**3, 10**4),
     repeats={10**3: 2, 10**4: 2},
     scaling_rounds={10**3: 1, 10**4: 1},
@@ -464,6 +470,11 @@ class ScalingCell(TypedDict):
 ScalingSummary = dict[str, dict[str, dict[int, ScalingCell]]]  # engine -> shape -> size -> cell
 
 
+def scaling_variants(config: Config) -> list[str]:
+    """Every engine, then the gc-off variants that show the collector's share as graphs grow."""
+    return [*ENGINES, *(variant_key(e, False) for e in config.gc_off_scaling)]
+
+
 def run_scaling(
     config: Config, failures: dict[str, str]
 ) -> tuple[dict[str, list[ScalingResult]], dict[str, RecursionProbe]]:
@@ -474,10 +485,17 @@ def run_scaling(
         for round_index in range(config.scaling_rounds[size]):
             for shape in ("chain", "wide"):
                 step += 1
-                engines = [e for e in ENGINES if size <= config.size_caps.get(e, size)]
+                engines = [e for e in scaling_variants(config) if size <= config.size_caps.get(e, size)]
                 for engine in rotated(engines, step):
                     progress(f"scaling {shape} 10**{round(math.log10(size))} round {round_index + 1}: {engine}")
-                    params = {"engine": engine, "shape": shape, "size": size, "repeats": config.repeats[size]}
+                    name, _, off = engine.partition("/")
+                    params = {
+                        "engine": name,
+                        "gc": not off,
+                        "shape": shape,
+                        "size": size,
+                        "repeats": config.repeats[size],
+                    }
                     try:
                         result = cast("ScalingResult", run_job("scaling", params))
                     except JobError as error:
@@ -536,7 +554,7 @@ def scaling_tables(
     size_header = tuple(f"10^{round(math.log10(size))}" for size in config.sizes)
     for shape, title in shape_titles.items():
         rows: list[tuple[str, ...]] = []
-        for engine in ENGINES:
+        for engine in scaling_variants(config):
             cells = summary.get(engine, {}).get(shape, {})
             for phase in PHASES:
                 values: list[str] = []
@@ -556,14 +574,15 @@ def scaling_tables(
                 if not seen:
                     continue  # a phase the engine does not have (micrograd has no jvp)
                 flat = flatness(cells, phase)
-                if not math.isnan(flat) and phase != "teardown":
+                if not math.isnan(flat) and phase != "teardown" and "/" not in engine:
                     worst_flatness[engine] = max(worst_flatness.get(engine, 0.0), flat)
                 rows.append((f"{ENGINE_LABEL[engine]} {PHASE_LABEL[phase]}", *values, fmt_ratio(flat)))
         notes = [
             "median over repeats and rounds, each (engine, shape, size) in a fresh process, engines interleaved",
             f"max/min = largest over smallest time per node across sizes; issue 6 asks <= {FLATNESS_GOAL}x",
-            "teardown = dropping the graph plus gc.collect() "
+            "teardown = dropping the graph plus gc.collect(), less an empty gc.collect() "
             "(micrograd's graph is cyclic: only the collector frees it)",
+            "'gc off' rows: the same with gc.disable() in the worker: how much of any growth is the collector's",
         ]
         notes += [reason for engine, reason in config.caps_reason.items() if engine in config.size_caps]
         if shape == "chain" and "micrograd" in probes:
