@@ -1,0 +1,150 @@
+"""micrograd's ``nn`` module, drop-in: ``Module``, ``Neuron``, ``Layer``, ``MLP``.
+
+Change ``from micrograd.nn import MLP`` to ``from refgrad.micrograd.nn import MLP``
+(and the engine import likewise) and micrograd's demo notebook runs unchanged.
+Initial weights are drawn from Python's global :mod:`random` module with
+``random.uniform(-1, 1)``, in micrograd's order (layer by layer, neuron by
+neuron, weight by weight), so under the same ``random.seed`` a model starts
+from exactly micrograd's weights. Outputs are summed in micrograd's order too
+(``b + w0*x0 + w1*x1 + ...``), so forward values match micrograd's bit for bit.
+
+The one deliberate difference: calling a neuron with the wrong number of
+inputs raises ``ValueError`` (micrograd's ``zip`` silently drops the extras or
+ignores the missing weights). For the immutable, seeded models see
+:mod:`refgrad.nn`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from refgrad.micrograd.engine import Value
+
+__all__ = ["MLP", "Layer", "Module", "Neuron"]
+
+
+def _check_size(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{what} must be at least 1, got {value}")
+    return value
+
+
+def _check_inputs(inputs: Sequence[Value | float], nin: int) -> Sequence[Value | float]:
+    if isinstance(inputs, Value):
+        raise TypeError(f"inputs must be a sequence of {nin} Values or numbers, got a single Value")
+    try:
+        count = len(inputs)
+    except TypeError:
+        raise TypeError(f"inputs must be a sequence, got {type(inputs).__name__}") from None
+    if count != nin:
+        raise ValueError(f"the neuron takes {nin} input(s), got {count}")
+    return inputs
+
+
+class Module:
+    """Base class: ``parameters()`` lists the trainable nodes, ``zero_grad()`` resets their ``grad``."""
+
+    def zero_grad(self) -> None:
+        """Set every parameter's ``grad`` to ``0`` (before the next ``backward()``)."""
+        for p in self.parameters():
+            p.grad = 0.0
+
+    def parameters(self) -> list[Value]:
+        """The trainable nodes; none for the base class."""
+        return []
+
+
+class Neuron(Module):
+    """``relu(b + sum(w * x))``, or without the ReLU when ``nonlin`` is false."""
+
+    w: list[Value]
+    """One weight per input, drawn with ``random.uniform(-1, 1)``."""
+    b: Value
+    """The bias, starting at 0."""
+    nonlin: bool
+    """Whether a ReLU follows."""
+
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
+        """A neuron of ``nin`` inputs; draws ``nin`` numbers from the global :mod:`random` state."""
+        nin = _check_size(nin, "nin")
+        if not isinstance(nonlin, bool):
+            raise TypeError(f"nonlin must be a bool, got {type(nonlin).__name__}")
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.b = Value(0)
+        self.nonlin = nonlin
+
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        """The neuron's output for the inputs ``x`` (nodes or numbers)."""
+        inputs = _check_inputs(x, len(self.w))
+        # b + w0*x0 + w1*x1 + ..., in micrograd's order so that values match it exactly.
+        activation = self.b
+        for weight, xi in zip(self.w, inputs, strict=True):
+            activation = activation + weight * xi
+        return activation.relu() if self.nonlin else activation
+
+    def parameters(self) -> list[Value]:
+        """The weights, then the bias."""
+        return [*self.w, self.b]
+
+    def __repr__(self) -> str:
+        return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
+
+
+class Layer(Module):
+    """``nout`` neurons reading the same inputs."""
+
+    neurons: list[Neuron]
+    """The layer's neurons."""
+
+    def __init__(self, nin: int, nout: int, *, nonlin: bool = True) -> None:
+        """``nout`` neurons of ``nin`` inputs (micrograd's ``**kwargs`` is its one option, ``nonlin``)."""
+        nout = _check_size(nout, "nout")
+        self.neurons = [Neuron(nin, nonlin=nonlin) for _ in range(nout)]
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        """One output per neuron, as a list; a single ``Value`` when the layer has one neuron (as micrograd)."""
+        outputs = [neuron(x) for neuron in self.neurons]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def parameters(self) -> list[Value]:
+        """Every neuron's parameters, neuron by neuron."""
+        return [p for neuron in self.neurons for p in neuron.parameters()]
+
+    def __repr__(self) -> str:
+        return f"Layer of [{', '.join(str(neuron) for neuron in self.neurons)}]"
+
+
+class MLP(Module):
+    """A multi-layer perceptron: ReLU layers of sizes ``nouts``, the last one linear."""
+
+    layers: list[Layer]
+    """The layers, first to last."""
+
+    def __init__(self, nin: int, nouts: Sequence[int]) -> None:
+        """Layers of sizes ``nouts`` after ``nin`` inputs, initialised in order from the global :mod:`random`."""
+        nin = _check_size(nin, "nin")
+        if isinstance(nouts, str | bytes) or not isinstance(nouts, Sequence):
+            raise TypeError(f"nouts must be a list of layer sizes, got {type(nouts).__name__}")
+        if not nouts:
+            raise ValueError("nouts must name at least one layer size")
+        sizes = [nin, *(_check_size(size, f"nouts[{i}]") for i, size in enumerate(nouts))]
+        last = len(nouts) - 1
+        self.layers = [Layer(sizes[i], sizes[i + 1], nonlin=i != last) for i in range(len(nouts))]
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        """The last layer's output: a single ``Value`` when it has one neuron, else a list (as micrograd)."""
+        result = self.layers[0](x)
+        for layer in self.layers[1:]:
+            # micrograd fails on a one-neuron hidden layer (zip over a bare Value); wrapping it lets it work.
+            result = layer([result] if isinstance(result, Value) else result)
+        return result
+
+    def parameters(self) -> list[Value]:
+        """Every layer's parameters, layer by layer."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def __repr__(self) -> str:
+        return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
