@@ -12,6 +12,8 @@ nox.options.error_on_external_run = True
 TORCH = "torch==2.13.0"
 MICROGRAD = "micrograd==0.1.0"
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "numpy"]
+# The viz and demo extras: graph pictures and the moons plot are tested (and type-checked) too.
+PICTURES = ["graphviz>=0.20", "matplotlib>=3.7"]
 
 
 def _install_oracle(session: nox.Session) -> None:
@@ -23,7 +25,7 @@ def _install_oracle(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over refgrad/, tests/ and noxfile.py."""
     _install_oracle(session)
-    session.install("mypy>=1.10", "nox", *TEST_TOOLS)
+    session.install("mypy>=1.10", "nox", *TEST_TOOLS, *PICTURES)
     session.run("mypy")
 
 
@@ -31,7 +33,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references."""
     _install_oracle(session)
-    session.install(MICROGRAD, *TEST_TOOLS)
+    session.install(MICROGRAD, *TEST_TOOLS, *PICTURES)
     session.run("pytest", *session.posargs)
 
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m refgrad {demo,ops}``.
+"""The command line: ``python -m refgrad {demo,ops,train}``.
 
 Exit status 0 on success, 1 when a check disagreed, 2 for usage errors (one
 line on standard error, no traceback).
@@ -40,6 +40,58 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"g = {g.data:.4f}")
     print(f"dg/da = {grad_a:.4f}")
     print(f"dg/db = {grad_b:.4f}")
+    if args.graph is not None:
+        from refgrad.viz import save
+
+        try:
+            written = save(g, args.graph, g.backward())
+        except (ImportError, RuntimeError, ValueError, OSError) as error:
+            print(f"refgrad: error: {error}", file=sys.stderr)
+            return 2
+        print(f"graph written to {written}")
+    return 0
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _train(args: argparse.Namespace) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    from refgrad.moons import DEMO_EXTRA_HINT, ProgressBar, plot, train
+
+    # Refuse a plot we cannot make before spending the training time.
+    if args.plot is not None:
+        if importlib.util.find_spec("matplotlib") is None:
+            print(f"refgrad: error: --plot needs matplotlib: {DEMO_EXTRA_HINT}", file=sys.stderr)
+            return 2
+        if not Path(args.plot).resolve().parent.is_dir():
+            print(f"refgrad: error: --plot: no directory to write {args.plot!r} into", file=sys.stderr)
+            return 2
+    bar = ProgressBar(args.steps)
+    try:
+        run = train(steps=args.steps, seed=args.seed, on_step=bar.update)
+    except KeyboardInterrupt:
+        bar.close()
+        print("refgrad: interrupted", file=sys.stderr)
+        return 130  # the shell's convention for SIGINT
+    bar.close()
+    if args.plot is not None:
+        try:
+            plot(run, args.plot)
+        except (ImportError, OSError) as error:
+            print(f"refgrad: error: {error}", file=sys.stderr)
+            return 2
+        print(f"plot written to {args.plot}")
+    print(f"final loss {run.final_loss:.6f}, accuracy {run.final_accuracy:.1%} after {args.steps} steps")
     return 0
 
 
@@ -81,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m refgrad", description="refgrad: a verified scalar autograd engine.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser("demo", help="run micrograd's README example and print its three numbers")
+    demo.add_argument("--graph", metavar="PATH", help="also draw the example's graph (.svg, .png, .pdf, or .dot)")
     demo.set_defaults(run=_demo)
+    train = commands.add_parser("train", help="train an MLP on two moons with micrograd's demo recipe")
+    train.add_argument("--steps", type=_at_least_one, default=100, help="gradient descent steps (default 100)")
+    train.add_argument("--seed", type=int, default=1337, help="seed for the data and the weights (default 1337)")
+    train.add_argument("--plot", metavar="PATH", help="write a PNG of the decision boundary and the loss curve")
+    train.set_defaults(run=_train)
     ops = commands.add_parser("ops", help="print the op registry as a table")
     ops.set_defaults(run=_ops)
     return parser
