@@ -86,6 +86,7 @@ def training(params: dict[str, object]) -> TrainingResult:
     warmup = cast("int", params["warmup"])
     steps = cast("int", params["steps"])
     gc_enabled = cast("bool", params["gc"])
+    thresholds = cast("list[int] | None", params.get("gc_thresholds"))
     engine = training_engine(name)
     engine.forward()
     nodes = engine.graph_size()
@@ -93,6 +94,8 @@ def training(params: dict[str, object]) -> TrainingResult:
     if not gc_enabled:
         gc.collect()
         gc.disable()
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
     result = TrainingResult(
         engine=name,
         gc_enabled=gc_enabled,
