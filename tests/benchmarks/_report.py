@@ -78,6 +78,7 @@ def write_plot(series: Series, path: Path, subtitle: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     phases = list(PHASE_TITLE)
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
@@ -94,6 +95,9 @@ def write_plot(series: Series, path: Path, subtitle: str) -> None:
             drawn = True
         axis.set_xscale("log")
         axis.set_yscale("log")
+        # Plain numbers: a panel spanning less than a decade would otherwise show 2 x 10^0 labels.
+        axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         axis.set_title(PHASE_TITLE[phase])
         axis.grid(True, which="both", alpha=0.3)
         axis.set_ylabel("microseconds per node")
@@ -108,29 +112,31 @@ def write_plot(series: Series, path: Path, subtitle: str) -> None:
     plt.close(figure)
 
 
-def write_training_plot(step_ms: dict[str, dict[str, float]], path: Path, subtitle: str) -> None:
-    """Stacked bars of the training step's phases, one bar per engine (log scale)."""
+def write_training_plot(
+    phase_ms: dict[str, dict[str, float]], step_ms: dict[str, float], path: Path, subtitle: str
+) -> None:
+    """Stacked bars of the training step's phases (medians), one bar per engine, labelled with the step's median."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 4))
-    names = list(step_ms)
+    names = list(phase_ms)
     phases = ["forward", "backward", "update", "release"]
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:gray"]
     left = [0.0] * len(names)
     for phase, colour in zip(phases, colours, strict=True):
-        widths = [step_ms[name][phase] for name in names]
+        widths = [phase_ms[name][phase] for name in names]
         axis.barh(names, widths, left=left, color=colour, label=phase)
         left = [a + b for a, b in zip(left, widths, strict=True)]
-    for index, total in enumerate(left):
-        axis.text(total * 1.02, index, f"{total:.0f} ms", va="center", fontsize=8)
+    for index, name in enumerate(names):
+        axis.text(left[index] * 1.02 + 5, index, f"step {step_ms[name]:.0f} ms", va="center", fontsize=8)
     axis.invert_yaxis()
-    axis.set_xlabel("milliseconds per training step (median)")
+    axis.set_xlabel("milliseconds per training step (medians of each phase)")
     axis.set_title(f"micrograd demo training step\n{subtitle}", fontsize=10)
     axis.legend(fontsize=8, loc="lower right")
-    axis.set_xlim(0, max(left) * 1.2)
+    axis.set_xlim(0, max(left) * 1.25)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
