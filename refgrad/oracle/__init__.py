@@ -1,0 +1,74 @@
+"""The oracle: random expression graphs cross-checked against PyTorch (float64) and finite differences.
+
+Needs the ``oracle`` extra (torch and hypothesis). The pieces:
+
+* :mod:`~refgrad.oracle.program`: :class:`Program`, the typed, frozen,
+  serializable graph (JSON, and a standalone script for engine and torch);
+* :mod:`~refgrad.oracle.strategies`: :func:`programs`, public hypothesis
+  strategies over every registry op;
+* :mod:`~refgrad.oracle.torch_reference` and
+  :mod:`~refgrad.oracle.finite_differences`: the two references and their
+  error models;
+* :mod:`~refgrad.oracle.engines`: the :class:`Engine` protocol and adapters
+  for refgrad, ``refgrad.micrograd`` and any micrograd-style class;
+* :mod:`~refgrad.oracle.compare`: :func:`check_program`, every check for one
+  program;
+* :mod:`~refgrad.oracle.runner`: :func:`verify`, a seeded run with per-op
+  statistics and a shrunk counterexample;
+* :mod:`~refgrad.oracle.report`: the text ``python -m refgrad verify`` prints.
+"""
+
+from __future__ import annotations
+
+from refgrad.oracle.compare import Check, Outcome, Skip, check_program
+from refgrad.oracle.engines import (
+    Engine,
+    EngineFailure,
+    EngineRun,
+    EngineSpecError,
+    MicrogradStyleEngine,
+    RefgradEngine,
+    load_engine,
+    probe,
+)
+from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
+from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
+from refgrad.oracle.runner import OpStats, VerificationReport, verify
+from refgrad.oracle.strategies import all_forms, constants, exponents, input_values, programs
+from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, TorchResult, torch_reference
+
+__all__ = [
+    "TORCH_REFERENCES",
+    "Check",
+    "Const",
+    "Engine",
+    "EngineFailure",
+    "EngineRun",
+    "EngineSpecError",
+    "FiniteDifference",
+    "FiniteDifferenceSkip",
+    "Form",
+    "MicrogradStyleEngine",
+    "OpStats",
+    "Outcome",
+    "Program",
+    "Ref",
+    "RefgradEngine",
+    "Skip",
+    "Step",
+    "TorchReference",
+    "TorchResult",
+    "VerificationReport",
+    "all_forms",
+    "check_program",
+    "constants",
+    "exponents",
+    "finite_difference",
+    "forms_of",
+    "input_values",
+    "load_engine",
+    "probe",
+    "programs",
+    "torch_reference",
+    "verify",
+]

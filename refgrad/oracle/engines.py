@@ -1,0 +1,390 @@
+"""Engine adapters: the same programs, run on any engine.
+
+An :class:`Engine` runs a :class:`~refgrad.oracle.program.Program` and reports
+every node's value and the output's gradient with respect to every node
+(:class:`EngineRun`), or how it failed. Three adapters are provided:
+
+* :class:`RefgradEngine`: refgrad's immutable ``Value`` and ``Value.backward()``;
+* :class:`MicrogradStyleEngine`: any micrograd-style class ``V`` (``V(x)``
+  makes a leaf; ``+ - * / **``, unary ``-``, numbers on either side and the
+  methods ``relu``, ``exp``, ``log``, ``tanh``, ``sigmoid``, ``abs`` where the
+  class has them build the graph; ``.data`` holds values; ``out.backward()``
+  fills ``.grad``), including ``refgrad.micrograd.engine.Value``;
+* whatever you write: anything with ``name``, ``strict``, ``run`` and ``script``.
+
+A *strict* engine promises refgrad's contract: it signals a result outside the
+finite reals by raising :class:`refgrad.DomainError`, never by returning NaN or
+infinity. Other engines may signal it by raising ``ArithmeticError`` or
+``ValueError`` or by producing a non-finite or complex number.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from refgrad.errors import DomainError
+from refgrad.ops import OpSpec, registry
+from refgrad.oracle.program import Const, Form, Program, Ref, Step
+from refgrad.oracle.surface import SURFACE
+from refgrad.value import Value, apply
+
+__all__ = [
+    "ENGINE_NAMES",
+    "Engine",
+    "EngineFailure",
+    "EngineRun",
+    "EngineSpecError",
+    "MicrogradStyleEngine",
+    "RefgradEngine",
+    "load_engine",
+    "probe",
+    "probe_program",
+]
+
+ENGINE_NAMES: Final = ("refgrad", "micrograd-compat")
+"""Engines known by name; anything else is ``MODULE:CLASS``."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFailure:
+    """How an engine failed on a program.
+
+    ``stage`` is ``"forward"`` (building node ``node``) or ``"backward"``.
+    ``domain_signal`` says whether this is the engine's way of reporting a
+    result outside the finite reals (for a strict engine: a ``DomainError``).
+    """
+
+    stage: Literal["forward", "backward"]
+    node: int | None
+    exception: str
+    message: str
+    domain_signal: bool
+
+    def describe(self) -> str:
+        """One line: what was raised, where."""
+        where = f"building node {self.node}" if self.stage == "forward" else "in backward"
+        return f"{self.exception} {where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRun:
+    """Every node's value and d output / d node, or the failure that stopped the run.
+
+    After a failure, ``values`` holds the nodes computed before it and
+    ``gradients`` is empty.
+    """
+
+    values: tuple[float, ...]
+    gradients: tuple[float, ...]
+    failure: EngineFailure | None
+
+
+class Engine(Protocol):
+    """What the oracle needs of an engine."""
+
+    @property
+    def name(self) -> str:
+        """How reports name the engine (``refgrad``, ``micrograd-compat``, ``module:Class``)."""
+        ...
+
+    @property
+    def strict(self) -> bool:
+        """Whether the engine signals out-of-domain results only by raising ``DomainError``."""
+        ...
+
+    def run(self, program: Program) -> EngineRun:
+        """Build ``program``, differentiate its output, and report values and gradients of every node."""
+        ...
+
+    def script(self, program: Program) -> str:
+        """A standalone script reproducing ``program`` on this engine and on torch."""
+        ...
+
+
+class EngineSpecError(ValueError):
+    """An ``--engine`` that does not name a usable engine."""
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a float if it is a real number (not bool); None for complex and anything else."""
+    if type(value) is float:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+class RefgradEngine:
+    """refgrad's core: immutable ``Value`` nodes, gradients from ``output.backward()``.
+
+    Steps are built with Python operators and methods (the micrograd-style
+    surface), so the run goes through ``Value``'s own dispatch. ``overrides``
+    maps op names to replacement :class:`~refgrad.ops.OpSpec` s, built with
+    :func:`refgrad.apply` instead: the oracle's self-tests use it to plant
+    wrong derivative rules.
+    """
+
+    def __init__(self, overrides: Mapping[str, OpSpec] | None = None, *, name: str = "refgrad") -> None:
+        """An adapter for refgrad's core, with optional replacement ops."""
+        self._overrides = dict(overrides or {})
+        for op, spec in self._overrides.items():
+            if op not in registry or not isinstance(spec, OpSpec):
+                raise ValueError(f"overrides must map registry op names to OpSpec, got {op!r}: {spec!r}")
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """``refgrad`` unless renamed."""
+        return self._name
+
+    @property
+    def strict(self) -> bool:
+        """refgrad raises ``DomainError`` and never returns a non-finite number."""
+        return True
+
+    def _build(self, step: Step, operands: list[Value | float]) -> Value:
+        override = self._overrides.get(step.op)
+        spelling = SURFACE.get(step.op)
+        if override is not None or spelling is None:
+            return apply(override or registry[step.op], *operands, params=step.params)
+        built = spelling.build(*operands, *step.params)
+        if not isinstance(built, Value):
+            raise TypeError(f"{step.op} built a {type(built).__name__}, not a Value")
+        return built
+
+    def run(self, program: Program) -> EngineRun:
+        """Build with ``Value``, differentiate with ``output.backward()``."""
+        nodes = [Value(x) for x in program.inputs]
+        for index, step in enumerate(program.steps):
+            operands: list[Value | float] = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+            try:
+                nodes.append(self._build(step, operands))
+            except Exception as error:  # any exception is a finding; the oracle reports it
+                node = len(program.inputs) + index
+                values = tuple(n.data for n in nodes)
+                return EngineRun(values, (), _failure("forward", node, error, isinstance(error, DomainError)))
+        values = tuple(n.data for n in nodes)
+        try:
+            gradients = nodes[-1].backward()
+        except Exception as error:  # as above
+            return EngineRun(values, (), _failure("backward", None, error, isinstance(error, DomainError)))
+        return EngineRun(values, tuple(gradients[n] for n in nodes), None)
+
+    def script(self, program: Program) -> str:
+        """The script, using ``refgrad.Value`` and ``refgrad.grad``."""
+        text = program.to_script(engine_import="from refgrad import Value, grad", differentiate="grad")
+        if self._overrides:
+            replaced = ", ".join(sorted(self._overrides))
+            note = f"# note: the oracle ran this with replaced rules for {replaced}; the script uses the registry's"
+            text = f"{note}\n{text}"
+        return text
+
+
+def _failure(stage: Literal["forward", "backward"], node: int | None, error: Exception, signal: bool) -> EngineFailure:
+    message = str(error).splitlines()[0] if str(error) else ""
+    return EngineFailure(stage, node, type(error).__name__, message[:300], signal)
+
+
+class MicrogradStyleEngine:
+    """Any micrograd-style class: ``V(x)`` leaves, operators and methods, ``.data``, ``.backward()``, ``.grad``.
+
+    ``strict=True`` holds the class to refgrad's contract (``DomainError``,
+    never a non-finite number); otherwise raising ``ArithmeticError`` or
+    ``ValueError`` or producing a non-finite or complex number all count as
+    the engine saying "not a finite real number".
+    """
+
+    def __init__(self, cls: type, *, name: str | None = None, strict: bool = False) -> None:
+        """An adapter for ``cls``, reported as ``name`` (default ``module:Class``)."""
+        if not isinstance(cls, type):
+            raise TypeError(f"a micrograd-style engine is a class, got {type(cls).__name__}")
+        self._cls: Callable[[float], object] = cls
+        self._module = cls.__module__
+        self._class_name = cls.__qualname__
+        self._name = name or f"{cls.__module__}:{cls.__qualname__}"
+        self._strict = strict
+        self._signals: tuple[type[Exception], ...] = (DomainError,) if strict else (ArithmeticError, ValueError)
+        self._abs_method = callable(getattr(cls, "abs", None))
+        self._has_abs = self._abs_method or callable(getattr(cls, "__abs__", None))
+
+    @property
+    def name(self) -> str:
+        """``module:Class`` unless named."""
+        return self._name
+
+    @property
+    def strict(self) -> bool:
+        """Whether the class promises refgrad's ``DomainError`` contract."""
+        return self._strict
+
+    def missing(self, op: str) -> str | None:
+        """Why the class cannot express ``op`` at all (a missing method), or None."""
+        spelling = SURFACE.get(op)
+        if spelling is None:
+            return f"no micrograd-style spelling for op {op!r}"
+        if op == "abs":
+            return None if self._has_abs else "no abs method and no __abs__"
+        if spelling.method is not None and not callable(getattr(self._cls, spelling.method, None)):
+            return f"no method {spelling.method!r}"
+        return None
+
+    def _read(self, node: object, attribute: str) -> float | str:
+        """The attribute as a float, or a description of why it is not one."""
+        if not hasattr(node, attribute):
+            return f"the node has no .{attribute}"
+        raw = getattr(node, attribute)
+        value = _real(raw)
+        if value is None:
+            return f".{attribute} is {type(raw).__name__} {raw!r:.60}, not a real number"
+        return value
+
+    def run(self, program: Program) -> EngineRun:
+        """Build with the class's operators and methods, then ``out.backward()`` and read ``.grad``."""
+        nodes: list[object] = []
+        values: list[float] = []
+        try:
+            for x in program.inputs:
+                nodes.append(self._cls(x))
+        except Exception as error:  # any exception is a finding
+            return EngineRun((), (), _failure("forward", 0, error, False))
+        values = list(program.inputs)
+        for index, step in enumerate(program.steps):
+            node = len(program.inputs) + index
+            operands = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+            try:
+                if step.op == "abs" and not self._abs_method:
+                    built: object = abs(operands[0])  # type: ignore[arg-type]  # probed: the class has __abs__
+                else:
+                    built = SURFACE[step.op].build(*operands, *step.params)
+            except Exception as error:  # any exception is a finding
+                return EngineRun(tuple(values), (), _failure("forward", node, error, isinstance(error, self._signals)))
+            value = self._read(built, "data")
+            if isinstance(value, str) or not math.isfinite(value):
+                return EngineRun(tuple(values), (), self._bad_number("forward", node, value))
+            nodes.append(built)
+            values.append(value)
+        try:
+            nodes[-1].backward()  # type: ignore[attr-defined]  # the micrograd-style protocol
+        except Exception as error:  # any exception is a finding
+            return EngineRun(tuple(values), (), _failure("backward", None, error, isinstance(error, self._signals)))
+        gradients: list[float] = []
+        for built_node in nodes:
+            gradient = self._read(built_node, "grad")
+            if isinstance(gradient, str) or not math.isfinite(gradient):
+                return EngineRun(tuple(values), (), self._bad_number("backward", None, gradient))
+            gradients.append(gradient)
+        return EngineRun(tuple(values), tuple(gradients), None)
+
+    def _bad_number(self, stage: Literal["forward", "backward"], node: int | None, value: float | str) -> EngineFailure:
+        what = value if isinstance(value, str) else f"{value!r}"
+        complex_number = isinstance(value, str) and " complex " in value
+        # A strict engine must raise; others may say "not finite" with the number itself.
+        signal = not self._strict and (complex_number or isinstance(value, float))
+        return EngineFailure(stage, node, "non-finite result", f"the engine produced {what} without raising", signal)
+
+    def script(self, program: Program) -> str:
+        """The script, importing the class as ``Value`` and differentiating with ``.backward()``."""
+        alias = "" if self._class_name == "Value" else " as Value"
+        return program.to_script(
+            engine_import=f"from {self._module} import {self._class_name}{alias}",
+            differentiate="backward",
+            abs_method=self._abs_method,
+        )
+
+
+def load_engine(spec: str) -> Engine:
+    """The engine named by ``spec``: ``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``.
+
+    ``MODULE`` is imported with the current directory on the path.
+    :class:`EngineSpecError` (one line) when that fails.
+    """
+    if spec == "refgrad":
+        return RefgradEngine()
+    if spec == "micrograd-compat":
+        from refgrad.micrograd.engine import Value as CompatValue
+
+        return MicrogradStyleEngine(CompatValue, name="micrograd-compat", strict=True)
+    module_name, colon, class_name = spec.partition(":")
+    if not colon or not module_name or not class_name:
+        raise EngineSpecError(f"unknown engine {spec!r}: use refgrad, micrograd-compat or MODULE:CLASS")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # whatever importing user code raises is a usage error here
+        raise EngineSpecError(f"cannot import module {module_name!r} for --engine {spec}: {error}") from None
+    found: object = module
+    for part in class_name.split("."):
+        if not hasattr(found, part):
+            raise EngineSpecError(f"module {module_name!r} has no attribute {class_name!r} (--engine {spec})")
+        found = getattr(found, part)
+    if not isinstance(found, type):
+        raise EngineSpecError(f"--engine {spec}: {class_name!r} is a {type(found).__name__}, not a class")
+    return MicrogradStyleEngine(found, name=spec)
+
+
+_PROBE_VALUES: Final = (1.5, 0.75, 2.0, 0.5, 3.0)
+_PROBE_EXPONENTS: Final = (2.0, 3.0)
+
+
+def probe_program(op: str, form: Form) -> Program:
+    """A one-step in-domain program using ``op`` in ``form`` (on two inputs, so both operands are distinct)."""
+    spec = registry[op]
+    for first in _PROBE_VALUES:
+        for second in _PROBE_VALUES:
+            for exponent in _PROBE_EXPONENTS:
+                params = (exponent,) * len(spec.params)
+                args = (first, second)[: spec.arity]
+                if not spec.domain.contains(*args, *params):
+                    continue
+                operands = tuple(
+                    Ref(position) if kind == "node" else Const(args[position]) for position, kind in enumerate(form)
+                )
+                # Nothing but the op itself: an engine lacking other ops is still probed fairly.
+                return Program((first, second), (Step(op, operands, params),))
+    raise ValueError(f"no probe point found for op {op!r}")
+
+
+def probe(engine: Engine, forms: Iterable[tuple[str, Form]]) -> dict[tuple[str, Form], str]:
+    """The (op, form) pairs ``engine`` cannot run, each with the reason.
+
+    A strict engine promises every registry op and is not probed. Others are
+    asked first for the methods they need, then run on a small in-domain
+    program per pair: any failure other than a domain signal means "unsupported".
+    """
+    unsupported: dict[tuple[str, Form], str] = {}
+    if engine.strict:
+        return unsupported
+    missing = engine.missing if isinstance(engine, MicrogradStyleEngine) else None
+    for op, form in forms:
+        reason = missing(op) if missing is not None else None
+        if reason is None:
+            run = engine.run(probe_program(op, form))
+            if run.failure is not None and not run.failure.domain_signal:
+                reason = run.failure.describe()
+        if reason is not None:
+            unsupported[(op, form)] = reason
+    return unsupported
+
+
+def describe_form(op: str, form: Form) -> str:
+    """``vpow (const ** node)``-style text for reports."""
+    symbol = {"node": "x", "const": "c"}
+    if len(form) == 1:
+        return op
+    return f"{op} ({symbol[form[0]]}, {symbol[form[1]]})"
+
+
+def unsupported_ops(unsupported: Mapping[tuple[str, Form], str], forms: Sequence[tuple[str, Form]]) -> list[str]:
+    """Names of ops none of whose forms are supported."""
+    by_op: dict[str, list[bool]] = {}
+    for pair in forms:
+        by_op.setdefault(pair[0], []).append(pair in unsupported)
+    return [op for op, flags in by_op.items() if all(flags)]

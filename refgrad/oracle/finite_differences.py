@@ -1,0 +1,201 @@
+"""Reference 2: central finite differences on the registry's float forwards, with Richardson extrapolation.
+
+For input ``x`` of a program ``f`` (the other inputs held fixed) and a step ``h``::
+
+    D(h) = (f(x + h) - f(x - h)) / ((x + h) - (x - h))      # the actual, representable step
+    R    = D(h/2) + (D(h/2) - D(h)) / 3                     # Richardson: cancels the h**2 term
+
+**Error model.** ``D(h) = f'(x) + a*h**2 + O(h**4)``, so ``D(h) - D(h/2)`` is
+``(3/4)*a*h**2`` and ``|D(h) - D(h/2)| / 3`` estimates the truncation error of
+``D(h/2)``; ``R`` is more accurate still, so this is a safe bound for it. If
+each evaluation of ``f`` is off by at most ``E`` (rounding), ``D(h)`` is off by
+``E/h`` and ``D(h/2)`` by ``2E/h``, so ``R`` by at most ``(4*2E/h + E/h)/3 = 3E/h``.
+The bound is their sum::
+
+    bound = |D(h) - D(h/2)| / 3 + 3 * E / h
+
+That expansion only holds once ``h`` is small against the scale on which ``f``
+bends (``tanh(1e100 * x)`` at 0 is a step function for every representable
+``h``). So a third difference ``D(h/4)`` is computed too, and the estimate is
+used only if the differences shrink as the expansion says: ``D(h) - D(h/2)``
+over ``D(h/2) - D(h/4)`` between 2 and 20 (4 for an ``h**2`` error, 16 for
+``h**4``), or both are within rounding noise. Then ``R`` and its bound come from
+the finer pair ``(h/2, h/4)``.
+
+``E`` comes from the torch reference's error model for the output value (its
+tolerance), and is at least ``(2 * U * max|f| + 2**-1074) * steps``: one
+relative rounding per step, or one absolute one where values are subnormal. The step is
+``h = cbrt(eps) * max(1, |x|)``: it balances a truncation error of order
+``h**2`` against a rounding error of order ``eps / h``.
+
+**Kinks and boundaries.** Finite differences mean nothing across a kink
+(``relu`` at 0) or a hole in a domain (``1 / y`` at ``y = 0``). Before trusting
+a stencil, every node's operands are compared at the five points: if any
+operand of an op crosses one of the op's kinks (from the registry) or a point
+where the op's domain has a hole (``domain.contains`` false with that operand
+at 0) or comes within half its distance to it (or moves twice as far away),
+or an evaluation leaves a domain, the step is divided by 4 and tried again,
+down to ``h / 4**10``. An input still that close to a kink is skipped and
+counted, with the op to blame; the torch comparison still covers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from refgrad.errors import DomainError
+from refgrad.ops import registry
+from refgrad.oracle.program import Program, Ref
+from refgrad.oracle.torch_reference import U
+from refgrad.value import evaluate
+
+__all__ = ["FiniteDifference", "FiniteDifferenceSkip", "finite_difference", "initial_step"]
+
+_EPS: Final = 2.0**-52
+_STEP: Final = _EPS ** (1.0 / 3.0)
+_REFINEMENTS: Final = 10
+_SUBNORMAL: Final = 2.0**-1074  # the spacing of floats below the normal range
+
+
+@dataclass(frozen=True, slots=True)
+class FiniteDifference:
+    """An estimate of d output / d input and a bound on its error."""
+
+    estimate: float
+    error_bound: float
+    step: float
+
+
+@dataclass(frozen=True, slots=True)
+class FiniteDifferenceSkip:
+    """Why an input got no estimate: node ``node`` (op ``op``) is a step from a kink or boundary, or no step converged.
+
+    For ``"not converging"``, ``node`` is the input and ``op`` is None.
+    """
+
+    reason: Literal["kink", "domain boundary", "not converging"]
+    node: int
+    op: str | None
+
+
+def initial_step(x: float) -> float:
+    """The first step tried at ``x``: ``cbrt(eps) * max(1, |x|)``."""
+    return _STEP * max(1.0, abs(x))
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    node: int
+    position: int
+    at: float
+    reason: Literal["kink", "domain boundary"]
+
+
+def _watches(program: Program, values: Sequence[float]) -> list[_Watch]:
+    """The (operand, point) pairs whose side must not change across a stencil."""
+    found = []
+    for index, step in enumerate(program.steps):
+        node = len(program.inputs) + index
+        spec = registry[step.op]
+        args = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        for kink in spec.kinks:
+            if isinstance(step.operands[kink.input], Ref):
+                found.append(_Watch(node, kink.input, kink.at, "kink"))
+        for position, operand in enumerate(step.operands):
+            if isinstance(operand, Ref):
+                at_zero = list(args)
+                at_zero[position] = 0.0
+                if not spec.domain.contains(*at_zero, *step.params):
+                    found.append(_Watch(node, position, 0.0, "domain boundary"))
+    return found
+
+
+def _evaluate(program: Program, inputs: list[float]) -> list[float] | int:
+    """Every node's value, or the node whose op left its domain."""
+    values = list(inputs)
+    for index, step in enumerate(program.steps):
+        args = tuple(values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+        try:
+            values.append(evaluate(registry[step.op], args, step.params))
+        except DomainError:
+            return len(program.inputs) + index
+    return values
+
+
+def finite_difference(
+    program: Program, input_index: int, value_error: float, center: Sequence[float] | None = None
+) -> FiniteDifference | FiniteDifferenceSkip:
+    """d output / d input ``input_index`` by Richardson-extrapolated central differences.
+
+    ``value_error`` bounds the rounding error of evaluating the output (the
+    torch reference's value tolerance); ``center`` may pass the node values at
+    the program's own inputs if already computed.
+    """
+    values = program.evaluate() if center is None else center
+    watches = _watches(program, values)
+    centers = [_operand_value(program, values, w) - w.at for w in watches]
+    x = program.inputs[input_index]
+    h0 = initial_step(x)
+    skip = FiniteDifferenceSkip("not converging", input_index, None)
+    for refinement in range(_REFINEMENTS + 1):
+        h = h0 / 4.0**refinement
+        outputs: list[float] = []
+        points = (x + h, x - h, x + h / 2, x - h / 2, x + h / 4, x - h / 4)
+        for point in points:
+            shifted = list(program.inputs)
+            shifted[input_index] = point
+            result = _evaluate(program, shifted)
+            if isinstance(result, int):
+                step = program.step_of(result)
+                assert step is not None
+                skip = FiniteDifferenceSkip("domain boundary", result, step.op)
+                break
+            crossed = _first_crossing(program, result, watches, centers)
+            if crossed is not None:
+                skip = crossed
+                break
+            outputs.append(result[-1])
+        else:
+            largest = max(abs(value) for value in outputs)
+            # At least one rounding per step, relative or (below the normal range) absolute.
+            evaluation_error = max(value_error, (2.0 * U * largest + _SUBNORMAL) * len(program.steps))
+            wide, middle, narrow = ((outputs[i] - outputs[i + 1]) / (points[i] - points[i + 1]) for i in (0, 2, 4))
+            if _converging(wide - middle, middle - narrow, noise=evaluation_error / (h / 4)):
+                estimate = narrow + (narrow - middle) / 3.0
+                bound = abs(middle - narrow) / 3.0 + 3.0 * evaluation_error / (h / 2)
+                return FiniteDifference(estimate, bound, h / 2)
+            skip = FiniteDifferenceSkip("not converging", input_index, None)
+    return skip
+
+
+def _converging(coarse: float, fine: float, *, noise: float) -> bool:
+    """Whether successive differences shrink like h**2 (ratio 4) to h**4 (16), or are rounding noise."""
+    if abs(fine) <= 4.0 * noise and abs(coarse) <= 16.0 * noise:
+        return True
+    return fine != 0.0 and 2.0 <= coarse / fine <= 20.0
+
+
+def _operand_value(program: Program, values: Sequence[float], watch: _Watch) -> float:
+    step = program.step_of(watch.node)
+    assert step is not None
+    operand = step.operands[watch.position]
+    assert isinstance(operand, Ref)
+    return values[operand.node]
+
+
+def _first_crossing(
+    program: Program, values: Sequence[float], watches: Sequence[_Watch], centers: Sequence[float]
+) -> FiniteDifferenceSkip | None:
+    """The first watched operand that crossed its point, or came within (or left) half its distance to it."""
+    for watch, center in zip(watches, centers, strict=True):
+        offset = _operand_value(program, values, watch) - watch.at
+        # Same side, and no more than twice as close or as far: a stencil that
+        # brings x**-1's operand x**4 from 1e-120 to 1e-21 sees a symmetric
+        # pole, not a slope, even though nothing changed sign.
+        if not (offset * center > 0.0 and 0.5 <= offset / center <= 2.0):
+            step = program.step_of(watch.node)
+            assert step is not None
+            return FiniteDifferenceSkip(watch.reason, watch.node, step.op)
+    return None

@@ -1,0 +1,360 @@
+"""Programs: expression graphs as plain, typed, frozen data.
+
+A :class:`Program` is what the oracle draws, checks, shrinks and prints. It
+holds concrete input values and a sequence of :class:`Step` s; each step
+applies one registry op to earlier nodes (:class:`Ref`) or to numbers written
+into the program (:class:`Const`). Nodes are numbered in creation order: the
+inputs first (``0 .. len(inputs) - 1``), then one node per step; the last step
+is the output. A node may feed any number of later steps, and both operands of
+one step (``x * x``).
+
+Programs compare by value, serialize to JSON (:meth:`Program.to_json`,
+:meth:`Program.from_json`) and print as a short standalone Python script that
+runs the same computation on an engine and on PyTorch (:meth:`Program.to_script`).
+This module needs neither torch nor hypothesis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from refgrad.ops import registry
+from refgrad.value import evaluate
+
+__all__ = [
+    "Const",
+    "Form",
+    "OperandKind",
+    "Program",
+    "Ref",
+    "Step",
+    "forms_of",
+]
+
+OperandKind = Literal["node", "const"]
+"""Whether an operand is an earlier node or a number written into the program."""
+
+Form = tuple[OperandKind, ...]
+"""The kinds of a step's operands, e.g. ``("const", "node")`` for ``2.0 * x``."""
+
+# ``x ** c`` with a number ``c`` is op ``pow`` (a static parameter), so ``vpow``
+# only ever takes a node as its exponent: ``x ** y`` and ``c ** y``.
+_NODE_ONLY_OPERANDS: Final[Mapping[str, tuple[int, ...]]] = {"vpow": (1,)}
+
+
+def forms_of(op: str) -> tuple[Form, ...]:
+    """The operand forms a program may use for registry op ``op``, most basic first.
+
+    Unary ops take a node; binary ops take two nodes or a number on either
+    side, except that ``vpow``'s exponent is always a node (``x ** c`` is ``pow``).
+    """
+    spec = registry[op]
+    if spec.arity == 1:
+        return (("node",),)
+    node_only = _NODE_ONLY_OPERANDS.get(op, ())
+    forms: list[Form] = [("node", "node")]
+    if 1 not in node_only:
+        forms.append(("node", "const"))
+    if 0 not in node_only:
+        forms.append(("const", "node"))
+    return tuple(forms)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """An operand that is an earlier node: an input (``node < len(inputs)``) or a step's result."""
+
+    node: int
+
+    def __post_init__(self) -> None:
+        if type(self.node) is not int or self.node < 0:
+            raise ValueError(f"Ref.node must be a non-negative int, got {self.node!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """An operand that is a number written into the program (a constant leaf)."""
+
+    value: float
+
+    def __post_init__(self) -> None:
+        if type(self.value) is not float or not math.isfinite(self.value):
+            raise ValueError(f"Const.value must be a finite float, got {self.value!r}")
+
+
+Operand = Ref | Const
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One application of the registry op named ``op`` to ``operands``, with static ``params``."""
+
+    op: str
+    operands: tuple[Operand, ...]
+    params: tuple[float, ...] = ()
+
+    @property
+    def form(self) -> Form:
+        """The kinds of the operands, e.g. ``("node", "const")``."""
+        return tuple("node" if isinstance(operand, Ref) else "const" for operand in self.operands)
+
+
+def _check_float(value: object, what: str) -> float:
+    if type(value) is not float or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite float, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """An expression graph with concrete inputs: ``inputs``, then ``steps``; the last step is the output.
+
+    Construction checks everything: op names exist in the registry, arities
+    and parameter counts match, operands refer to earlier nodes, every step has
+    at least one node operand, and all numbers are finite floats.
+    """
+
+    inputs: tuple[float, ...]
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        # Checked at run time too: programs also come from JSON and from untyped callers.
+        inputs: object = self.inputs
+        steps: object = self.steps
+        if not isinstance(inputs, tuple) or not inputs:
+            raise ValueError("a program needs at least one input (a non-empty tuple of floats)")
+        for position, value in enumerate(self.inputs):
+            _check_float(value, f"input {position}")
+        if not isinstance(steps, tuple) or not steps:
+            raise ValueError("a program needs at least one step (a non-empty tuple of Step)")
+        for index, step in enumerate(self.steps):
+            self._check_step(len(self.inputs) + index, step)
+
+    @staticmethod
+    def _check_step(node: int, candidate: object) -> None:
+        if not isinstance(candidate, Step):
+            raise TypeError(f"node {node}: steps must be Step, got {type(candidate).__name__}")
+        step = candidate
+        operands: object = step.operands
+        params: object = step.params
+        if step.op not in registry:
+            raise ValueError(f"node {node}: no op named {step.op!r}; known ops: {', '.join(registry.names)}")
+        spec = registry[step.op]
+        if not isinstance(operands, tuple) or len(operands) != spec.arity:
+            raise ValueError(f"node {node}: op {step.op!r} takes {spec.arity} operand(s), got {step.operands!r}")
+        if not isinstance(params, tuple) or len(params) != len(spec.params):
+            raise ValueError(f"node {node}: op {step.op!r} takes parameters {spec.params}, got {step.params!r}")
+        for name, value in zip(spec.params, step.params, strict=True):
+            _check_float(value, f"node {node}: parameter {name!r}")
+        for operand in step.operands:
+            if isinstance(operand, Ref):
+                if operand.node >= node:
+                    raise ValueError(f"node {node}: operand refers to node {operand.node}, which is not earlier")
+            elif not isinstance(operand, Const):
+                raise TypeError(f"node {node}: operands must be Ref or Const, got {type(operand).__name__}")
+        if step.form not in forms_of(step.op):
+            raise ValueError(f"node {node}: op {step.op!r} does not take operands of form {step.form}")
+
+    # Shape ------------------------------------------------------------------------------
+
+    @property
+    def node_count(self) -> int:
+        """Inputs plus steps."""
+        return len(self.inputs) + len(self.steps)
+
+    @property
+    def output(self) -> int:
+        """The output's node number (the last step)."""
+        return self.node_count - 1
+
+    def step_of(self, node: int) -> Step | None:
+        """The step that computes ``node``; ``None`` for an input."""
+        index = node - len(self.inputs)
+        return self.steps[index] if index >= 0 else None
+
+    def consumers(self) -> tuple[tuple[int, ...], ...]:
+        """For each node, the nodes whose steps use it (once per use: ``x * x`` lists its node twice)."""
+        users: list[list[int]] = [[] for _ in range(self.node_count)]
+        for index, step in enumerate(self.steps):
+            for operand in step.operands:
+                if isinstance(operand, Ref):
+                    users[operand.node].append(len(self.inputs) + index)
+        return tuple(tuple(found) for found in users)
+
+    def live(self) -> tuple[bool, ...]:
+        """For each node, whether the output depends on it."""
+        alive = [False] * self.node_count
+        alive[self.output] = True
+        for node in range(self.output, len(self.inputs) - 1, -1):
+            step = self.step_of(node)
+            if not alive[node] or step is None:
+                continue
+            for operand in step.operands:
+                if isinstance(operand, Ref):
+                    alive[operand.node] = True
+        return tuple(alive)
+
+    def depth(self) -> int:
+        """Ops on the longest path from an input to the output."""
+        depths = [0] * self.node_count
+        for index, step in enumerate(self.steps):
+            below = [depths[operand.node] for operand in step.operands if isinstance(operand, Ref)]
+            depths[len(self.inputs) + index] = 1 + max(below)
+        return depths[self.output]
+
+    def ops(self) -> frozenset[str]:
+        """The names of the ops the program uses."""
+        return frozenset(step.op for step in self.steps)
+
+    # Float forward ----------------------------------------------------------------------
+
+    def evaluate(self, inputs: Sequence[float] | None = None) -> tuple[float, ...]:
+        """Every node's value by the registry's float forwards; :class:`refgrad.DomainError` outside a domain.
+
+        ``inputs`` replaces the program's own input values (finite differences
+        evaluate the same program at nearby points).
+        """
+        values = list(self.inputs if inputs is None else inputs)
+        if len(values) != len(self.inputs):
+            raise ValueError(f"the program has {len(self.inputs)} inputs, got {len(values)} values")
+        for step in self.steps:
+            args = tuple(values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+            values.append(evaluate(registry[step.op], args, step.params))
+        return tuple(values)
+
+    # JSON -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dictionary: ``{"inputs": [...], "steps": [{"op", "operands", "params"}]}``."""
+        steps: list[dict[str, object]] = []
+        for step in self.steps:
+            operands: list[dict[str, object]] = [
+                {"node": o.node} if isinstance(o, Ref) else {"const": o.value} for o in step.operands
+            ]
+            steps.append({"op": step.op, "operands": operands, "params": list(step.params)})
+        return {"inputs": list(self.inputs), "steps": steps}
+
+    def to_json(self) -> str:
+        """The program as JSON text (floats round-trip exactly)."""
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Program:
+        """The program described by ``data`` (as produced by :meth:`to_dict`); ``ValueError`` if malformed."""
+        if not isinstance(data, dict) or set(data) != {"inputs", "steps"}:
+            raise ValueError("a program is an object with exactly the keys 'inputs' and 'steps'")
+        raw_inputs, raw_steps = data["inputs"], data["steps"]
+        if not isinstance(raw_inputs, list) or not isinstance(raw_steps, list):
+            raise ValueError("'inputs' and 'steps' must be lists")
+        inputs = tuple(_number(value, f"input {i}") for i, value in enumerate(raw_inputs))
+        steps: list[Step] = []
+        for index, raw in enumerate(raw_steps):
+            if not isinstance(raw, dict) or set(raw) != {"op", "operands", "params"}:
+                raise ValueError(f"step {index} must have exactly the keys 'op', 'operands' and 'params'")
+            op, raw_operands, raw_params = raw["op"], raw["operands"], raw["params"]
+            if not isinstance(op, str) or not isinstance(raw_operands, list) or not isinstance(raw_params, list):
+                raise ValueError(f"step {index}: 'op' must be a string, 'operands' and 'params' lists")
+            operands = tuple(_operand(item, f"step {index}") for item in raw_operands)
+            params = tuple(_number(value, f"step {index} parameter") for value in raw_params)
+            steps.append(Step(op, operands, params))
+        return cls(inputs, tuple(steps))
+
+    @classmethod
+    def from_json(cls, text: str) -> Program:
+        """The program in ``text`` (as produced by :meth:`to_json`)."""
+        return cls.from_dict(json.loads(text))
+
+    # Script -----------------------------------------------------------------------------
+
+    def expression_lines(self, *, abs_method: bool = True) -> list[str]:
+        """The body of ``f(x0, x1, ...)``: one assignment per step, micrograd-style syntax.
+
+        The same text runs on any micrograd-style class and on torch tensors:
+        ``+ - * / **``, unary ``-`` and the methods ``exp``, ``log``, ``tanh``,
+        ``sigmoid``, ``relu`` and ``abs`` (or the builtin ``abs()`` when
+        ``abs_method`` is false).
+        """
+        from refgrad.oracle.surface import spell
+
+        lines = []
+        for index, step in enumerate(self.steps):
+            operands = [
+                _name(o.node, len(self.inputs)) if isinstance(o, Ref) else _literal(o.value) for o in step.operands
+            ]
+            params = [_literal(value) for value in step.params]
+            node = len(self.inputs) + index
+            lines.append(f"{_name(node, len(self.inputs))} = {spell(step.op, operands, params, abs_method=abs_method)}")
+        return lines
+
+    def to_script(
+        self,
+        *,
+        engine_import: str = "from refgrad import Value, grad",
+        differentiate: str = "grad",
+        abs_method: bool = True,
+    ) -> str:
+        """A standalone Python script computing the program on an engine and on torch (float64).
+
+        ``engine_import`` must bind ``Value``; ``differentiate`` is ``"grad"``
+        (``refgrad.grad(out, xs)``) or ``"backward"`` (micrograd-style
+        ``out.backward()`` then each input's ``.grad``).
+        """
+        if differentiate not in ("grad", "backward"):
+            raise ValueError(f"differentiate must be 'grad' or 'backward', got {differentiate!r}")
+        names = [_name(i, len(self.inputs)) for i in range(len(self.inputs))]
+        body = "\n".join(f"    {line}" for line in self.expression_lines(abs_method=abs_method))
+        engine_grads = "list(grad(out, xs))" if differentiate == "grad" else "[x.grad for x in xs]"
+        backward = "" if differentiate == "grad" else "out.backward()\n"
+        inputs = ", ".join(_literal(value, parenthesize=False) for value in self.inputs)
+        return (
+            '"""refgrad oracle: run this to compare the engine with PyTorch (float64) on one program."""\n\n'
+            "import torch\n\n"
+            f"{engine_import}\n\n\n"
+            f"def f({', '.join(names)}):\n"
+            f"{body}\n"
+            f"    return {_name(self.output, len(self.inputs))}\n\n\n"
+            f"inputs = [{inputs}]\n\n"
+            "xs = [Value(v) for v in inputs]\n"
+            "out = f(*xs)\n"
+            f"{backward}"
+            f'print("engine:", out.data, {engine_grads})\n\n'
+            "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
+            "out_t = f(*ts)\n"
+            "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True, materialize_grads=True)\n"
+            'print("torch: ", out_t.item(), [g.item() for g in grads_t])\n'
+        )
+
+    def __str__(self) -> str:
+        inputs = ", ".join(f"{_name(i, len(self.inputs))}={value!r}" for i, value in enumerate(self.inputs))
+        return f"program({inputs}): " + "; ".join(self.expression_lines())
+
+
+def _name(node: int, input_count: int) -> str:
+    return f"x{node}" if node < input_count else f"n{node}"
+
+
+def _literal(value: float, *, parenthesize: bool = True) -> str:
+    text = repr(value)
+    # Parentheses keep -2.0 ** y from parsing as -(2.0 ** y).
+    return f"({text})" if parenthesize and text.startswith("-") else text
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return _check_float(float(value), what)
+
+
+def _operand(item: object, where: str) -> Operand:
+    if isinstance(item, dict) and set(item) == {"node"}:
+        node = item["node"]
+        if isinstance(node, bool) or not isinstance(node, int):
+            raise ValueError(f"{where}: a node operand must be an integer, got {node!r}")
+        return Ref(node)
+    if isinstance(item, dict) and set(item) == {"const"}:
+        return Const(_number(item["const"], f"{where} constant"))
+    raise ValueError(f"{where}: an operand is {{'node': int}} or {{'const': number}}, got {item!r}")

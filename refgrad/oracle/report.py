@@ -1,0 +1,93 @@
+"""Text for people: the per-op table, the summary, and the failure report with its reproducing script."""
+
+from __future__ import annotations
+
+import math
+
+from refgrad.oracle.runner import OpStats, VerificationReport
+
+__all__ = ["format_failure", "format_report", "format_summary", "format_table"]
+
+_COLUMNS = ("op", "graphs", "value", "gradient", "fin.diff", "domain", "skipped", "worst err/tol")
+
+
+def _worst(stats: OpStats) -> str:
+    if not stats.checks:
+        return "-"
+    return "inf" if math.isinf(stats.worst) else f"{stats.worst:.3g}"
+
+
+def format_table(report: VerificationReport) -> str:
+    """One row per op drawn: graphs using it, checks exercising it by kind, skips, worst error / tolerance.
+
+    A check exercises every op it depends on (a node's value: the ops that
+    computed it; a gradient: the ops between its node and the output), so
+    the columns add up to more than the number of checks.
+    """
+    rows = [_COLUMNS]
+    for op, stats in report.stats.items():
+        rows.append(
+            (
+                op,
+                str(stats.graphs),
+                str(stats.value),
+                str(stats.gradient),
+                str(stats.finite_difference),
+                str(stats.domain),
+                str(stats.skipped),
+                _worst(stats),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def format_summary(report: VerificationReport) -> str:
+    """How much was checked, how fast, what was skipped and left out, and the verdict."""
+    lines = [
+        f"{report.graphs} graphs checked on {report.engine} (seed {report.seed}): "
+        f"mean {report.mean_nodes:.1f} nodes, deepest {report.deepest} ops, "
+        f"{report.out_of_domain} leaving a domain",
+        f"{report.seconds:.1f} s, {report.graphs_per_second:.0f} graphs/s",
+    ]
+    if report.skip_reasons:
+        skipped = "; ".join(f"{count} {reason}" for reason, count in sorted(report.skip_reasons.items()))
+        lines.append(f"skipped: {skipped}")
+    if report.unsupported:
+        left_out = "; ".join(f"{what}: {reason}" for what, reason in report.unsupported.items())
+        lines.append(f"left out (the engine does not support them): {left_out}")
+    if report.passed:
+        lines.append("OK: every check agreed with torch (float64) and finite differences")
+    else:
+        lines.append("FAILED: a check disagreed (the shrunk counterexample follows)")
+    return "\n".join(lines)
+
+
+def format_failure(report: VerificationReport) -> str:
+    """The shrunk counterexample: what disagreed, the program as JSON, and a script reproducing it."""
+    outcome = report.failure
+    if outcome is None:
+        return ""
+    program = outcome.program
+    lines = [
+        f"counterexample: {len(program.steps)} step(s) on {len(program.inputs)} input(s), {program.node_count} nodes",
+        f"  {program}",
+    ]
+    lines += [f"  disagreement: {check.detail}" for check in outcome.failures[:5]]
+    if len(outcome.failures) > 5:
+        lines.append(f"  ... and {len(outcome.failures) - 5} more")
+    lines += [f"  program (JSON): {program.to_json()}", "", "reproduce it (engine, then torch):", ""]
+    lines.append(report.failure_script or "")
+    return "\n".join(lines)
+
+
+def format_report(report: VerificationReport) -> str:
+    """Table, summary and (if any) the failure, as ``python -m refgrad verify`` prints them."""
+    parts = [format_table(report), "", format_summary(report)]
+    if report.failure is not None:
+        parts += ["", format_failure(report)]
+    return "\n".join(parts).rstrip() + "\n"

@@ -1,0 +1,204 @@
+"""A verification run: many random programs on one engine, tallied per op, the first failure shrunk.
+
+:func:`verify` draws programs with hypothesis (seeded, no example database, so
+the same seed gives the same run), checks each with
+:func:`~refgrad.oracle.compare.check_program`, and lets hypothesis shrink the
+first disagreement to a small counterexample. Ops the engine cannot run are
+found by probing first and left out (:func:`~refgrad.oracle.engines.probe`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hypothesis import Phase, Verbosity, given, seed, settings
+
+from refgrad.ops import registry
+from refgrad.oracle.compare import Outcome, check_program
+from refgrad.oracle.engines import Engine, describe_form, probe
+from refgrad.oracle.program import Form, Program
+from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
+
+__all__ = ["OpStats", "Progress", "VerificationReport", "verify"]
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each program of the generation phase."""
+
+
+@dataclass(slots=True)
+class OpStats:
+    """Counts for one op over a run: graphs using it, checks exercising it by kind, skips, worst error/tolerance."""
+
+    graphs: int = 0
+    value: int = 0
+    gradient: int = 0
+    finite_difference: int = 0
+    domain: int = 0
+    skipped: int = 0
+    worst: float = 0.0
+
+    @property
+    def checks(self) -> int:
+        """All checks exercising the op."""
+        return self.value + self.gradient + self.finite_difference + self.domain
+
+
+@dataclass(slots=True)
+class _Tally:
+    stats: dict[str, OpStats]
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    graphs: int = 0
+    nodes: int = 0
+    deepest: int = 0
+    out_of_domain: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        program = outcome.program
+        self.graphs += 1
+        self.nodes += program.node_count
+        self.deepest = max(self.deepest, program.depth())
+        for op in program.ops():
+            self.stats[op].graphs += 1
+        for check in outcome.checks:
+            if check.kind == "domain":
+                self.out_of_domain += 1
+            for op in check.ops:
+                stats = self.stats[op]
+                if check.kind == "value":
+                    stats.value += 1
+                elif check.kind == "gradient":
+                    stats.gradient += 1
+                elif check.kind == "finite-difference":
+                    stats.finite_difference += 1
+                else:
+                    stats.domain += 1
+                stats.worst = max(stats.worst, check.ratio)
+        for skip in outcome.skips:
+            self.skip_reasons[f"{skip.kind}: {skip.reason}"] += 1
+            for op in skip.ops:
+                self.stats[op].skipped += 1
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    """The result of :func:`verify`."""
+
+    engine: str
+    seed: int
+    requested: int
+    graphs: int
+    """Programs checked before the first failure (all of them if none failed)."""
+    seconds: float
+    stats: Mapping[str, OpStats]
+    """Per op, in registry order (ops left out are absent)."""
+    unsupported: Mapping[str, str]
+    """Left out because the engine cannot run them: description to reason."""
+    skip_reasons: Mapping[str, int]
+    mean_nodes: float
+    deepest: int
+    out_of_domain: int
+    """Programs whose outcome was a domain check (torch not finite, or the engine signalled)."""
+    failure: Outcome | None
+    """The shrunk first disagreement, if any."""
+    failure_script: str | None
+
+    @property
+    def passed(self) -> bool:
+        """No check disagreed."""
+        return self.failure is None
+
+    @property
+    def graphs_per_second(self) -> float:
+        """Programs checked per second of wall time (generation, references and engine together)."""
+        return self.graphs / self.seconds if self.seconds > 0 else math.inf
+
+
+class _DisagreementError(Exception):
+    """Raised inside the property so that hypothesis shrinks the program."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.failures[0].detail)
+        self.outcome = outcome
+
+
+def verify(
+    engine: Engine,
+    *,
+    examples: int,
+    seed_value: int = 0,
+    ops: Iterable[str] | None = None,
+    progress: Progress | None = None,
+    max_steps: int = 40,
+    out_of_domain: OutOfDomain = "sometimes",
+) -> VerificationReport:
+    """Check ``examples`` random programs on ``engine``; shrink and return the first failure, if any.
+
+    ``ops`` restricts the ops drawn (default: all of the registry); ops or
+    operand forms the engine cannot run are probed for and left out.
+    """
+    if examples < 1:
+        raise ValueError(f"examples must be at least 1, got {examples}")
+    candidates = all_forms(ops)
+    unsupported = probe(engine, candidates)
+    forms: tuple[tuple[str, Form], ...] = tuple(pair for pair in candidates if pair not in unsupported)
+    unsupported_text = {describe_form(op, form): reason for (op, form), reason in unsupported.items()}
+    used = {op for op, _ in forms}
+    tally = _Tally({spec.name: OpStats() for spec in registry if spec.name in used})
+    started = time.perf_counter()
+    if not forms:
+        return VerificationReport(
+            engine.name, seed_value, examples, 0, 0.0, tally.stats, unsupported_text, {}, 0.0, 0, 0, None, None
+        )
+    failing = False
+    generation_ended: float | None = None
+
+    def check(program: Program) -> None:
+        nonlocal failing, generation_ended
+        outcome = check_program(program, engine)
+        if not failing:
+            tally.add(outcome)
+            if progress is not None:
+                progress(tally.graphs, examples)
+        if not outcome.passed and not failing:
+            failing = True
+            generation_ended = time.perf_counter()
+        if not outcome.passed:
+            raise _DisagreementError(outcome)
+
+    run = settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        phases=(Phase.generate, Phase.shrink),
+        verbosity=Verbosity.quiet,
+        report_multiple_bugs=False,
+        print_blob=False,
+        suppress_health_check=(),
+    )(seed(seed_value)(given(programs(forms=forms, max_steps=max_steps, out_of_domain=out_of_domain))(check)))
+    failure: Outcome | None = None
+    try:
+        run()
+    except _DisagreementError as found:
+        failure = found.outcome
+    # Shrinking is not checking new graphs: the rate counts the generation phase only.
+    seconds = (generation_ended or time.perf_counter()) - started
+    graphs = max(tally.graphs, 1)
+    return VerificationReport(
+        engine=engine.name,
+        seed=seed_value,
+        requested=examples,
+        graphs=tally.graphs,
+        seconds=seconds,
+        stats=tally.stats,
+        unsupported=unsupported_text,
+        skip_reasons=dict(tally.skip_reasons),
+        mean_nodes=tally.nodes / graphs,
+        deepest=tally.deepest,
+        out_of_domain=tally.out_of_domain,
+        failure=failure,
+        failure_script=None if failure is None else engine.script(failure.program),
+    )

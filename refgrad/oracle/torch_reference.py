@@ -1,0 +1,365 @@
+"""Reference 1: PyTorch autograd in float64, with an error model that says how close an engine must be.
+
+Every registry op has one entry in :data:`TORCH_REFERENCES`: the torch function
+that computes it, and how much rounding error one implementation of it makes
+(``forward_u`` for its value, ``partial_u`` for one backward contribution
+``cotangent * partial``, both in units of ``U = 2**-53``).
+
+**The error model.** To first order, a computed quantity ``q`` (a node's value
+or a gradient) differs from its exact value by ``sum_j c_j * d_j``, one term per
+rounding ``j`` (each op's result on the way forward, each contribution on the
+way back), where ``|d_j| <= rho_j`` (the bounds in the table) and ``c_j`` is how
+``q`` responds to that rounding. Two correct implementations (the engine and
+torch) therefore differ by at most ``2 * W`` with ``W = sum_j |c_j| * rho_j``.
+
+The ``c_j`` are not computed one by one; they are *sampled*. The reference runs
+with ``LANES`` lanes: lane 0 is torch's plain float64 computation, and in each
+other lane every rounding site ``j`` multiplies its result by ``1 + s * rho_j``
+with an independent random sign ``s``. Lane ``k`` then computes
+``q + S_k`` with ``S_k = sum_j c_j * s_jk * rho_j``, so its deviation from lane
+0 samples the same first-order sum with the worst-case magnitude at every site
+and random signs. Because ``E[S_k**2] = sum_j (c_j * rho_j)**2`` and, by
+Cauchy-Schwarz, ``W <= sqrt(N) * sqrt(sum_j (c_j * rho_j)**2)`` for ``N``
+sites, the tolerance is::
+
+    tolerance(q) = 2 * 2 * sqrt(N) * max_k |S_k|
+
+(2 for two implementations, 2 for estimating the root-mean-square from 16
+samples, ``sqrt(N)`` for the worst alignment of signs). Everything that makes
+scalar programs hard is in the lanes automatically: cancellation amplifies
+``S_k`` exactly as it amplifies real rounding, a partial evaluated from a
+slightly wrong forward value (``1 - tanh(x)**2`` near saturation) moves with it,
+and a derivative whose sign flips within rounding shows up as disagreeing lanes.
+
+Results below the smallest normal float may be flushed by one implementation and
+kept (subnormal) by the other, so ops that can underflow inexactly also get an
+absolute error of up to ``sys.float_info.min`` when their result is that small;
+a gradient contribution in the subnormal range gets an absolute error of one
+subnormal spacing (``2**-1074``), which no relative perturbation can express.
+
+Three things are read off the lanes besides tolerances:
+
+* **finiteness**: lane 0 says whether torch's result is finite: every node's
+  value and the gradient of the output with respect to every node (inputs,
+  constants and intermediate nodes, since refgrad differentiates them all). If
+  other lanes disagree, the program sits within rounding of an overflow or a
+  domain boundary and the domain comparison is skipped;
+* **kinks**: where an op's operand lies on different sides of a kink (``relu``
+  at 0) in different lanes, which derivative applies is decided by rounding, so
+  gradient comparisons through that node are skipped (exact zeros, as in
+  ``relu(0.0)``, are the same in every lane and still checked);
+* the gradient tolerance of each input, which the finite-difference check adds.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+import torch
+
+from refgrad.ops import registry
+from refgrad.oracle.program import Const, Program, Ref, Step
+
+__all__ = [
+    "LANES",
+    "TORCH_REFERENCES",
+    "TorchReference",
+    "TorchResult",
+    "U",
+    "first_infinite_partial",
+    "torch_reference",
+]
+
+U: Final = 2.0**-53
+"""Unit roundoff of float64: the relative error bound of one correctly rounded operation."""
+
+LANES: Final = 17
+"""Lane 0 is torch's own result; lanes 1..16 carry sampled rounding errors."""
+
+_TINY: Final = sys.float_info.min
+_SUBNORMAL_SPACING: Final = 2.0**-1074
+_IMPLEMENTATIONS: Final = 2.0  # engine and torch each round
+_SAMPLING: Final = 2.0  # max over 16 lanes as an estimate of the root-mean-square
+_SIGN_ROWS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class TorchReference:
+    """How torch computes one registry op, and the rounding error one implementation of it may make.
+
+    ``forward(*operands, *params)`` works on float64 tensors. ``forward_u``
+    bounds the relative error of the op's value, ``partial_u`` that of one
+    backward contribution ``cotangent * partial`` including its addition into
+    the operand's gradient, both in units of :data:`U`. ``underflow_exact``
+    says that results below the smallest normal float are exact (as for
+    addition), so no absolute underflow error is modelled. ``saved_output_u``
+    perturbs, for the op's own backward only, the result torch saved: it
+    models roundings inside a partial that cancellation amplifies, as in
+    ``1 - y*y`` for ``tanh`` near saturation, where the rounding of ``y*y``
+    is absolute, not relative to the small partial.
+    """
+
+    forward: Callable[..., torch.Tensor]
+    forward_u: float
+    partial_u: float
+    underflow_exact: bool
+    saved_output_u: float = 0.0
+
+
+def _pow(x: torch.Tensor, exponent: float) -> torch.Tensor:
+    return torch.pow(x, exponent)
+
+
+# Bounds: correctly rounded + - * / are 1 U; glibc's and SLEEF's exp, log and
+# pow are within 1 ulp (2 U); glibc's tanh within 2 ulp (4 U); sigmoid is
+# 1 / (1 + exp(-x)), three roundings with the exp error slightly amplified.
+# A contribution is cotangent times a partial of a few roundings, plus the sum.
+TORCH_REFERENCES: Final[Mapping[str, TorchReference]] = MappingProxyType(
+    {
+        "add": TorchReference(torch.add, forward_u=1.0, partial_u=1.0, underflow_exact=True),
+        "sub": TorchReference(torch.sub, forward_u=1.0, partial_u=1.0, underflow_exact=True),
+        "mul": TorchReference(torch.mul, forward_u=1.0, partial_u=2.0, underflow_exact=False),
+        "div": TorchReference(torch.div, forward_u=1.0, partial_u=4.0, underflow_exact=False),
+        "neg": TorchReference(torch.neg, forward_u=0.0, partial_u=1.0, underflow_exact=True),
+        "pow": TorchReference(_pow, forward_u=2.0, partial_u=6.0, underflow_exact=False),
+        "vpow": TorchReference(torch.pow, forward_u=2.0, partial_u=6.0, underflow_exact=False),
+        "exp": TorchReference(torch.exp, forward_u=2.0, partial_u=2.0, underflow_exact=False),
+        "log": TorchReference(torch.log, forward_u=2.0, partial_u=2.0, underflow_exact=True),
+        "tanh": TorchReference(torch.tanh, forward_u=4.0, partial_u=4.0, underflow_exact=False, saved_output_u=2.0),
+        "sigmoid": TorchReference(torch.sigmoid, forward_u=6.0, partial_u=4.0, underflow_exact=False),
+        "relu": TorchReference(torch.relu, forward_u=0.0, partial_u=1.0, underflow_exact=True),
+        "abs": TorchReference(torch.abs, forward_u=0.0, partial_u=1.0, underflow_exact=True),
+    }
+)
+"""Registry op name to its torch reference; one entry per op, checked against the registry by the tests."""
+
+
+def _sign_rows() -> torch.Tensor:
+    # Fixed signs: the error model is the same in every run, whatever the seed.
+    generator = torch.Generator().manual_seed(0x5EED)
+    signs = torch.randint(0, 2, (_SIGN_ROWS, LANES), generator=generator, dtype=torch.int64) * 2 - 1
+    signs[:, 0] = 0
+    return signs.to(torch.float64)
+
+
+_SIGNS: Final = _sign_rows()
+_ONES: Final = torch.ones(LANES, dtype=torch.float64)
+_ZEROS: Final = torch.zeros(LANES, dtype=torch.float64)
+
+
+class _BackwardRounding(torch.autograd.Function):
+    """A rounding site on the way back: lane 0 passes through untouched, other lanes get their sampled error.
+
+    Optionally records the (rounded) gradient arriving at program node ``node`` in ``sink``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,  # torch's FunctionCtx is untyped
+        x: torch.Tensor,
+        factor: torch.Tensor,
+        sink: dict[int, torch.Tensor] | None,
+        node: int,
+    ) -> torch.Tensor:
+        ctx.factor = factor
+        ctx.sink = sink
+        ctx.node = node
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        rounded = gradient * ctx.factor
+        arriving = gradient[0].item()
+        if arriving != 0.0 and abs(arriving) < _TINY:
+            # Below the normal range rounding is absolute (one subnormal spacing),
+            # which a relative perturbation of a subnormal number cannot show.
+            rounded = rounded + torch.sign(ctx.factor - 1.0) * _SUBNORMAL_SPACING
+        if ctx.sink is not None:
+            ctx.sink[ctx.node] = rounded
+        return rounded, None, None, None
+
+
+@dataclass(frozen=True, slots=True)
+class TorchResult:
+    """What torch says about one program, with the tolerances of the error model.
+
+    ``values[i]`` and ``gradients[i]`` are lane 0 (plain torch float64) for
+    node ``i``: its value and d output / d node ``i`` (``0.0`` for nodes the
+    output does not depend on). ``value_tolerances`` and
+    ``gradient_tolerances`` bound how far a correct engine may be from them.
+    """
+
+    values: tuple[float, ...]
+    gradients: tuple[float, ...]
+    value_tolerances: tuple[float, ...]
+    gradient_tolerances: tuple[float, ...]
+    finite: bool
+    """Every value and every gradient (nodes and constants) is finite in lane 0."""
+    finiteness_ambiguous: bool
+    """Some lane disagrees with lane 0 about finiteness: within rounding of an overflow or a domain boundary."""
+    first_non_finite_value: int | None
+    """The first node whose value is not finite in lane 0, if any."""
+    kink_ambiguous: tuple[int, ...]
+    """Nodes whose op has a kink that different lanes fall on different sides of."""
+    sites: int
+    """Rounding sites N in the error model."""
+
+
+def _tolerance(lanes: torch.Tensor, sites: int) -> torch.Tensor:
+    deviation = (lanes[:, 1:] - lanes[:, :1]).abs().amax(dim=1)
+    return deviation * (_IMPLEMENTATIONS * _SAMPLING * math.sqrt(sites))
+
+
+def _round_backward(
+    x: torch.Tensor, factor: torch.Tensor, sink: dict[int, torch.Tensor] | None, node: int
+) -> torch.Tensor:
+    result: torch.Tensor = _BackwardRounding.apply(x, factor, sink, node)  # type: ignore[no-untyped-call]  # torch leaves apply untyped
+    return result
+
+
+class _Lanes:
+    """Builds one program on torch in all lanes, placing a rounding site wherever the error model has one."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.uses = [len(found) for found in program.consumers()]
+        # For single-use nodes: the op that uses them, whose rule rounds the contribution they receive.
+        self.consumer_op = [""] * program.node_count
+        for step in program.steps:
+            for operand in step.operands:
+                if isinstance(operand, Ref):
+                    self.consumer_op[operand.node] = step.op
+        self.sink: dict[int, torch.Tensor] = {}
+        self.sites = 0
+        self.row = 0
+        self.nodes: list[torch.Tensor] = []
+        self.constants: list[torch.Tensor] = []
+        self.kink_checks: list[tuple[int, torch.Tensor, float]] = []
+
+    def signs(self) -> torch.Tensor:
+        self.row += 1
+        return _SIGNS[self.row % _SIGN_ROWS]
+
+    def perturbation(self, u: float) -> torch.Tensor:
+        self.sites += 1
+        return 1.0 + u * U * self.signs()
+
+    def backward_factor(self, node: int) -> torch.Tensor:
+        # Several uses: each edge is its own site (see operand), so the node adds none.
+        if self.uses[node] != 1:
+            return _ONES
+        return self.perturbation(TORCH_REFERENCES[self.consumer_op[node]].partial_u)
+
+    def add_input(self, node: int, value: float) -> torch.Tensor:
+        leaf = torch.full((LANES,), value, dtype=torch.float64, requires_grad=True)
+        self.nodes.append(_round_backward(leaf, self.backward_factor(node), self.sink, node))
+        return leaf
+
+    def operand(self, operand: Ref | Const, reference: TorchReference) -> torch.Tensor:
+        if isinstance(operand, Const):
+            constant = torch.full((LANES,), operand.value, dtype=torch.float64, requires_grad=True)
+            self.constants.append(constant)
+            return constant
+        tensor = self.nodes[operand.node]
+        if self.uses[operand.node] > 1:
+            tensor = _round_backward(tensor, self.perturbation(reference.partial_u), None, operand.node)
+        return tensor
+
+    def add_step(self, node: int, step: Step) -> None:
+        reference = TORCH_REFERENCES[step.op]
+        operands = [self.operand(operand, reference) for operand in step.operands]
+        for kink in registry[step.op].kinks:
+            self.kink_checks.append((node, operands[kink.input], kink.at))
+        raw = reference.forward(*operands, *step.params)
+        # The op's rounding is applied to its result in place, through .data, so
+        # that torch's own backward sees it too: exp, tanh, sigmoid and vpow
+        # compute their partials from the result they saved, and an engine's
+        # partial moves with its own rounded result.
+        if reference.forward_u:
+            raw.data.mul_(self.perturbation(reference.forward_u))
+        tiny = abs(raw.data[0].item()) < _TINY
+        if tiny and not reference.underflow_exact and all(t.data[0].item() != 0.0 for t in operands):
+            self.sites += 1
+            raw.data.add_(_TINY * self.signs())
+        self.nodes.append(_round_backward(raw, self.backward_factor(node), self.sink, node))
+        if reference.saved_output_u:
+            # After the copy just made: only the op's own backward sees this.
+            raw.data.mul_(self.perturbation(reference.saved_output_u))
+
+
+def torch_reference(program: Program) -> TorchResult:
+    """Run ``program`` on torch (float64) in :data:`LANES` lanes and read off values, gradients and tolerances."""
+    lanes = _Lanes(program)
+    for node, value in enumerate(program.inputs):
+        lanes.add_input(node, value)
+    for index, step in enumerate(program.steps):
+        lanes.add_step(len(program.inputs) + index, step)
+    sites = max(lanes.sites, 1)
+    lanes.nodes[-1].backward(_ONES)
+
+    with torch.no_grad():
+        value_lanes = torch.stack(lanes.nodes)
+        gradient_lanes = torch.stack([lanes.sink.get(node, _ZEROS) for node in range(program.node_count)])
+        constant_grads = [c.grad.unsqueeze(0) for c in lanes.constants if c.grad is not None]
+        lane_finite = torch.isfinite(torch.cat([value_lanes, gradient_lanes, *constant_grads])).all(dim=0)
+        value_finite = torch.isfinite(value_lanes[:, 0])
+        first_bad = None if bool(value_finite.all()) else int(torch.nonzero(~value_finite)[0, 0])
+        kink_ambiguous = []
+        for node, operand, at in lanes.kink_checks:
+            side = torch.sign(operand - at)
+            if bool((side != side[0]).any()):
+                kink_ambiguous.append(node)
+        value_tolerances = _tolerance(value_lanes, sites)
+        gradient_tolerances = _tolerance(gradient_lanes, sites)
+    return TorchResult(
+        values=tuple(value_lanes[:, 0].tolist()),
+        gradients=tuple(gradient_lanes[:, 0].tolist()),
+        value_tolerances=tuple(value_tolerances.tolist()),
+        gradient_tolerances=tuple(gradient_tolerances.tolist()),
+        finite=bool(lane_finite[0]),
+        finiteness_ambiguous=bool((lane_finite != lane_finite[0]).any()),
+        first_non_finite_value=first_bad,
+        kink_ambiguous=tuple(kink_ambiguous),
+        sites=sites,
+    )
+
+
+def first_infinite_partial(program: Program) -> int | None:
+    """The first node whose op has a local partial derivative that is not finite in torch, at torch's values.
+
+    ``log``'s partial at ``x = 5e-324`` is ``1 / x``, which overflows, yet
+    torch's gradient through it can be finite because torch divides the
+    incoming gradient by ``x`` instead of multiplying it by ``1 / x``. An
+    engine built on local partials (refgrad is) cannot reproduce that, and the
+    comparison reports such programs separately.
+    """
+    values = torch_reference_values(program)
+    for index, step in enumerate(program.steps):
+        operands = [
+            torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64, requires_grad=True)
+            for o in step.operands
+        ]
+        result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
+        partials = torch.autograd.grad(result, operands)
+        for partial in partials:
+            if not bool(torch.isfinite(partial)):
+                return len(program.inputs) + index
+    return None
+
+
+def torch_reference_values(program: Program) -> list[float]:
+    """Every node's value computed by torch (float64), without gradients or lanes."""
+    values = list(program.inputs)
+    with torch.no_grad():
+        for step in program.steps:
+            operands = [
+                torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64)
+                for o in step.operands
+            ]
+            values.append(TORCH_REFERENCES[step.op].forward(*operands, *step.params).item())
+    return values
