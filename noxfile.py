@@ -66,3 +66,10 @@ def demo(session: nox.Session) -> None:
     """Install refgrad and run the seed example."""
     session.install("-e", ".")
     session.run("python", "-m", "refgrad", "demo")
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """The oracle: random graphs checked against torch (float64) and finite differences; posargs go to verify."""
+    _install_oracle(session)
+    session.run("python", "-m", "refgrad", "verify", *session.posargs)

@@ -1,4 +1,4 @@
-"""The command line: ``python -m refgrad {demo,ops,train}``.
+"""The command line: ``python -m refgrad {demo,ops,train,verify}``.
 
 Exit status 0 on success, 1 when a check disagreed, 2 for usage errors (one
 line on standard error, no traceback).
@@ -123,6 +123,25 @@ def _ops(args: argparse.Namespace) -> int:
     return 0
 
 
+VERIFY_EXAMPLES = 10_000
+"""Graphs ``python -m refgrad verify`` checks by default."""
+
+
+def _verify(args: argparse.Namespace) -> int:
+    # torch and hypothesis are the oracle extra: import them only here, so the
+    # other commands work without them.
+    try:
+        import hypothesis  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as error:
+        hint = "pip install 'refgrad[oracle]'"
+        print(f"refgrad: error: verify needs the oracle extra (torch, hypothesis): {hint} ({error})", file=sys.stderr)
+        return 2
+    from refgrad.oracle.command import run_verify
+
+    return run_verify(args.engine, examples=args.examples, seed=args.seed, ops=args.ops)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn; we exit too
         self.exit(2, f"refgrad: error: {message}\n")
@@ -142,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     ops = commands.add_parser("ops", help="print the op registry as a table")
     ops.set_defaults(run=_ops)
+    verify = commands.add_parser("verify", help="check gradients on random graphs against torch and finite differences")
+    verify.add_argument(
+        "--engine", default="refgrad", help="refgrad (default), micrograd-compat, or MODULE:CLASS (micrograd-style)"
+    )
+    verify.add_argument(
+        "--examples", type=int, default=VERIFY_EXAMPLES, help=f"graphs to check (default {VERIFY_EXAMPLES})"
+    )
+    verify.add_argument("--seed", type=int, default=0, help="the run's seed (default 0): same seed, same run")
+    verify.add_argument("--ops", metavar="LIST", help="comma-separated ops to draw (default: every op in the registry)")
+    verify.set_defaults(run=_verify)
     return parser
 
 
