@@ -200,10 +200,28 @@ POW: Final = OpSpec(
 # vpow: x ** y where the exponent is a node too ------------------------------------
 def _vpow_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     x, y = inputs
-    at_zero = primal(x) == 0.0
+    base, exponent = primal(x), primal(y)
+    at_zero = base == 0.0
+    # On floats, a partial that does not exist is returned as inf or NaN instead of
+    # raised, so that reverse mode fails only if a gradient someone asked for is not
+    # finite: grad(0.0 ** y, [y]) is 0, as in torch, though d/dx is infinite at the
+    # constant base; backward(), which maps every node, still raises DomainError.
+    on_floats = isinstance(x, float | int)
     # PyTorch's conventions at a zero base: d/dx is 0 when y == 0 and d/dy is 0 when y >= 0.
-    d_base: N | float = 0.0 if primal(y) == 0.0 else y * x ** (y - 1.0)
-    d_exponent: N | float = 0.0 if at_zero and primal(y) >= 0.0 else output * log_of(x)
+    d_base: N | float
+    if exponent == 0.0:
+        d_base = 0.0
+    elif on_floats and at_zero and exponent < 1.0:
+        d_base = math.inf  # y * 0 ** (y - 1) with 0 < y < 1
+    else:
+        d_base = y * x ** (y - 1.0)
+    d_exponent: N | float
+    if at_zero and exponent >= 0.0:
+        d_exponent = 0.0
+    elif on_floats and base < 0.0:
+        d_exponent = math.nan  # log of a negative base (torch: NaN)
+    else:
+        d_exponent = output * log_of(x)
     return (d_base, d_exponent)
 
 

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from _toy_engine import ToyValue
 from hypothesis import given
 
+from refgrad import DomainError, Value, grad
 from refgrad.oracle import (
     EngineSpecError,
     MicrogradStyleEngine,
@@ -185,3 +187,21 @@ def test_engines_from_the_current_directory(tmp_path: Path, monkeypatch: pytest.
     assert ("add", ("node", "node")) not in unsupported
     assert ("mul", ("node", "node")) in unsupported
     monkeypatch.delitem(sys.modules, "tiny_engine_for_oracle")
+
+
+def test_requested_gradients_do_not_fail_on_a_constant_partial() -> None:
+    """Found by the oracle's analysis: grad(0.0 ** y, [y]) and grad(x ** c_node, [x]) for x < 0 are torch's.
+
+    vpow's partial for the constant side does not exist there (infinite, or the log
+    of a negative); refgrad used to raise DomainError while torch, asked only for the
+    other gradient, returns it. backward(), which maps every node, still raises.
+    """
+    y = Value(0.5)
+    t = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    assert grad(0.0**y, [y]) == (torch.autograd.grad(0.0**t, [t])[0].item(),)
+    x = Value(-2.0)
+    s = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+    expected = torch.autograd.grad(s ** torch.tensor(3.0, dtype=torch.float64), [s])[0].item()
+    assert grad(x ** Value(3.0), [x]) == (expected,)
+    with pytest.raises(DomainError, match="vpow"):
+        (0.0**y).backward()
