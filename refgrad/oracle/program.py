@@ -324,8 +324,8 @@ class Program:
             f'print("engine:", out.data, {engine_grads})\n\n'
             "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
             "out_t = f(*ts)\n"
-            "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True, materialize_grads=True)\n"
-            'print("torch: ", out_t.item(), [g.item() for g in grads_t])\n'
+            "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True)\n"
+            'print("torch: ", out_t.item(), [0.0 if g is None else g.item() for g in grads_t])\n'
         )
 
     def __str__(self) -> str:

@@ -375,7 +375,7 @@ def _programs(draw: st.DrawFn, table: _Table, max_steps: int, max_inputs: int, o
     found = _draw_step(draw, table, values)
     if found is None:
         # No op applies to the drawn inputs (say, --ops log with negative inputs):
-        # move the first input to a point where the first op the draw would try applies.
+        # move the first input to a point where the table's first op applies, and draw again.
         for spec in table.specs:
             probe = _probe_value(spec)
             if probe is not None:
