@@ -218,11 +218,7 @@ class RefgradTraining:
 
 
 class CompatTraining:
-    """refgrad.micrograd: micrograd's API (mutable ``data``/``grad``) on refgrad's registry.
-
-    Uses ``refgrad.micrograd.nn.MLP`` when that module exists (the surface a micrograd user
-    would import), else the same MLP built here from ``refgrad.micrograd.engine.Value``.
-    """
+    """refgrad.micrograd: micrograd's API (mutable ``data``/``grad``) on refgrad's registry, with its ``nn.MLP``."""
 
     def __init__(
         self, points: Sequence[tuple[float, float]], labels: Sequence[float], weights: Sequence[float]
@@ -270,29 +266,23 @@ def _compat_model(
     Callable[[list[refgrad.micrograd.engine.Value]], refgrad.micrograd.engine.Value],
     list[refgrad.micrograd.engine.Value],
 ]:
-    import importlib.util
-
+    """``refgrad.micrograd.nn.MLP`` (what a micrograd user imports), set to the shared initial weights."""
     from refgrad.micrograd.engine import Value
+    from refgrad.micrograd.nn import MLP
 
-    if importlib.util.find_spec("refgrad.micrograd.nn") is not None:
-        import importlib
+    model = MLP(LAYER_SIZES[0], list(LAYER_SIZES[1:]))
+    params = model.parameters()
+    if len(params) != len(weights):
+        raise RuntimeError(f"refgrad.micrograd.nn.MLP has {len(params)} parameters, expected {len(weights)}")
+    for p, w in zip(params, weights, strict=True):
+        p.data = w
 
-        nn = importlib.import_module("refgrad.micrograd.nn")
-        model = nn.MLP(LAYER_SIZES[0], list(LAYER_SIZES[1:]))
-        params: list[Value] = list(model.parameters())
-        if len(params) != len(weights):
-            raise RuntimeError(f"refgrad.micrograd.nn.MLP has {len(params)} parameters, expected {len(weights)}")
-        for p, w in zip(params, weights, strict=True):
-            p.data = w
+    def call(inputs: list[Value]) -> Value:
+        out = model(inputs)
+        assert isinstance(out, Value), "the last layer has one neuron"
+        return out
 
-        def call(inputs: list[Value]) -> Value:
-            out = model(inputs)
-            assert isinstance(out, Value)
-            return out
-
-        return call, params
-    layers: Layers[Value] = build_layers(weights, Value)
-    return (lambda inputs: mlp(layers, inputs)), list(parameters(layers))
+    return call, params
 
 
 class MicrogradTraining:

@@ -302,31 +302,25 @@ def _oracle_runner() -> Callable[[int], tuple[int, float, str]] | None:
     """ORACLE HOOK: a function checking ``n`` random graphs, or None when there is no oracle to run.
 
     The function returns (graphs checked, seconds, a note). This is the one place to adapt when
-    ``refgrad.oracle`` changes shape; it is looked up dynamically so that the benchmarks still
-    type-check and run where the oracle is absent.
+    ``refgrad.oracle`` changes shape (mypy checks the calls below against it). ``None`` when the
+    oracle's extra (torch, hypothesis) is not installed.
     """
-    import importlib
-    import importlib.util
+    try:
+        import torch
 
-    if importlib.util.find_spec("refgrad.oracle") is None:
+        from refgrad.oracle import RefgradEngine, verify
+    except ImportError:
         return None
-    oracle = importlib.import_module("refgrad.oracle")
-    verify = getattr(oracle, "verify", None)
-    engine_type = getattr(oracle, "RefgradEngine", None)
-    if verify is None or engine_type is None:
-        return None
-    import torch
-
     torch.set_num_threads(1)  # the goal is per core
 
     def check(count: int) -> tuple[int, float, str]:
-        report = verify(engine_type(), examples=count, seed_value=0)
+        report = verify(RefgradEngine(), examples=count, seed_value=0)
         verdict = "all checks passed" if report.passed else "a check FAILED"
         note = (
             f"refgrad.oracle.verify(RefgradEngine(), examples={count}): {verdict}; "
             f"mean {report.mean_nodes:.1f} nodes per graph, deepest {report.deepest}"
         )
-        return int(report.graphs), float(report.seconds), note
+        return report.graphs, report.seconds, note
 
     return check
 
