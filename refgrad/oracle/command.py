@@ -1,7 +1,8 @@
 """``python -m refgrad verify``: run the oracle on an engine and print the per-op table and verdict.
 
 Exit status: 0 when every check agreed, 1 when one disagreed (the shrunk
-counterexample is printed as a script), 2 for usage errors (one line).
+counterexample is printed as a script), 2 for usage errors (one line), 130 when
+interrupted.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ def run_verify(
         return 2
     scope = "all ops" if names is None else ", ".join(names)
     err.write(f"refgrad verify: {examples} random graphs on {chosen.name}, seed {seed}, {scope}\n")
-    report = verify(chosen, examples=examples, seed_value=seed, ops=names, progress=_progress(err))
+    try:
+        report = verify(chosen, examples=examples, seed_value=seed, ops=names, progress=_progress(err))
+    except KeyboardInterrupt:
+        err.write("\nrefgrad: interrupted\n")
+        return 130  # the shell's convention for SIGINT
     out.write(format_report(report))
     if report.graphs == 0 and report.failure is None:
         err.write("refgrad: error: the engine supports none of the ops asked for\n")

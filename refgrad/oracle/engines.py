@@ -112,6 +112,14 @@ class EngineSpecError(ValueError):
     """An ``--engine`` that does not name a usable engine."""
 
 
+@dataclass(frozen=True, slots=True)
+class _NotReal:
+    """An engine's number that is not a real float: what it was, and whether it was complex."""
+
+    description: str
+    complex_number: bool
+
+
 def _real(value: object) -> float | None:
     """``value`` as a float if it is a real number (not bool); None for complex and anything else."""
     if type(value) is float:
@@ -178,8 +186,8 @@ class RefgradEngine:
         return EngineRun(values, tuple(gradients[n] for n in nodes), None)
 
     def script(self, program: Program) -> str:
-        """The script, using ``refgrad.Value`` and ``refgrad.grad``."""
-        text = program.to_script(engine_import="from refgrad import Value, grad", differentiate="grad")
+        """The script, using ``refgrad.Value`` and the gradients ``out.backward()`` returns."""
+        text = program.to_script(engine_import="from refgrad import Value", differentiate="gradients")
         if self._overrides:
             replaced = ", ".join(sorted(self._overrides))
             note = f"# note: the oracle ran this with replaced rules for {replaced}; the script uses the registry's"
@@ -235,14 +243,14 @@ class MicrogradStyleEngine:
             return f"no method {spelling.method!r}"
         return None
 
-    def _read(self, node: object, attribute: str) -> float | str:
-        """The attribute as a float, or a description of why it is not one."""
+    def _read(self, node: object, attribute: str) -> float | _NotReal:
+        """The attribute as a float, or why it is not one."""
         if not hasattr(node, attribute):
-            return f"the node has no .{attribute}"
+            return _NotReal(f"a node without .{attribute}", complex_number=False)
         raw = getattr(node, attribute)
         value = _real(raw)
         if value is None:
-            return f".{attribute} is {type(raw).__name__} {raw!r:.60}, not a real number"
+            return _NotReal(f".{attribute} = {raw!r:.60} ({type(raw).__name__})", isinstance(raw, complex))
         return value
 
     def run(self, program: Program) -> EngineRun:
@@ -266,7 +274,7 @@ class MicrogradStyleEngine:
             except Exception as error:  # any exception is a finding
                 return EngineRun(tuple(values), (), _failure("forward", node, error, isinstance(error, self._signals)))
             value = self._read(built, "data")
-            if isinstance(value, str) or not math.isfinite(value):
+            if isinstance(value, _NotReal) or not math.isfinite(value):
                 return EngineRun(tuple(values), (), self._bad_number("forward", node, value))
             nodes.append(built)
             values.append(value)
@@ -277,23 +285,30 @@ class MicrogradStyleEngine:
         gradients: list[float] = []
         for built_node in nodes:
             gradient = self._read(built_node, "grad")
-            if isinstance(gradient, str) or not math.isfinite(gradient):
+            if isinstance(gradient, _NotReal) or not math.isfinite(gradient):
                 return EngineRun(tuple(values), (), self._bad_number("backward", None, gradient))
             gradients.append(gradient)
         return EngineRun(tuple(values), tuple(gradients), None)
 
-    def _bad_number(self, stage: Literal["forward", "backward"], node: int | None, value: float | str) -> EngineFailure:
-        what = value if isinstance(value, str) else f"{value!r}"
-        complex_number = isinstance(value, str) and " complex " in value
-        # A strict engine must raise; others may say "not finite" with the number itself.
-        signal = not self._strict and (complex_number or isinstance(value, float))
+    def _bad_number(
+        self, stage: Literal["forward", "backward"], node: int | None, value: float | _NotReal
+    ) -> EngineFailure:
+        what = value.description if isinstance(value, _NotReal) else f"{value!r}"
+        # A strict engine must raise; others may say "not a finite real" with the number itself.
+        says_so = value.complex_number if isinstance(value, _NotReal) else True
+        signal = not self._strict and says_so
         return EngineFailure(stage, node, "non-finite result", f"the engine produced {what} without raising", signal)
 
     def script(self, program: Program) -> str:
         """The script, importing the class as ``Value`` and differentiating with ``.backward()``."""
-        alias = "" if self._class_name == "Value" else " as Value"
+        if "." in self._class_name:  # a nested class
+            outer = self._class_name.split(".", 1)[0]
+            engine_import = f"from {self._module} import {outer}\n\nValue = {self._class_name}"
+        else:
+            alias = "" if self._class_name == "Value" else " as Value"
+            engine_import = f"from {self._module} import {self._class_name}{alias}"
         return program.to_script(
-            engine_import=f"from {self._module} import {self._class_name}{alias}",
+            engine_import=engine_import,
             differentiate="backward",
             abs_method=self._abs_method,
         )

@@ -36,7 +36,8 @@ where the op's domain has a hole (``domain.contains`` false with that operand
 at 0) or comes within half its distance to it (or moves twice as far away),
 or an evaluation leaves a domain, the step is divided by 4 and tried again,
 down to ``h / 4**10``. An input still that close to a kink is skipped and
-counted, with the op to blame; the torch comparison still covers it.
+counted, with the op to blame; the torch comparison still covers it. An
+operand the input does not move is no concern, even one sitting on its kink.
 """
 
 from __future__ import annotations
@@ -191,6 +192,8 @@ def _first_crossing(
     """The first watched operand that crossed its point, or came within (or left) half its distance to it."""
     for watch, center in zip(watches, centers, strict=True):
         offset = _operand_value(program, values, watch) - watch.at
+        if offset == center:
+            continue  # an operand the input does not move, even one sitting on its kink
         # Same side, and no more than twice as close or as far: a stencil that
         # brings x**-1's operand x**4 from 1e-120 to 1e-21 sees a symmetric
         # pole, not a slope, even though nothing changed sign.

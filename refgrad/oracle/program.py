@@ -293,22 +293,25 @@ class Program:
     def to_script(
         self,
         *,
-        engine_import: str = "from refgrad import Value, grad",
-        differentiate: str = "grad",
+        engine_import: str = "from refgrad import Value",
+        differentiate: str = "gradients",
         abs_method: bool = True,
     ) -> str:
         """A standalone Python script computing the program on an engine and on torch (float64).
 
-        ``engine_import`` must bind ``Value``; ``differentiate`` is ``"grad"``
-        (``refgrad.grad(out, xs)``) or ``"backward"`` (micrograd-style
-        ``out.backward()`` then each input's ``.grad``).
+        ``engine_import`` must bind ``Value``; ``differentiate`` is
+        ``"gradients"`` (refgrad: ``out.backward()`` returns the gradients of
+        every node, and fails if any is not finite) or ``"backward"``
+        (micrograd-style: ``out.backward()``, then each input's ``.grad``).
         """
-        if differentiate not in ("grad", "backward"):
-            raise ValueError(f"differentiate must be 'grad' or 'backward', got {differentiate!r}")
+        if differentiate not in ("gradients", "backward"):
+            raise ValueError(f"differentiate must be 'gradients' or 'backward', got {differentiate!r}")
         names = [_name(i, len(self.inputs)) for i in range(len(self.inputs))]
         body = "\n".join(f"    {line}" for line in self.expression_lines(abs_method=abs_method))
-        engine_grads = "list(grad(out, xs))" if differentiate == "grad" else "[x.grad for x in xs]"
-        backward = "" if differentiate == "grad" else "out.backward()\n"
+        if differentiate == "gradients":
+            backward, engine_grads = "grads = out.backward()\n", "[grads[x] for x in xs]"
+        else:
+            backward, engine_grads = "out.backward()\n", "[x.grad for x in xs]"
         inputs = ", ".join(_literal(value, parenthesize=False) for value in self.inputs)
         return (
             '"""refgrad oracle: run this to compare the engine with PyTorch (float64) on one program."""\n\n'
@@ -319,9 +322,12 @@ class Program:
             f"    return {_name(self.output, len(self.inputs))}\n\n\n"
             f"inputs = [{inputs}]\n\n"
             "xs = [Value(v) for v in inputs]\n"
-            "out = f(*xs)\n"
-            f"{backward}"
-            f'print("engine:", out.data, {engine_grads})\n\n'
+            "try:\n"
+            "    out = f(*xs)\n"
+            f"    {backward}"
+            f'    print("engine:", out.data, {engine_grads})\n'
+            "except Exception as error:  # the engine's way of refusing\n"
+            '    print("engine:", type(error).__name__, error)\n\n'
             "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
             "out_t = f(*ts)\n"
             "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True)\n"

@@ -54,6 +54,11 @@ def format_summary(report: VerificationReport) -> str:
         f"{report.out_of_domain} leaving a domain",
         f"{report.seconds:.1f} s, {report.graphs_per_second:.0f} graphs/s",
     ]
+    if report.checks:
+        made = ", ".join(
+            f"{report.checks.get(kind, 0)} {kind}" for kind in ("value", "gradient", "finite-difference", "domain")
+        )
+        lines.append(f"checks: {made}")
     if report.skip_reasons:
         skipped = "; ".join(f"{count} {reason}" for reason, count in sorted(report.skip_reasons.items()))
         lines.append(f"skipped: {skipped}")

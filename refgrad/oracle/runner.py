@@ -51,6 +51,7 @@ class OpStats:
 class _Tally:
     stats: dict[str, OpStats]
     skip_reasons: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
     graphs: int = 0
     nodes: int = 0
     deepest: int = 0
@@ -64,6 +65,7 @@ class _Tally:
         for op in program.ops():
             self.stats[op].graphs += 1
         for check in outcome.checks:
+            self.kinds[check.kind] += 1
             if check.kind == "domain":
                 self.out_of_domain += 1
             for op in check.ops:
@@ -98,6 +100,8 @@ class VerificationReport:
     unsupported: Mapping[str, str]
     """Left out because the engine cannot run them: description to reason."""
     skip_reasons: Mapping[str, int]
+    checks: Mapping[str, int]
+    """Checks made, by kind (each counted once, however many ops it exercised)."""
     mean_nodes: float
     deepest: int
     out_of_domain: int
@@ -151,7 +155,7 @@ def verify(
     started = time.perf_counter()
     if not forms:
         return VerificationReport(
-            engine.name, seed_value, examples, 0, 0.0, tally.stats, unsupported_text, {}, 0.0, 0, 0, None, None
+            engine.name, seed_value, examples, 0, 0.0, tally.stats, unsupported_text, {}, {}, 0.0, 0, 0, None, None
         )
     failing = False
     generation_ended: float | None = None
@@ -196,6 +200,7 @@ def verify(
         stats=tally.stats,
         unsupported=unsupported_text,
         skip_reasons=dict(tally.skip_reasons),
+        checks=dict(tally.kinds),
         mean_nodes=tally.nodes / graphs,
         deepest=tally.deepest,
         out_of_domain=tally.out_of_domain,

@@ -205,3 +205,16 @@ def test_requested_gradients_do_not_fail_on_a_constant_partial() -> None:
     assert grad(x ** Value(3.0), [x]) == (expected,)
     with pytest.raises(DomainError, match="vpow"):
         (0.0**y).backward()
+
+
+def test_a_complex_result_is_a_domain_signal_for_micrograd_style_engines() -> None:
+    """micrograd 0.1.0 computes (-8.0) ** 0.5 as a complex number: "not a finite real", as torch's NaN says."""
+    program = Program((-8.0,), (Step("pow", (Ref(0),), (0.5,)),))
+    engine = load_engine("micrograd.engine:Value")
+    run = engine.run(program)
+    assert run.failure is not None
+    assert run.failure.domain_signal
+    assert "complex" in run.failure.message
+    outcome = check_program(program, engine)
+    assert outcome.passed
+    assert [check.kind for check in outcome.checks] == ["domain"]
