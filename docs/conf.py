@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "refgrad"
 author = "refgrad developers"
-copyright = "2026, refgrad developers"  # noqa: A001  # Sphinx's own setting name
+copyright = "2026, refgrad developers"
 
 extensions = [
     "myst_parser",
