@@ -29,7 +29,7 @@ from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, S
 if TYPE_CHECKING:
     from refgrad.autodiff import Gradients
 
-__all__ = ["Value", "apply", "as_finite_float", "evaluate", "is_real_number"]
+__all__ = ["Value", "apply", "as_finite_float", "evaluate", "forward_binary", "forward_unary", "is_real_number"]
 
 _creation_counter: Final = itertools.count()
 # next() on itertools.count is atomic under the GIL, so concurrent threads still
@@ -90,6 +90,31 @@ def evaluate(op: OpSpec, args: tuple[float, ...], params: Params = ()) -> float:
     result = raw
     if not _isfinite(result):
         raise _forward_domain_error(op, args, params)
+    return result
+
+
+def forward_binary(op: OpSpec, x: float, y: float) -> float:
+    """:func:`evaluate` for a two-operand registry op: the hot path of graph building.
+
+    Registry forwards return floats on floats, so only finiteness is checked.
+    """
+    try:
+        result = op.forward(x, y)
+    except (ArithmeticError, ValueError):
+        raise _forward_domain_error(op, (x, y), ()) from None
+    if not _isfinite(result):
+        raise _forward_domain_error(op, (x, y), ())
+    return result
+
+
+def forward_unary(op: OpSpec, x: float, params: Params) -> float:
+    """:func:`evaluate` for a one-operand registry op (``params`` are its static parameters)."""
+    try:
+        result = op.forward(x, *params)
+    except (ArithmeticError, ValueError):
+        raise _forward_domain_error(op, (x,), params) from None
+    if not _isfinite(result):
+        raise _forward_domain_error(op, (x,), params)
     return result
 
 
@@ -201,7 +226,7 @@ class Value:
 
     # Arithmetic: each operator is one registry entry. Numbers become constant leaves.
     def __add__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         if other_node is None:
             return NotImplemented
         return _binary(ADD, self, other_node)
@@ -213,7 +238,7 @@ class Value:
         return _binary(ADD, other_node, self)
 
     def __sub__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         if other_node is None:
             return NotImplemented
         return _binary(SUB, self, other_node)
@@ -225,7 +250,7 @@ class Value:
         return _binary(SUB, other_node, self)
 
     def __mul__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         if other_node is None:
             return NotImplemented
         return _binary(MUL, self, other_node)
@@ -237,7 +262,7 @@ class Value:
         return _binary(MUL, other_node, self)
 
     def __truediv__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         if other_node is None:
             return NotImplemented
         return _binary(DIV, self, other_node)
@@ -367,24 +392,11 @@ def _coerce(x: object) -> Value | None:
 
 
 def _binary(op: OpSpec, x: Value, y: Value) -> Value:
-    # The hot path of graph building: evaluate() inlined for two operands.
-    try:
-        data = op.forward(x.data, y.data)
-    except (ArithmeticError, ValueError):
-        raise _forward_domain_error(op, (x.data, y.data), ()) from None
-    if not _isfinite(data):
-        raise _forward_domain_error(op, (x.data, y.data), ())
-    return _make_node(data, op, x, y, ())
+    return _make_node(forward_binary(op, x.data, y.data), op, x, y, ())
 
 
 def _unary(op: OpSpec, x: Value, params: Params) -> Value:
-    try:
-        data = op.forward(x.data, *params)
-    except (ArithmeticError, ValueError):
-        raise _forward_domain_error(op, (x.data,), params) from None
-    if not _isfinite(data):
-        raise _forward_domain_error(op, (x.data,), params)
-    return _make_node(data, op, x, None, params)
+    return _make_node(forward_unary(op, x.data, params), op, x, None, params)
 
 
 def apply(op: OpSpec, *inputs: Value | float, params: Params = ()) -> Value:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar, Final, cast
 from refgrad.autodiff import reverse_accumulate
 from refgrad.errors import DomainError
 from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, SUB, TANH, VPOW, OpSpec, Params
-from refgrad.value import as_finite_float, evaluate, is_real_number
+from refgrad.value import as_finite_float, forward_binary, forward_unary, is_real_number
 
 __all__ = ["Value"]
 
@@ -117,7 +117,7 @@ class Value:
         return f"Value(data={self.data}, grad={self.grad})"
 
     def __add__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         return NotImplemented if other_node is None else _binary(ADD, self, other_node)
 
     def __radd__(self, other: float) -> Value:
@@ -125,7 +125,7 @@ class Value:
         return NotImplemented if other_node is None else _binary(ADD, other_node, self)
 
     def __sub__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         return NotImplemented if other_node is None else _binary(SUB, self, other_node)
 
     def __rsub__(self, other: float) -> Value:
@@ -133,7 +133,7 @@ class Value:
         return NotImplemented if other_node is None else _binary(SUB, other_node, self)
 
     def __mul__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         return NotImplemented if other_node is None else _binary(MUL, self, other_node)
 
     def __rmul__(self, other: float) -> Value:
@@ -141,7 +141,7 @@ class Value:
         return NotImplemented if other_node is None else _binary(MUL, other_node, self)
 
     def __truediv__(self, other: Value | float) -> Value:
-        other_node = _coerce(other)
+        other_node = other if type(other) is Value else _coerce(other)
         return NotImplemented if other_node is None else _binary(DIV, self, other_node)
 
     def __rtruediv__(self, other: float) -> Value:
@@ -250,8 +250,8 @@ def _coerce(x: object) -> Value | None:
 
 
 def _binary(op: OpSpec, x: Value, y: Value) -> Value:
-    return _make_node(evaluate(op, (x.data, y.data)), op, x, y, ())
+    return _make_node(forward_binary(op, x.data, y.data), op, x, y, ())
 
 
 def _unary(op: OpSpec, x: Value, params: Params) -> Value:
-    return _make_node(evaluate(op, (x.data,), params), op, x, None, params)
+    return _make_node(forward_unary(op, x.data, params), op, x, None, params)
