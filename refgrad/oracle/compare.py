@@ -27,9 +27,18 @@ from refgrad.ops import registry
 from refgrad.oracle.engines import Engine, EngineRun
 from refgrad.oracle.finite_differences import FiniteDifferenceSkip, finite_difference
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import TorchResult, first_infinite_partial, torch_reference
+from refgrad.oracle.torch_reference import TorchResult, U, first_infinite_partial, torch_reference
 
-__all__ = ["FD_USEFUL", "PARTIAL_OVERFLOW", "Check", "CheckKind", "Outcome", "Skip", "check_program"]
+__all__ = [
+    "FD_USEFUL",
+    "PARTIAL_OVERFLOW",
+    "Check",
+    "CheckKind",
+    "Outcome",
+    "Skip",
+    "check_program",
+    "output_error_bound",
+]
 
 CheckKind = Literal["value", "gradient", "finite-difference", "domain"]
 
@@ -37,6 +46,7 @@ FD_USEFUL: Final = 1e-4
 """A finite-difference estimate whose error bound exceeds this share of the gradient is skipped as imprecise."""
 
 _FD_SAFETY: Final = 2.0
+_SUBNORMAL_SPACING: Final = 2.0**-1074
 _NEAR_OVERFLOW: Final = "within rounding of an overflow or a domain edge"
 
 
@@ -219,7 +229,7 @@ class _Comparison:
 
     def finite_difference(self, node: int, center: tuple[float, ...]) -> None:
         program, reference = self.program, self.reference
-        estimate = finite_difference(program, node, reference.value_tolerances[program.output], center)
+        estimate = finite_difference(program, node, output_error_bound(program, reference), center)
         if isinstance(estimate, FiniteDifferenceSkip):
             if estimate.op is None:
                 self.skip("finite-difference", "finite differences do not converge", node, self.downward[node])
@@ -248,6 +258,23 @@ class _Comparison:
                 reference=f"finite differences (h={estimate.step:.3g})",
             )
         self.checks.append(Check("finite-difference", node, self.downward[node], ratio, detail))
+
+
+def output_error_bound(program: Program, reference: TorchResult) -> float:
+    """A bound on the rounding error of evaluating the program's output near its inputs, for finite differences.
+
+    The larger of the error model's tolerance for the output and the classic
+    first-order bound ``sum over nodes of |d output / d node| * (2 U |node| +
+    2**-1074)``: each node rounded once, relatively or (below the normal range)
+    by one subnormal spacing, and amplified by its gradient. The second term
+    matters where the output is exact at the inputs themselves but not next to
+    them, as when a subnormal product is scaled up.
+    """
+    first_order = 0.0
+    for node in range(len(program.inputs), program.node_count):
+        gradient, value = reference.gradients[node], reference.values[node]
+        first_order += abs(gradient) * (2.0 * U * abs(value) + _SUBNORMAL_SPACING)
+    return max(reference.value_tolerances[program.output], first_order)
 
 
 def check_program(program: Program, engine: Engine, *, finite_differences: bool = True) -> Outcome:

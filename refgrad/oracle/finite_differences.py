@@ -22,9 +22,12 @@ over ``D(h/2) - D(h/4)`` between 2 and 20 (4 for an ``h**2`` error, 16 for
 ``h**4``), or both are within rounding noise. Then ``R`` and its bound come from
 the finer pair ``(h/2, h/4)``.
 
-``E`` comes from the torch reference's error model for the output value (its
-tolerance), and is at least ``(2 * U * max|f| + 2**-1074) * steps``: one
-relative rounding per step, or one absolute one where values are subnormal. The step is
+``E`` is the caller's bound on the rounding error of evaluating ``f`` (the
+oracle passes :func:`refgrad.oracle.compare.output_error_bound`: the torch error
+model's tolerance for the output, or the first-order bound
+``sum |d f / d node| * (2 * U * |node| + 2**-1074)`` if larger), and is at
+least ``(2 * U * max|f| + 2**-1074) * steps`` here: one relative rounding per
+step, or one absolute one where values are subnormal. The step is
 ``h = cbrt(eps) * max(1, |x|)``: it balances a truncation error of order
 ``h**2`` against a rounding error of order ``eps / h``.
 

@@ -21,7 +21,7 @@ from refgrad.oracle import (
     programs,
     torch_reference,
 )
-from refgrad.oracle.compare import FD_USEFUL
+from refgrad.oracle.compare import FD_USEFUL, output_error_bound
 from refgrad.oracle.torch_reference import LANES, U, first_infinite_partial
 
 
@@ -235,7 +235,7 @@ def _references_agree(program: Program) -> bool:
     for node in range(len(program.inputs)):
         if not program.live()[node]:
             continue
-        estimate = finite_difference(program, node, reference.value_tolerances[program.output], center)
+        estimate = finite_difference(program, node, output_error_bound(program, reference), center)
         if isinstance(estimate, FiniteDifferenceSkip):
             continue
         scale = max(
