@@ -61,25 +61,25 @@ def run_verify(
     engine: str, *, examples: int, seed: int, ops: str | None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """Run the oracle as the command line does; returns the exit status."""
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
+    stdout: TextIO = sys.stdout if out is None else out
+    stderr: TextIO = sys.stderr if err is None else err
     try:
         if examples < 1:
             raise ValueError(f"--examples must be at least 1, got {examples}")
         names = parse_ops(ops)
         chosen = load_engine(engine)
     except (ValueError, EngineSpecError) as error:
-        err.write(f"refgrad: error: {error}\n")
+        stderr.write(f"refgrad: error: {error}\n")
         return 2
     scope = "all ops" if names is None else ", ".join(names)
-    err.write(f"refgrad verify: {examples} random graphs on {chosen.name}, seed {seed}, {scope}\n")
+    stderr.write(f"refgrad verify: {examples} random graphs on {chosen.name}, seed {seed}, {scope}\n")
     try:
-        report = verify(chosen, examples=examples, seed_value=seed, ops=names, progress=_progress(err))
+        report = verify(chosen, examples=examples, seed_value=seed, ops=names, progress=_progress(stderr))
     except KeyboardInterrupt:
-        err.write("\nrefgrad: interrupted\n")
+        stderr.write("\nrefgrad: interrupted\n")
         return 130  # the shell's convention for SIGINT
-    out.write(format_report(report))
+    stdout.write(format_report(report))
     if report.graphs == 0 and report.failure is None:
-        err.write("refgrad: error: the engine supports none of the ops asked for\n")
+        stderr.write("refgrad: error: the engine supports none of the ops asked for\n")
         return 2
     return 0 if report.passed else 1

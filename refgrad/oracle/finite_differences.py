@@ -99,7 +99,7 @@ class _Watch:
 
 def _watches(program: Program, values: Sequence[float]) -> list[_Watch]:
     """The (operand, point) pairs whose side must not change across a stencil."""
-    found = []
+    found: list[_Watch] = []
     for index, step in enumerate(program.steps):
         node = len(program.inputs) + index
         spec = registry[step.op]
@@ -118,7 +118,7 @@ def _watches(program: Program, values: Sequence[float]) -> list[_Watch]:
 
 def _evaluate(program: Program, inputs: list[float]) -> list[float] | int:
     """Every node's value, or the node whose op left its domain."""
-    values = list(inputs)
+    values: list[float] = list(inputs)
     for index, step in enumerate(program.steps):
         args = tuple(values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
         try:

@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from refgrad.ops import registry
 from refgrad.value import evaluate
@@ -245,21 +245,17 @@ class Program:
     @classmethod
     def from_dict(cls, data: object) -> Program:
         """The program described by ``data`` (as produced by :meth:`to_dict`); ``ValueError`` if malformed."""
-        if not isinstance(data, dict) or set(data) != {"inputs", "steps"}:
-            raise ValueError("a program is an object with exactly the keys 'inputs' and 'steps'")
-        raw_inputs, raw_steps = data["inputs"], data["steps"]
-        if not isinstance(raw_inputs, list) or not isinstance(raw_steps, list):
-            raise ValueError("'inputs' and 'steps' must be lists")
+        fields = _object(data, {"inputs", "steps"}, "a program")
+        raw_inputs, raw_steps = _list(fields["inputs"], "'inputs'"), _list(fields["steps"], "'steps'")
         inputs = tuple(_number(value, f"input {i}") for i, value in enumerate(raw_inputs))
         steps: list[Step] = []
         for index, raw in enumerate(raw_steps):
-            if not isinstance(raw, dict) or set(raw) != {"op", "operands", "params"}:
-                raise ValueError(f"step {index} must have exactly the keys 'op', 'operands' and 'params'")
-            op, raw_operands, raw_params = raw["op"], raw["operands"], raw["params"]
-            if not isinstance(op, str) or not isinstance(raw_operands, list) or not isinstance(raw_params, list):
-                raise ValueError(f"step {index}: 'op' must be a string, 'operands' and 'params' lists")
-            operands = tuple(_operand(item, f"step {index}") for item in raw_operands)
-            params = tuple(_number(value, f"step {index} parameter") for value in raw_params)
+            step = _object(raw, {"op", "operands", "params"}, f"step {index}")
+            op = step["op"]
+            if not isinstance(op, str):
+                raise ValueError(f"step {index}: 'op' must be a string, got {op!r}")
+            operands = tuple(_operand(item, f"step {index}") for item in _list(step["operands"], "'operands'"))
+            params = tuple(_number(value, f"step {index} parameter") for value in _list(step["params"], "'params'"))
             steps.append(Step(op, operands, params))
         return cls(inputs, tuple(steps))
 
@@ -280,7 +276,7 @@ class Program:
         """
         from refgrad.oracle.surface import spell
 
-        lines = []
+        lines: list[str] = []
         for index, step in enumerate(self.steps):
             operands = [
                 _name(o.node, len(self.inputs)) if isinstance(o, Ref) else _literal(o.value) for o in step.operands
@@ -355,12 +351,30 @@ def _number(value: object, what: str) -> float:
     return _check_float(float(value), what)
 
 
+def _object(data: object, keys: set[str], what: str) -> dict[str, object]:
+    """``data`` as a JSON object with exactly ``keys``; ``ValueError`` otherwise."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be an object with the keys {sorted(keys)}, got {data!r:.80}")
+    found = cast("dict[object, object]", data)
+    if set(found) != keys:
+        raise ValueError(f"{what} must have exactly the keys {sorted(keys)}, got {sorted(map(str, found))}")
+    return {str(key): value for key, value in found.items()}
+
+
+def _list(data: object, what: str) -> list[object]:
+    if not isinstance(data, list):
+        raise ValueError(f"{what} must be a list, got {data!r:.80}")
+    return cast("list[object]", data)
+
+
 def _operand(item: object, where: str) -> Operand:
-    if isinstance(item, dict) and set(item) == {"node"}:
-        node = item["node"]
-        if isinstance(node, bool) or not isinstance(node, int):
-            raise ValueError(f"{where}: a node operand must be an integer, got {node!r}")
-        return Ref(node)
-    if isinstance(item, dict) and set(item) == {"const"}:
-        return Const(_number(item["const"], f"{where} constant"))
+    if isinstance(item, dict) and len(cast("dict[object, object]", item)) == 1:
+        fields = cast("dict[object, object]", item)
+        if "node" in fields:
+            node = fields["node"]
+            if isinstance(node, bool) or not isinstance(node, int):
+                raise ValueError(f"{where}: a node operand must be an integer, got {node!r}")
+            return Ref(node)
+        if "const" in fields:
+            return Const(_number(fields["const"], f"{where} constant"))
     raise ValueError(f"{where}: an operand is {{'node': int}} or {{'const': number}}, got {item!r}")

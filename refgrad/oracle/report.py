@@ -24,7 +24,7 @@ def format_table(report: VerificationReport) -> str:
     computed it; a gradient: the ops between its node and the output), so
     the columns add up to more than the number of checks.
     """
-    rows = [_COLUMNS]
+    rows: list[tuple[str, ...]] = [_COLUMNS]
     for op, stats in report.stats.items():
         rows.append(
             (
@@ -39,7 +39,7 @@ def format_table(report: VerificationReport) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    lines = []
+    lines: list[str] = []
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells))

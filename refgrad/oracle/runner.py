@@ -9,7 +9,9 @@ found by probing first and left out (:func:`~refgrad.oracle.engines.probe`).
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -50,8 +52,8 @@ class OpStats:
 @dataclass(slots=True)
 class _Tally:
     stats: dict[str, OpStats]
-    skip_reasons: Counter[str] = field(default_factory=Counter)
-    kinds: Counter[str] = field(default_factory=Counter)
+    skip_reasons: Counter[str] = field(default_factory=Counter[str])
+    kinds: Counter[str] = field(default_factory=Counter[str])
     graphs: int = 0
     nodes: int = 0
     deepest: int = 0
@@ -121,6 +123,24 @@ class VerificationReport:
         return self.graphs / self.seconds if self.seconds > 0 else math.inf
 
 
+def _load_every_refgrad_module() -> None:
+    """Import all of refgrad, so that a seed means the same run whoever calls :func:`verify`.
+
+    hypothesis mixes numbers written in the project's loaded (non-test)
+    modules into what it draws; with refgrad only partly imported, which part
+    would change the run.
+    """
+    import refgrad
+
+    for module in pkgutil.walk_packages(refgrad.__path__, prefix="refgrad."):
+        if module.name.endswith("__main__"):
+            continue  # running the command line is not importing it
+        try:
+            importlib.import_module(module.name)
+        except ImportError:
+            continue  # an optional dependency missing here: the same every time in this environment
+
+
 class _DisagreementError(Exception):
     """Raised inside the property so that hypothesis shrinks the program."""
 
@@ -146,6 +166,7 @@ def verify(
     """
     if examples < 1:
         raise ValueError(f"examples must be at least 1, got {examples}")
+    _load_every_refgrad_module()
     candidates = all_forms(ops)
     unsupported = probe(engine, candidates)
     forms: tuple[tuple[str, Form], ...] = tuple(pair for pair in candidates if pair not in unsupported)

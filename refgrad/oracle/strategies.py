@@ -64,7 +64,7 @@ _SEARCH_LIMIT: Final = 12  # candidate nodes tried per operand before moving on
 def _flip_points(contains: Callable[[float], bool]) -> list[float]:
     """Points where a one-argument domain test changes its answer, found by bisection on a log grid."""
     grid = sorted({0.0, *(s * 10.0**k for s in (-1.0, 1.0) for k in range(-300, 309, 4))})
-    found = []
+    found: list[float] = []
     for left, right in itertools.pairwise(grid):
         inside = contains(left)
         if inside == contains(right):

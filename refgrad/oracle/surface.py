@@ -15,7 +15,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["SURFACE", "Spelling", "spell"]
 
@@ -39,8 +39,12 @@ def _method(name: str) -> Spelling:
     return Spelling("{0}." + name + "()", operator.methodcaller(name), method=name)
 
 
-def _power(base: object, exponent: object) -> object:
-    return base**exponent  # type: ignore[operator]  # any micrograd-style class; unsupported ones are probed out
+def _divide(numerator: Any, denominator: Any) -> object:  # any micrograd-style class: duck-typed on purpose
+    return numerator / denominator
+
+
+def _power(base: Any, exponent: Any) -> object:  # as above; unsupported forms are probed out
+    return base**exponent
 
 
 SURFACE: Final[Mapping[str, Spelling]] = MappingProxyType(
@@ -48,7 +52,7 @@ SURFACE: Final[Mapping[str, Spelling]] = MappingProxyType(
         "add": Spelling("{0} + {1}", operator.add),
         "sub": Spelling("{0} - {1}", operator.sub),
         "mul": Spelling("{0} * {1}", operator.mul),
-        "div": Spelling("{0} / {1}", operator.truediv),
+        "div": Spelling("{0} / {1}", _divide),
         "neg": Spelling("-{0}", operator.neg),
         "pow": Spelling("{0} ** {p0}", _power),
         "vpow": Spelling("{0} ** {1}", _power),

@@ -25,7 +25,10 @@ sites, the tolerance is::
     tolerance(q) = 2 * 2 * sqrt(N) * max_k |S_k|
 
 (2 for two implementations, 2 for estimating the root-mean-square from 16
-samples, ``sqrt(N)`` for the worst alignment of signs). Everything that makes
+samples, ``sqrt(N)`` for the worst alignment of signs). The lanes compute in
+float64 too, where an error of one rounding can itself be rounded away
+(``1 + 2**-53`` is ``1``), so the sampled errors are enlarged ``2**10`` times
+and the deviations scaled back; to first order that is exact. Everything that makes
 scalar programs hard is in the lanes automatically: cancellation amplifies
 ``S_k`` exactly as it amplifies real rounding, a partial evaluated from a
 slightly wrong forward value (``1 - tanh(x)**2`` near saturation) moves with it,
@@ -58,7 +61,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import torch
 
@@ -83,6 +86,11 @@ LANES: Final = 17
 
 _TINY: Final = sys.float_info.min
 _SUBNORMAL_SPACING: Final = 2.0**-1074
+# Sampled errors are enlarged this much, and the deviations they cause scaled back: an
+# error of one rounding applied in float64 can itself be rounded away (1 + 2**-53 is 1).
+# To first order the deviation is linear in the errors, so the scaling is exact, and
+# 2**10 rounding errors (about 1e-13 relative) keep the lanes well inside first order.
+_ENLARGE: Final = 2.0**10
 _IMPLEMENTATIONS: Final = 2.0  # engine and torch each round
 _SAMPLING: Final = 2.0  # max over 16 lanes as an estimate of the root-mean-square
 _SIGN_ROWS: Final = 4096
@@ -172,13 +180,15 @@ class _BackwardRounding(torch.autograd.Function):
         return x.clone()
 
     @staticmethod
-    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+    def backward(  # pyright: ignore[reportIncompatibleMethodOverride]  # torch declares backward(ctx, *grad_outputs)
+        ctx: Any, gradient: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None, None]:
         rounded = gradient * ctx.factor
         arriving = gradient[0].item()
         if arriving != 0.0 and abs(arriving) < _TINY:
             # Below the normal range rounding is absolute (one subnormal spacing),
             # which a relative perturbation of a subnormal number cannot show.
-            rounded = rounded + torch.sign(ctx.factor - 1.0) * _SUBNORMAL_SPACING
+            rounded = rounded + torch.sign(ctx.factor - 1.0) * (_SUBNORMAL_SPACING * _ENLARGE)
         if ctx.sink is not None:
             ctx.sink[ctx.node] = rounded
         return rounded, None, None, None
@@ -212,14 +222,18 @@ class TorchResult:
 
 def _tolerance(lanes: torch.Tensor, sites: int) -> torch.Tensor:
     deviation = (lanes[:, 1:] - lanes[:, :1]).abs().amax(dim=1)
-    return deviation * (_IMPLEMENTATIONS * _SAMPLING * math.sqrt(sites))
+    return deviation * (_IMPLEMENTATIONS * _SAMPLING * math.sqrt(sites) / _ENLARGE)
 
 
 def _round_backward(
     x: torch.Tensor, factor: torch.Tensor, sink: dict[int, torch.Tensor] | None, node: int
 ) -> torch.Tensor:
-    result: torch.Tensor = _BackwardRounding.apply(x, factor, sink, node)  # type: ignore[no-untyped-call]  # torch leaves apply untyped
-    return result
+    result = _BackwardRounding.apply(x, factor, sink, node)  # type: ignore[no-untyped-call]  # torch leaves apply untyped
+    return cast("torch.Tensor", result)
+
+
+def _floats(lanes: torch.Tensor) -> tuple[float, ...]:
+    return tuple(cast("list[float]", lanes.tolist()))  # pyright: ignore[reportUnknownMemberType]  # torch: tolist() -> list[Any]
 
 
 class _Lanes:
@@ -247,7 +261,7 @@ class _Lanes:
 
     def perturbation(self, u: float) -> torch.Tensor:
         self.sites += 1
-        return 1.0 + u * U * self.signs()
+        return 1.0 + (u * U * _ENLARGE) * self.signs()
 
     def backward_factor(self, node: int) -> torch.Tensor:
         # Several uses: each edge is its own site (see operand), so the node adds none.
@@ -285,7 +299,7 @@ class _Lanes:
         tiny = abs(raw.data[0].item()) < _TINY
         if tiny and not reference.underflow_exact and all(t.data[0].item() != 0.0 for t in operands):
             self.sites += 1
-            raw.data.add_(_TINY * self.signs())
+            raw.data.add_((_TINY * _ENLARGE) * self.signs())
         self.nodes.append(_round_backward(raw, self.backward_factor(node), self.sink, node))
         if reference.saved_output_u:
             # After the copy just made: only the op's own backward sees this.
@@ -300,7 +314,7 @@ def torch_reference(program: Program) -> TorchResult:
     for index, step in enumerate(program.steps):
         lanes.add_step(len(program.inputs) + index, step)
     sites = max(lanes.sites, 1)
-    lanes.nodes[-1].backward(_ONES)
+    torch.autograd.backward([lanes.nodes[-1]], [_ONES])
 
     with torch.no_grad():
         value_lanes = torch.stack(lanes.nodes)
@@ -309,7 +323,7 @@ def torch_reference(program: Program) -> TorchResult:
         lane_finite = torch.isfinite(torch.cat([value_lanes, gradient_lanes, *constant_grads])).all(dim=0)
         value_finite = torch.isfinite(value_lanes[:, 0])
         first_bad = None if bool(value_finite.all()) else int(torch.nonzero(~value_finite)[0, 0])
-        kink_ambiguous = []
+        kink_ambiguous: list[int] = []
         for node, operand, at in lanes.kink_checks:
             side = torch.sign(operand - at)
             if bool((side != side[0]).any()):
@@ -317,10 +331,10 @@ def torch_reference(program: Program) -> TorchResult:
         value_tolerances = _tolerance(value_lanes, sites)
         gradient_tolerances = _tolerance(gradient_lanes, sites)
     return TorchResult(
-        values=tuple(value_lanes[:, 0].tolist()),
-        gradients=tuple(gradient_lanes[:, 0].tolist()),
-        value_tolerances=tuple(value_tolerances.tolist()),
-        gradient_tolerances=tuple(gradient_tolerances.tolist()),
+        values=_floats(value_lanes[:, 0]),
+        gradients=_floats(gradient_lanes[:, 0]),
+        value_tolerances=_floats(value_tolerances),
+        gradient_tolerances=_floats(gradient_tolerances),
         finite=bool(lane_finite[0]),
         finiteness_ambiguous=bool((lane_finite != lane_finite[0]).any()),
         first_non_finite_value=first_bad,
