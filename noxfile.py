@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["typecheck", "tests", "lint", "docs"]
@@ -14,6 +16,10 @@ MICROGRAD = "micrograd==0.1.0"
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "numpy"]
 # The viz and demo extras: graph pictures and the moons plot are tested (and type-checked) too.
 PICTURES = ["graphviz>=0.20", "matplotlib>=3.7"]
+# pyright's wheel bundles its JavaScript; the nodejs extra brings Node.js as a wheel too, so nothing
+# is downloaded when it first runs. Pinned: a new release may add checks.
+PYRIGHT = "pyright[nodejs]==1.1.414"
+TYPEGUARD = "typeguard>=4.4"
 
 
 def _install_oracle(session: nox.Session) -> None:
@@ -23,10 +29,14 @@ def _install_oracle(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over refgrad/, tests/ and noxfile.py."""
+    """mypy --strict and pyright (strict) over refgrad/, tests/ and noxfile.py."""
     _install_oracle(session)
-    session.install("mypy>=1.10", "nox", *TEST_TOOLS, *PICTURES)
+    session.install("mypy>=1.10", PYRIGHT, "nox", MICROGRAD, TYPEGUARD, *TEST_TOOLS, *PICTURES)
     session.run("mypy")
+    # This session's interpreter, where the optional libraries resolve (pyproject.toml names it too).
+    python = os.path.join(session.bin, "python")
+    # IGNORE_WARNINGS: no look-up of the newest pyright release; the pinned one is the one that counts.
+    session.run("pyright", "--pythonpath", python, env={"PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"})
 
 
 @nox.session

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
-from typing import Final, Literal, NoReturn, Protocol, Self, TypeVar, overload
+from typing import Final, Literal, NoReturn, Protocol, Self, TypeVar, cast, overload
 
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, Params
@@ -230,11 +230,12 @@ def _as_inputs(inputs: object, what: str) -> tuple[Value, ...]:
         return (inputs,)
     if isinstance(inputs, str | bytes) or not isinstance(inputs, Iterable):
         raise TypeError(f"{what} must be a Value or an iterable of Values, got {type(inputs).__name__}")
-    nodes = tuple(inputs)
-    for position, node in enumerate(nodes):
-        if not isinstance(node, Value):
-            raise TypeError(f"{what}[{position}] must be a Value, got {type(node).__name__}")
-    return nodes
+    nodes: list[Value] = []
+    for position, item in enumerate(cast("Iterable[object]", inputs)):
+        if not isinstance(item, Value):
+            raise TypeError(f"{what}[{position}] must be a Value, got {type(item).__name__}")
+        nodes.append(item)
+    return tuple(nodes)
 
 
 def _reverse_accumulate_graph(output: Value) -> dict[Value, Value]:

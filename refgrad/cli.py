@@ -131,12 +131,13 @@ def _verify(args: argparse.Namespace) -> int:
     # torch and hypothesis are the oracle extra: import them only here, so the
     # other commands work without them.
     try:
-        import hypothesis  # noqa: F401
-        import torch  # noqa: F401
+        import hypothesis
+        import torch
     except ImportError as error:
         hint = "pip install 'refgrad[oracle]'"
         print(f"refgrad: error: verify needs the oracle extra (torch, hypothesis): {hint} ({error})", file=sys.stderr)
         return 2
+    del hypothesis, torch  # imported only to tell a missing extra from a broken oracle
     from refgrad.oracle.command import run_verify
 
     return run_verify(args.engine, examples=args.examples, seed=args.seed, ops=args.ops)

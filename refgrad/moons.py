@@ -189,7 +189,8 @@ def plot(run: TrainingRun, path: str | os.PathLike[str], *, resolution: int = 60
     curve.legend(handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize=8)
 
     destination = Path(path)
-    figure.savefig(destination, format="png", dpi=110)
+    # matplotlib's own stubs leave savefig's **kwargs untyped.
+    figure.savefig(destination, format="png", dpi=110)  # pyright: ignore[reportUnknownMemberType]
     return destination
 
 

@@ -69,7 +69,7 @@ def _check_bool(value: object, what: str) -> bool:
 def _as_tuple(items: object, what: str) -> tuple[object, ...]:
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
         raise TypeError(f"{what} must be a sequence, got {type(items).__name__}")
-    return tuple(items)
+    return tuple(cast("Iterable[object]", items))
 
 
 def _as_inputs(inputs: Sequence[Value | float], nin: int) -> tuple[Value, ...]:
@@ -158,14 +158,7 @@ class Neuron:
 
     def __call__(self, inputs: Sequence[Value | float]) -> Value:
         """The neuron's output for ``inputs`` (numbers or nodes, one per weight)."""
-        return self._forward(_as_inputs(inputs, self.nin))
-
-    def _forward(self, inputs: tuple[Value, ...]) -> Value:
-        # bias + w0*x0 + w1*x1 + ...: micrograd's summation order, so the two styles agree.
-        activation = self.bias
-        for weight, x in zip(self.weights, inputs, strict=True):
-            activation = activation + weight * x
-        return activation.relu() if self.nonlin else activation
+        return _neuron_forward(self, _as_inputs(inputs, self.nin))
 
     def parameters(self) -> tuple[Value, ...]:
         """The weights, then the bias."""
@@ -224,10 +217,7 @@ class Layer:
 
     def __call__(self, inputs: Sequence[Value | float]) -> tuple[Value, ...]:
         """One output per neuron (always a tuple, even for one neuron)."""
-        return self._forward(_as_inputs(inputs, self.nin))
-
-    def _forward(self, inputs: tuple[Value, ...]) -> tuple[Value, ...]:
-        return tuple(neuron._forward(inputs) for neuron in self.neurons)
+        return _layer_forward(self, _as_inputs(inputs, self.nin))
 
     def parameters(self) -> tuple[Value, ...]:
         """Every neuron's parameters, neuron by neuron."""
@@ -249,6 +239,19 @@ class Layer:
         kinds = {"relu" if neuron.nonlin else "linear" for neuron in self.neurons}
         kind = kinds.pop() if len(kinds) == 1 else "mixed"
         return f"Layer(nin={self.nin}, nout={self.nout}, {kind})"
+
+
+def _neuron_forward(neuron: Neuron, inputs: tuple[Value, ...]) -> Value:
+    # bias + w0*x0 + w1*x1 + ...: micrograd's summation order, so the two styles agree.
+    activation = neuron.bias
+    for weight, x in zip(neuron.weights, inputs, strict=True):
+        activation = activation + weight * x
+    return activation.relu() if neuron.nonlin else activation
+
+
+def _layer_forward(layer: Layer, inputs: tuple[Value, ...]) -> tuple[Value, ...]:
+    # Inputs are checked once by the caller, not again by every neuron.
+    return tuple(_neuron_forward(neuron, inputs) for neuron in layer.neurons)
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -309,7 +312,7 @@ class MLP:
         """The last layer's outputs for ``inputs`` (always a tuple: ``(score,) = model(x)``)."""
         values = _as_inputs(inputs, self.nin)
         for layer in self.layers:
-            values = layer._forward(values)
+            values = _layer_forward(layer, values)
         return values
 
     def parameters(self) -> tuple[Value, ...]:

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from refgrad.nn import Model
 from refgrad.value import Value, as_finite_float
@@ -36,10 +36,10 @@ def _check_model(model: object) -> tuple[Value, ...]:
     parameters = getattr(model, "parameters", None)
     if not callable(parameters) or not callable(getattr(model, "with_parameters", None)):
         raise TypeError(f"model must have parameters() and with_parameters(), got {type(model).__name__}")
-    found = parameters()
-    if not isinstance(found, tuple) or not all(isinstance(p, Value) for p in found):
+    found: object = parameters()
+    if not isinstance(found, tuple) or not all(isinstance(p, Value) for p in cast("tuple[object, ...]", found)):
         raise TypeError(f"{type(model).__name__}.parameters() must return a tuple of Values")
-    return found
+    return cast("tuple[Value, ...]", found)
 
 
 def _gradient_values(parameters: tuple[Value, ...], gradients: Mapping[Value, float]) -> list[float]:

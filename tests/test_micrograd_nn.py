@@ -48,9 +48,9 @@ def run_demo_notebook(value_type: Any, mlp_type: Any) -> DemoRun:
     initial = [p.data for p in model.parameters()]
 
     def loss() -> tuple[Any, float]:
-        inputs = [list(map(value_type, xrow)) for xrow in X]
+        inputs: list[list[Any]] = [list(map(value_type, xrow)) for xrow in X]
         # forward the model to get scores
-        scores = list(map(model, inputs))
+        scores: list[Any] = list(map(model, inputs))
         # svm "max-margin" loss
         losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(Y, scores, strict=True)]
         data_loss = sum(losses) * (1.0 / len(losses))
@@ -139,17 +139,18 @@ def test_initial_weights_follow_the_global_random_state_as_micrograd(
     assert random.getstate() == after_ours  # the same number of draws
 
 
-@pytest.mark.parametrize(
-    "build",
-    [
-        lambda m: m.Neuron(3),
-        lambda m: m.Neuron(2, nonlin=False),
-        lambda m: m.Layer(2, 3),
-        lambda m: m.Layer(2, 1, nonlin=False),
-        lambda m: m.MLP(2, [16, 16, 1]),
-    ],
-)
-def test_reprs_are_micrograds(build: Callable[[object], object]) -> None:
+# Each builder runs on both nn modules (refgrad.micrograd.nn and micrograd.nn): duck-typed on purpose.
+_MODULE_BUILDERS: list[Callable[[Any], object]] = [
+    lambda m: m.Neuron(3),
+    lambda m: m.Neuron(2, nonlin=False),
+    lambda m: m.Layer(2, 3),
+    lambda m: m.Layer(2, 1, nonlin=False),
+    lambda m: m.MLP(2, [16, 16, 1]),
+]
+
+
+@pytest.mark.parametrize("build", _MODULE_BUILDERS)
+def test_reprs_are_micrograds(build: Callable[[Any], object]) -> None:
     """str() of every module reads exactly as micrograd's ("MLP of [Layer of [ReLUNeuron(2), ...]]")."""
     import refgrad.micrograd.nn
 
@@ -176,11 +177,14 @@ def test_forward_matches_micrograd_exactly_for_floats_and_values() -> None:
     random.seed(3)
     theirs = micrograd.nn.MLP(3, [5, 5, 2])
     x = [0.25, -1.5, 2.0]
-    for out_ours, out_theirs in zip(ours(x), theirs(x), strict=True):  # type: ignore[arg-type]  # two outputs: lists
+    ours_out, theirs_out = ours(x), theirs(x)
+    assert isinstance(ours_out, list)  # two outputs: lists
+    assert isinstance(theirs_out, list)
+    for out_ours, out_theirs in zip(ours_out, theirs_out, strict=True):
         assert out_ours.data == out_theirs.data
     with_values = ours([Value(v) for v in x])
     assert isinstance(with_values, list)
-    assert [v.data for v in with_values] == [v.data for v in theirs(x)]
+    assert [v.data for v in with_values] == [v.data for v in theirs_out]
 
 
 def test_zero_grad_and_parameters() -> None:

@@ -100,7 +100,7 @@ def test_adam_matches_torch_step_for_step(options: dict[str, object]) -> None:
     for step, step_grads in enumerate(gradients, start=1):
         for param, g in zip(params, step_grads, strict=True):
             param.grad = torch.tensor([g], dtype=torch.float64)
-        reference.step()
+        reference.step()  # pyright: ignore[reportUnknownMemberType]  # torch's Adam.step is unannotated
         model, state = optimizer.step(model, dict(zip(model.parameters(), step_grads, strict=True)), state)
 
         assert state.step == step

@@ -70,7 +70,8 @@ def _callables(obj: object) -> Iterator[tuple[str, object]]:
             if isinstance(member, property) and member.fget is not None:
                 yield f"{obj.__name__}.{name}", member.fget
             elif isinstance(member, staticmethod | classmethod):
-                yield f"{obj.__name__}.{name}", member.__func__
+                wrapper = typing.cast("staticmethod[..., object] | classmethod[object, ..., object]", member)
+                yield f"{obj.__name__}.{name}", wrapper.__func__
             elif inspect.isfunction(member):
                 yield f"{obj.__name__}.{name}", member
     elif inspect.isfunction(obj):

@@ -82,8 +82,8 @@ def via_torch(expression: Callable[..., object], inputs: tuple[float, ...]) -> t
     leaves = tuple(torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in inputs)
     out = expression(*leaves)
     assert isinstance(out, torch.Tensor)
-    out.backward()
-    grads = []
+    torch.autograd.backward(out)
+    grads: list[float] = []
     for leaf in leaves:
         assert leaf.grad is not None
         grads.append(leaf.grad.item())

@@ -186,13 +186,17 @@ def _hypot_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N
     return (x / output, y / output)
 
 
+def _hypot_finite(x: float, y: float) -> bool:
+    return math.isfinite(math.hypot(x, y))
+
+
 HYPOT: OpSpec = OpSpec(
     name="hypot",
     arity=2,
     params=(),
     forward=math.hypot,
     partials=_hypot_partials,
-    domain=Domain("all reals with hypot(x, y) finite", lambda x, y: math.isfinite(math.hypot(x, y))),
+    domain=Domain("all reals with hypot(x, y) finite", _hypot_finite),
     kinks=(Kink(0, 0.0, "undefined at the origin"),),
     formula="sqrt(x**2 + y**2)",
     partial_formulas=("x / hypot(x, y)", "y / hypot(x, y)"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refgrad import Value, registry
-from refgrad.ops import ADD, DIV, MUL, POW, SUB, VPOW
+from refgrad.ops import ADD, DIV, MUL, POW, SUB, VPOW, OpSpec
 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 
@@ -114,19 +115,19 @@ def test_square_has_two_edges_to_the_same_node() -> None:
     assert y.op is MUL
 
 
-@pytest.mark.parametrize(
-    ("build", "op", "constant_position", "constant"),
-    [
-        (lambda x: 2 * x, MUL, 0, 2.0),
-        (lambda x: x * 2, MUL, 1, 2.0),
-        (lambda x: x - 1, SUB, 1, 1.0),
-        (lambda x: 1 - x, SUB, 0, 1.0),
-        (lambda x: 10.0 / x, DIV, 0, 10.0),
-        (lambda x: x / 4, DIV, 1, 4.0),
-        (lambda x: 1 + x, ADD, 0, 1.0),
-        (lambda x: 2**x, VPOW, 0, 2.0),
-    ],
-)
+_CONSTANT_CASES: list[tuple[Callable[[Value], Value], OpSpec, int, float]] = [
+    (lambda x: 2 * x, MUL, 0, 2.0),
+    (lambda x: x * 2, MUL, 1, 2.0),
+    (lambda x: x - 1, SUB, 1, 1.0),
+    (lambda x: 1 - x, SUB, 0, 1.0),
+    (lambda x: 10.0 / x, DIV, 0, 10.0),
+    (lambda x: x / 4, DIV, 1, 4.0),
+    (lambda x: 1 + x, ADD, 0, 1.0),
+    (lambda x: 2**x, VPOW, 0, 2.0),
+]
+
+
+@pytest.mark.parametrize(("build", "op", "constant_position", "constant"), _CONSTANT_CASES)
 def test_numbers_on_either_side_become_constant_leaves(
     build: object, op: object, constant_position: int, constant: float
 ) -> None:

@@ -51,7 +51,15 @@ def _finite(value: float) -> bool:
     return math.isfinite(value)
 
 
+def _everywhere(x: float) -> bool:
+    return True
+
+
 # add ------------------------------------------------------------------------
+def _sum_finite(x: float, y: float) -> bool:
+    return _finite(x + y)
+
+
 def _add_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     return (1.0, 1.0)
 
@@ -62,7 +70,7 @@ ADD: Final = OpSpec(
     params=(),
     forward=operator.add,
     partials=_add_partials,
-    domain=Domain("all reals with x + y finite", lambda x, y: _finite(x + y)),
+    domain=Domain("all reals with x + y finite", _sum_finite),
     kinks=(),
     formula="x + y",
     partial_formulas=("1", "1"),
@@ -71,6 +79,10 @@ ADD: Final = OpSpec(
 
 
 # sub ------------------------------------------------------------------------
+def _difference_finite(x: float, y: float) -> bool:
+    return _finite(x - y)
+
+
 def _sub_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     return (1.0, -1.0)
 
@@ -81,7 +93,7 @@ SUB: Final = OpSpec(
     params=(),
     forward=operator.sub,
     partials=_sub_partials,
-    domain=Domain("all reals with x - y finite", lambda x, y: _finite(x - y)),
+    domain=Domain("all reals with x - y finite", _difference_finite),
     kinks=(),
     formula="x - y",
     partial_formulas=("1", "-1"),
@@ -90,6 +102,10 @@ SUB: Final = OpSpec(
 
 
 # mul ------------------------------------------------------------------------
+def _product_finite(x: float, y: float) -> bool:
+    return _finite(x * y)
+
+
 def _mul_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     x, y = inputs
     return (y, x)
@@ -101,7 +117,7 @@ MUL: Final = OpSpec(
     params=(),
     forward=operator.mul,
     partials=_mul_partials,
-    domain=Domain("all reals with x * y finite", lambda x, y: _finite(x * y)),
+    domain=Domain("all reals with x * y finite", _product_finite),
     kinks=(),
     formula="x * y",
     partial_formulas=("y", "x"),
@@ -110,6 +126,14 @@ MUL: Final = OpSpec(
 
 
 # div ------------------------------------------------------------------------
+def _divide(x: float, y: float) -> float:
+    return x / y
+
+
+def _quotient_finite(x: float, y: float) -> bool:
+    return y != 0.0 and _finite(x / y)
+
+
 def _div_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     _, y = inputs
     # d/dy (x / y) = -x / y**2, written with the output so it costs one division.
@@ -120,9 +144,9 @@ DIV: Final = OpSpec(
     name="div",
     arity=2,
     params=(),
-    forward=operator.truediv,
+    forward=_divide,
     partials=_div_partials,
-    domain=Domain("y != 0 and x / y finite", lambda x, y: y != 0.0 and _finite(x / y)),
+    domain=Domain("y != 0 and x / y finite", _quotient_finite),
     kinks=(),
     formula="x / y",
     partial_formulas=("1 / y", "-x / y**2"),
@@ -145,7 +169,7 @@ NEG: Final = OpSpec(
     params=(),
     forward=_negate,
     partials=_neg_partials,
-    domain=Domain("all reals", lambda x: True),
+    domain=Domain("all reals", _everywhere),
     kinks=(),
     formula="-x",
     partial_formulas=("-1",),
@@ -250,6 +274,10 @@ VPOW: Final = OpSpec(
 
 
 # exp ------------------------------------------------------------------------
+def _exp_finite(x: float) -> bool:
+    return x <= EXP_MAX
+
+
 def _exp_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     return (output,)
 
@@ -260,7 +288,7 @@ EXP: Final = OpSpec(
     params=(),
     forward=math.exp,
     partials=_exp_partials,
-    domain=Domain(f"x <= {EXP_MAX!r} (exp(x) finite)", lambda x: x <= EXP_MAX),
+    domain=Domain(f"x <= {EXP_MAX!r} (exp(x) finite)", _exp_finite),
     kinks=(),
     formula="exp(x)",
     partial_formulas=("exp(x)",),
@@ -269,6 +297,10 @@ EXP: Final = OpSpec(
 
 
 # log ------------------------------------------------------------------------
+def _positive(x: float) -> bool:
+    return x > 0.0
+
+
 def _log_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
     (x,) = inputs
     return (1.0 / x,)
@@ -280,7 +312,7 @@ LOG: Final = OpSpec(
     params=(),
     forward=math.log,
     partials=_log_partials,
-    domain=Domain("x > 0", lambda x: x > 0.0),
+    domain=Domain("x > 0", _positive),
     kinks=(),
     formula="log(x)",
     partial_formulas=("1 / x",),
@@ -299,7 +331,7 @@ TANH: Final = OpSpec(
     params=(),
     forward=math.tanh,
     partials=_tanh_partials,
-    domain=Domain("all reals", lambda x: True),
+    domain=Domain("all reals", _everywhere),
     kinks=(),
     formula="tanh(x)",
     partial_formulas=("1 - tanh(x)**2",),
@@ -326,7 +358,7 @@ SIGMOID: Final = OpSpec(
     params=(),
     forward=_sigmoid,
     partials=_sigmoid_partials,
-    domain=Domain("all reals", lambda x: True),
+    domain=Domain("all reals", _everywhere),
     kinks=(),
     formula="1 / (1 + exp(-x))",
     partial_formulas=("sigmoid(x) * (1 - sigmoid(x))",),
@@ -350,7 +382,7 @@ RELU: Final = OpSpec(
     params=(),
     forward=_relu,
     partials=_relu_partials,
-    domain=Domain("all reals", lambda x: True),
+    domain=Domain("all reals", _everywhere),
     kinks=(Kink(0, 0.0, "relu'(0) = 0 (PyTorch)"),),
     formula="max(x, 0)",
     partial_formulas=("1 if x > 0 else 0",),
@@ -375,7 +407,7 @@ ABS: Final = OpSpec(
     params=(),
     forward=_absolute,
     partials=_abs_partials,
-    domain=Domain("all reals", lambda x: True),
+    domain=Domain("all reals", _everywhere),
     kinks=(Kink(0, 0.0, "abs'(0) = 0 (PyTorch's sign(0) = 0)"),),
     formula="|x|",
     partial_formulas=("sign(x)",),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar
 
 if TYPE_CHECKING:
     import torch
+    from micrograd.engine import Value as MicrogradValue
 
     import refgrad
     import refgrad.micrograd.engine
@@ -122,7 +123,7 @@ def mlp(layers: Layers[S], inputs: list[S]) -> S:
     activations = inputs
     last = len(layers) - 1
     for depth, layer in enumerate(layers):
-        outputs = []
+        outputs: list[S] = []
         for weights, bias in layer:
             total = sum((w * x for w, x in zip(weights, activations, strict=True)), bias)
             outputs.append(total if depth == last else total.relu())
@@ -303,10 +304,15 @@ class MicrogradTraining:
             p.data = w
         self._loss: Any = None  # a micrograd Value: micrograd ships no types
 
+    def _score(self, inputs: list[MicrogradValue]) -> MicrogradValue:
+        out = self._model(inputs)
+        assert not isinstance(out, list), "the last layer has one neuron"
+        return out
+
     def forward(self) -> float:
         """See :class:`TrainingEngine`."""
         value = self._value
-        scores = [self._model([value(a), value(b)]) for a, b in self._points]
+        scores = [self._score([value(a), value(b)]) for a, b in self._points]
         loss = svm_loss(scores, self._labels, iter(self._params), lambda: value(0.0))
         self._loss = loss
         return float(loss.data)
@@ -367,7 +373,7 @@ class TorchTraining:
         assert self._loss is not None
         for p in self._params:
             p.grad = None
-        self._loss.backward()
+        self._torch.autograd.backward(self._loss)
 
     def update(self, rate: float) -> None:
         """See :class:`TrainingEngine`."""
@@ -436,9 +442,9 @@ A = TypeVar("A", bound=Addable)
 
 def pairwise_sum(leaves: Sequence[A]) -> A:
     """Sum ``leaves`` as a balanced tree: ``len(leaves) - 1`` add nodes, depth ``ceil(log2 n)``."""
-    level = list(leaves)
+    level: list[A] = list(leaves)
     while len(level) > 1:
-        paired = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        paired: list[A] = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
@@ -632,7 +638,7 @@ class TorchGraphs:
         assert output is not None
         if measurement == "backward":
             # Kept so that create_graph can run on the same graph afterwards.
-            output.backward(retain_graph=True)
+            self._torch.autograd.backward(output, retain_graph=True)
         else:
             self._result = self._torch.autograd.grad(output, self._inputs, create_graph=True)
 

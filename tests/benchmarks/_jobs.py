@@ -426,7 +426,7 @@ def main() -> None:
     params = json.loads(raw)
     if not isinstance(params, dict):
         raise SystemExit(f"job parameters must be a JSON object, got {raw!r}")
-    result = JOBS[job](params)
+    result = JOBS[job](cast("dict[str, object]", params))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

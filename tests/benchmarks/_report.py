@@ -16,7 +16,7 @@ class Table:
     title: str
     header: tuple[str, ...]
     rows: Sequence[tuple[str, ...]]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list[str])
 
 
 def render_text(table: Table) -> str:

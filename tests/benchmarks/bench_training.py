@@ -119,7 +119,7 @@ class Config:
     profile_steps: int
     profile_top: int
     recursion_upper: int
-    caps_reason: Mapping[str, str] = field(default_factory=dict)
+    caps_reason: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
 FULL: Final = Config(
@@ -270,7 +270,7 @@ def summarize_training(results: Mapping[str, list[TrainingResult]]) -> dict[str,
 
 def loss_agreement(results: Mapping[str, list[TrainingResult]]) -> tuple[float, str]:
     """The largest relative difference between any run's losses and refgrad's, and where it was."""
-    reference_runs = results.get("refgrad") or next((runs for runs in results.values() if runs), [])
+    reference_runs = results.get("refgrad") or next((runs for runs in results.values() if runs), list[TrainingResult]())
     if not reference_runs:
         return math.nan, "no runs"
     reference = reference_runs[0]["losses"]
@@ -417,7 +417,7 @@ def goals_table(measured: Mapping[str, float]) -> Table:
     rows: list[tuple[str, ...]] = []
     for name, goal in GOALS.items():
         value = measured.get(name, math.nan)
-        verdicts = []
+        verdicts: list[str] = []
         for threshold in (goal.issue2, goal.issue6):
             if threshold is None:
                 verdicts.append("")
@@ -463,7 +463,7 @@ def memory_table(results: Mapping[str, MemoryResult], config: Config) -> Table:
             rows.append((ENGINE_LABEL[engine], "failed", "", "", ""))
             continue
         traced = result["tracemalloc"]
-        cells = []
+        cells: list[str] = []
         for kind in kinds:
             rss = f"({result['rss'][kind]:.0f})"
             cells.append(f"{traced[kind]:.0f} {rss}" if traced is not None else f"n/a {rss}")
@@ -697,7 +697,7 @@ def oracle_table(result: OracleResult | None) -> Table:
 
 def profile_tables(results: Mapping[str, ProfileResult]) -> list[Table]:
     """Top functions by own time, per engine."""
-    tables = []
+    tables: list[Table] = []
     for engine, result in results.items():
         rows = [
             (
@@ -852,9 +852,9 @@ def without_nan(data: object) -> object:
     if isinstance(data, float) and math.isnan(data):
         return None
     if isinstance(data, Mapping):
-        return {key: without_nan(value) for key, value in data.items()}
+        return {key: without_nan(value) for key, value in cast("Mapping[object, object]", data).items()}
     if isinstance(data, list | tuple):
-        return [without_nan(item) for item in data]
+        return [without_nan(item) for item in cast("list[object] | tuple[object, ...]", data)]
     return data
 
 
