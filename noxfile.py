@@ -20,6 +20,10 @@ PICTURES = ["graphviz>=0.20", "matplotlib>=3.7"]
 # is downloaded when it first runs. Pinned: a new release may add checks.
 PYRIGHT = "pyright[nodejs]==1.1.414"
 TYPEGUARD = "typeguard>=4.4"
+COVERAGE = "pytest-cov>=6"
+# The fast part of the suite: no slow-marked tests (deep graphs, the CLI in child processes, micrograd's
+# whole demo), no benchmarks.
+FAST_TESTS = ["-m", "not slow", "--ignore=tests/benchmarks"]
 
 
 def _install_oracle(session: nox.Session) -> None:
@@ -41,10 +45,29 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references."""
+    """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references; branch coverage of refgrad/."""
     _install_oracle(session)
-    session.install(MICROGRAD, *TEST_TOOLS, *PICTURES)
-    session.run("pytest", *session.posargs)
+    session.install(MICROGRAD, COVERAGE, *TEST_TOOLS, *PICTURES)
+    # Settings in pyproject.toml ([tool.coverage]): branches, refgrad/ only, child processes included.
+    session.run("pytest", "--cov", "--cov-report=term-missing:skip-covered", *session.posargs)
+
+
+@nox.session
+def tests_typeguard(session: nox.Session) -> None:
+    """The fast tests again, with typeguard checking every annotation in refgrad/ as values flow."""
+    _install_oracle(session)
+    session.install(MICROGRAD, TYPEGUARD, *TEST_TOOLS, *PICTURES)
+    session.run(
+        "python",
+        "-m",  # puts the project directory on sys.path, for the tests._typeguard_policy plugin
+        "pytest",
+        "--typeguard-packages=refgrad",
+        "-p",
+        "tests._typeguard_policy",
+        "--typeguard-typecheck-fail-callback=tests._typeguard_policy:check_unless_a_test_passed_it",
+        *FAST_TESTS,
+        *session.posargs,
+    )
 
 
 @nox.session

@@ -147,18 +147,16 @@ def reverse_accumulate(output: NodeT, *, required: Iterable[NodeT] | None = None
     # traced to the first node (in processing order) that received a bad value.
     checked = grads.values() if required is None else [grads.get(node, 0.0) for node in required]
     if not all(map(_isfinite, checked)):
-        _raise_first_non_finite(order, grads)
+        raise _first_non_finite(order, grads)
     return grads
 
 
-def _raise_first_non_finite(order: Sequence[NodeT], grads: Mapping[NodeT, float]) -> None:
+def _first_non_finite(order: Sequence[NodeT], grads: Mapping[NodeT, float]) -> DomainError:
     # A node's cotangent is final once processed, so the first node in the order
-    # whose inputs received a non-finite gradient identifies the culprit op.
-    for node in order:
-        for inp in _operands(node):
-            if not _isfinite(grads[inp]):
-                raise _backward_domain_error(node, "the gradient it passes on is not finite")
-    raise AssertionError("unreachable: a non-finite gradient with no op to blame")
+    # whose inputs received a non-finite gradient identifies the culprit op. The
+    # seed is 1.0, so some op passed the non-finite value on: next() finds it.
+    culprit = next(node for node in order if not all(_isfinite(grads[inp]) for inp in _operands(node)))
+    return _backward_domain_error(culprit, "the gradient it passes on is not finite")
 
 
 class Gradients(Mapping[Value, float]):

@@ -166,6 +166,7 @@ def test_backward_raises_domain_error_when_gradients_overflow() -> None:
         q.backward()
 
 
+@pytest.mark.slow
 def test_chain_of_a_million_ops_differentiates_reprs_and_deletes() -> None:
     """No recursion anywhere: a 10^6-deep chain builds, differentiates, prints and is freed."""
     depth = 1_000_000
@@ -183,6 +184,7 @@ def test_chain_of_a_million_ops_differentiates_reprs_and_deletes() -> None:
     gc.collect()
 
 
+@pytest.mark.slow
 def test_deep_chain_forward_mode_and_create_graph() -> None:
     """jvp and create_graph work on a deep chain without recursion."""
     x = Value(0.3)
@@ -284,6 +286,7 @@ def _chain(x: Value, length: int) -> Value:
     return y
 
 
+@pytest.mark.slow
 def test_create_graph_on_a_100k_chain_is_linear_in_size() -> None:
     """The gradient graph of a chain is built without recursion and grows linearly with it."""
     sizes: dict[int, tuple[int, int]] = {}

@@ -252,6 +252,7 @@ def test_svm_loss_is_the_notebooks_formula() -> None:
         svm_loss(model, points, [1, 1])
 
 
+@pytest.mark.slow
 def test_training_reaches_full_accuracy_on_the_moons() -> None:
     """micrograd's recipe with the immutable API reaches 100% training accuracy within the demo's 100 steps."""
     run = train(steps=100, seed=1337)

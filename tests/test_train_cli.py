@@ -23,6 +23,7 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_train_reaches_full_accuracy_and_plots(tmp_path: Path) -> None:
     """The demo command trains to 100% accuracy, reports it on its last line and writes a PNG plot."""
     plot = tmp_path / "moons.png"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, ForwardRef, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     from refgrad.value import Value
@@ -36,7 +36,13 @@ __all__ = [
 Params = tuple[float, ...]
 """Static parameters of one application of an op (the exponent of ``x ** 3``)."""
 
-N = TypeVar("N", float, "Value")
+if TYPE_CHECKING:
+    N = TypeVar("N", float, "Value")
+else:
+    # This module cannot import refgrad.value (which imports the registry), so the constraint is a
+    # forward reference; naming its module lets run-time checkers (typeguard) resolve it once the
+    # node module has loaded, instead of looking for a Value in this module.
+    N = TypeVar("N", float, ForwardRef("Value", module="refgrad.value"))
 """A rule's number type: ``float`` for first order, ``Value`` to build graphs."""
 
 

@@ -1,0 +1,198 @@
+"""Edges of differentiation: conventions at a zero base, constants, custom ops, graph shape.
+
+Each test pins one behaviour at a boundary the broad property tests rarely hit: PyTorch's
+conventions for ``x ** y`` at ``x = 0``, outputs that do not depend on the inputs, custom ops
+with static parameters or constant partials, and how much graph ``create_graph`` builds.
+References are PyTorch (float64) or derivatives worked out by hand in the docstrings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refgrad import DomainError, Value, apply, grad, jvp, nodes
+from refgrad.ops import Domain, N, OpSpec, Params
+from refgrad.value import forward_unary
+
+
+def _torch_vpow_grads(base: float, exponent: float) -> tuple[float, float]:
+    x = torch.tensor(base, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(exponent, dtype=torch.float64, requires_grad=True)
+    dx, dy = torch.autograd.grad(x**y, (x, y))
+    return dx.item(), dy.item()
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0, 1.5, 2.0, 3.0])
+def test_power_at_a_zero_base_follows_pytorch(exponent: float) -> None:
+    """d/dx and d/dy of x ** y at x = 0, y >= 1 or y = 0, are torch's (y * 0 ** (y - 1) and 0)."""
+    x, y = Value(0.0), Value(exponent)
+    assert grad(x**y, [x, y]) == _torch_vpow_grads(0.0, exponent)
+
+
+@pytest.mark.parametrize("exponent", [0.25, 0.5, 0.999])
+def test_power_at_a_zero_base_with_a_fractional_exponent(exponent: float) -> None:
+    """At x = 0, 0 < y < 1: d/dy is 0 as in torch, and only asking for d/dx (infinite) raises."""
+    x, y = Value(0.0), Value(exponent)
+    assert grad(x**y, [y]) == (0.0,)
+    assert _torch_vpow_grads(0.0, exponent) == (math.inf, 0.0)
+    with pytest.raises(DomainError, match="the gradient it passes on is not finite"):
+        grad(x**y, [x])
+
+
+@pytest.mark.parametrize(("base", "exponent"), [(-2.0, 3.0), (-0.5, 2.0), (-3.0, -1.0)])
+def test_power_of_a_negative_base_differentiates_in_the_base(base: float, exponent: float) -> None:
+    """At x < 0 (y an integer) d/dx = y * x ** (y - 1) is finite; d/dy (log of x < 0) is not, so asking raises."""
+    x, y = Value(base), Value(exponent)
+    (dx,) = grad(x**y, [x])
+    assert dx == pytest.approx(exponent * base ** (exponent - 1.0), rel=1e-15)
+    assert dx == pytest.approx(_torch_vpow_grads(base, exponent)[0], rel=1e-15)
+    with pytest.raises(DomainError):
+        grad(x**y, [y])
+
+
+def test_an_output_that_is_a_constant_has_zero_directional_derivative() -> None:
+    """jvp of a leaf that is not among the inputs is 0.0; of an input itself, its tangent."""
+    x = Value(2.0)
+    assert jvp(Value(5.0), [x], [1.0]) == 0.0
+    assert jvp(x, [x], [3.0]) == 3.0
+
+
+def test_constant_partials_on_the_graph_path() -> None:
+    """With create_graph, a partial of exactly 1.0 passes the seed on; other constants multiply it."""
+    x, y = Value(3.0), Value(4.0)
+    (dx,) = grad(x + y, [x], create_graph=True)
+    assert nodes(dx) == (dx,)  # the seed itself: no "* 1.0" node
+    assert dx.data == 1.0
+    (dy,) = grad(x - y, [y], create_graph=True)
+    assert dy.data == -1.0
+    (doubled,) = grad(apply(DOUBLE, x), [x], create_graph=True)
+    assert doubled.data == 2.0
+    assert grad(apply(DOUBLE, x), [x]) == (2.0,)
+    assert jvp(apply(DOUBLE, x), [x], [0.5]) == 1.0
+
+
+def _double(x: float) -> float:
+    return 2.0 * x
+
+
+def _double_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (2.0,)
+
+
+def _everywhere(*operands: float) -> bool:
+    return True
+
+
+DOUBLE = OpSpec(
+    name="double",
+    arity=1,
+    params=(),
+    forward=_double,
+    partials=_double_partials,
+    domain=Domain("all reals", _everywhere),
+    kinks=(),
+    formula="2 * x",
+    partial_formulas=("2",),
+    symbol="2*",
+)
+
+
+def _scaled_add(x: float, y: float, scale: float) -> float:
+    return x + scale * y
+
+
+def _scaled_add_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    (scale,) = params
+    return (1.0, scale)
+
+
+SCALED_ADD = OpSpec(
+    name="scaled_add",
+    arity=2,
+    params=("scale",),
+    forward=_scaled_add,
+    partials=_scaled_add_partials,
+    domain=Domain("all reals with x + scale * y finite", _everywhere),
+    kinks=(),
+    formula="x + scale * y",
+    partial_formulas=("1", "scale"),
+    symbol="+s*",
+)
+
+
+def test_static_parameters_reach_the_partials_of_two_input_ops() -> None:
+    """x + c * y (a custom op with parameter c): d/dy is c in reverse, forward and graph mode."""
+    x, y = Value(1.0), Value(2.0)
+    z = apply(SCALED_ADD, x, y, params=(3.0,))
+    assert z.data == 7.0
+    assert grad(z, [x, y]) == (1.0, 3.0)
+    assert [g.data for g in grad(z, [x, y], create_graph=True)] == [1.0, 3.0]
+    assert jvp(z, [x, y], [1.0, 1.0]) == 4.0
+    assert z.backward()[y] == 3.0
+
+
+def _one_partial_too_many(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return (1.0, 1.0)
+
+
+TOO_MANY = OpSpec(
+    name="too_many",
+    arity=1,
+    params=(),
+    forward=_double,
+    partials=_one_partial_too_many,
+    domain=Domain("all reals", _everywhere),
+    kinks=(),
+    formula="2 * x",
+    partial_formulas=("2",),
+    symbol="?",
+)
+
+
+def test_a_rule_with_the_wrong_number_of_partials_is_refused_in_every_mode() -> None:
+    """A partials rule returning two entries for one input fails loudly, naming the op, in every mode."""
+    x = Value(1.0)
+    y = apply(TOO_MANY, x)
+    with pytest.raises(DomainError, match=r"too_many"):
+        grad(y, [x])
+    with pytest.raises(DomainError, match=r"too_many"):
+        jvp(y, [x], [1.0])
+    with pytest.raises(ValueError, match=r"^partials of op 'too_many' returned 2 entries for 1 inputs$"):
+        grad(y, [x], create_graph=True)
+
+
+def _square(x: float) -> float:
+    return x * x  # overflows to inf without raising, unlike the built-in ops
+
+
+SQUARE = OpSpec(
+    name="square",
+    arity=1,
+    params=(),
+    forward=_square,
+    partials=_double_partials,
+    domain=Domain("|x| < sqrt(max float)", _everywhere),
+    kinks=(),
+    formula="x * x",
+    partial_formulas=("2 * x",),
+    symbol="^2",
+)
+
+
+def test_a_unary_forward_that_overflows_silently_is_a_domain_error() -> None:
+    """forward_unary turns an infinite result into a DomainError naming the op, operand and parameters."""
+    assert forward_unary(SQUARE, 3.0, ()) == 9.0
+    with pytest.raises(DomainError, match=r"^square\(1e\+200\) is not a finite real number; square is defined for"):
+        forward_unary(SQUARE, 1e200, ())
+
+
+@given(st.floats(min_value=0.0, max_value=700.0))
+def test_sigmoid_of_a_non_negative_number_is_pytorchs_to_the_bit(x: float) -> None:
+    """For x >= 0 sigmoid is 1 / (1 + exp(-x)), computed as torch.sigmoid computes it (bit for bit)."""
+    expected = torch.sigmoid(torch.tensor(x, dtype=torch.float64)).item()
+    assert Value(x).sigmoid().data == expected
