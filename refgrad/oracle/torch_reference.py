@@ -210,6 +210,8 @@ class TorchResult:
     gradient_tolerances: tuple[float, ...]
     finite: bool
     """Every value and every gradient (nodes and constants) is finite in lane 0."""
+    nodes_finite: bool
+    """Every node's value and gradient is finite in lane 0 (constants' gradients aside)."""
     finiteness_ambiguous: bool
     """Some lane disagrees with lane 0 about finiteness: within rounding of an overflow or a domain boundary."""
     first_non_finite_value: int | None
@@ -320,6 +322,7 @@ def torch_reference(program: Program) -> TorchResult:
         value_lanes = torch.stack(lanes.nodes)
         gradient_lanes = torch.stack([lanes.sink.get(node, _ZEROS) for node in range(program.node_count)])
         constant_grads = [c.grad.unsqueeze(0) for c in lanes.constants if c.grad is not None]
+        node_finite = torch.isfinite(torch.cat([value_lanes, gradient_lanes])).all(dim=0)
         lane_finite = torch.isfinite(torch.cat([value_lanes, gradient_lanes, *constant_grads])).all(dim=0)
         value_finite = torch.isfinite(value_lanes[:, 0])
         first_bad = None if bool(value_finite.all()) else int(torch.nonzero(~value_finite)[0, 0])
@@ -336,6 +339,7 @@ def torch_reference(program: Program) -> TorchResult:
         value_tolerances=_floats(value_tolerances),
         gradient_tolerances=_floats(gradient_tolerances),
         finite=bool(lane_finite[0]),
+        nodes_finite=bool(node_finite[0]),
         finiteness_ambiguous=bool((lane_finite != lane_finite[0]).any()),
         first_non_finite_value=first_bad,
         kink_ambiguous=tuple(kink_ambiguous),
