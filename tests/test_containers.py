@@ -38,7 +38,7 @@ def test_gradients_repr_shows_four_entries_and_counts_the_rest() -> None:
         "Gradients({Value(data=0.0): 0.0, Value(data=1.0): 2.0, Value(data=2.0): 4.0, "
         "Value(data=3.0): 6.0, ... (2 more)})"
     )
-    four = Gradients({leaf: 1.0 for leaf in leaves[:4]})
+    four = Gradients(dict.fromkeys(leaves[:4], 1.0))
     assert repr(four) == (
         "Gradients({Value(data=0.0): 1.0, Value(data=1.0): 1.0, Value(data=2.0): 1.0, Value(data=3.0): 1.0})"
     )
