@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
@@ -21,6 +22,7 @@ PICTURES = ["graphviz>=0.20", "matplotlib>=3.7"]
 PYRIGHT = "pyright[nodejs]==1.1.414"
 TYPEGUARD = "typeguard>=4.4"
 COVERAGE = "pytest-cov>=6"
+MUTMUT = "mutmut==3.8.1"
 # The fast part of the suite: no slow-marked tests (deep graphs, the CLI in child processes, micrograd's
 # whole demo), no benchmarks.
 FAST_TESTS = ["-m", "not slow", "--ignore=tests/benchmarks"]
@@ -68,6 +70,17 @@ def tests_typeguard(session: nox.Session) -> None:
         *FAST_TESTS,
         *session.posargs,
     )
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the registry, the node and autodiff; regenerates docs/mutation.md."""
+    _install_oracle(session)
+    session.install(MUTMUT, MICROGRAD, *TEST_TOOLS)
+    # Settings in pyproject.toml ([tool.mutmut]). Every run starts afresh, so the page reports this code.
+    shutil.rmtree("mutants", ignore_errors=True)
+    session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2))
+    session.run("python", "tests/mutation/report.py", "docs/mutation.md")
 
 
 @nox.session

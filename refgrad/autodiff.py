@@ -229,7 +229,7 @@ def _as_inputs(inputs: object, what: str) -> tuple[Value, ...]:
     if isinstance(inputs, str | bytes) or not isinstance(inputs, Iterable):
         raise TypeError(f"{what} must be a Value or an iterable of Values, got {type(inputs).__name__}")
     nodes: list[Value] = []
-    for position, item in enumerate(cast("Iterable[object]", inputs)):
+    for position, item in enumerate(cast(Iterable[object], inputs)):
         if not isinstance(item, Value):
             raise TypeError(f"{what}[{position}] must be a Value, got {type(item).__name__}")
         nodes.append(item)

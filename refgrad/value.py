@@ -21,7 +21,7 @@ import itertools
 import math
 import numbers
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Final, NoReturn, cast
+from typing import TYPE_CHECKING, ClassVar, Final, NoReturn, TypeGuard, cast
 
 from refgrad.errors import DomainError
 from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, SUB, TANH, VPOW, OpSpec, Params
@@ -38,7 +38,7 @@ _next_position: Final = _creation_counter.__next__
 _isfinite: Final = math.isfinite
 
 
-def is_real_number(x: object) -> bool:
+def is_real_number(x: object) -> TypeGuard[float | numbers.Real]:
     """Whether ``x`` is a real number refgrad accepts: any :class:`numbers.Real` but ``bool``."""
     if type(x) is float or type(x) is int:
         return True  # the common cases, without the slow ABC check
@@ -56,7 +56,7 @@ def as_finite_float(x: object, what: str) -> float:
         value = x
     elif is_real_number(x):
         try:
-            value = float(cast("numbers.Real", x))
+            value = float(x)
         except OverflowError:
             raise ValueError(f"{what} is too large for a float: {x!r:.80}") from None
     else:
@@ -387,7 +387,7 @@ def _coerce(x: object) -> Value | None:
     if isinstance(x, Value):
         return x
     if is_real_number(x):
-        return Value(cast("float", x))
+        return Value(x)
     return None
 
 

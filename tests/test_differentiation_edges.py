@@ -196,3 +196,19 @@ def test_sigmoid_of_a_non_negative_number_is_pytorchs_to_the_bit(x: float) -> No
     """For x >= 0 sigmoid is 1 / (1 + exp(-x)), computed as torch.sigmoid computes it (bit for bit)."""
     expected = torch.sigmoid(torch.tensor(x, dtype=torch.float64)).item()
     assert Value(x).sigmoid().data == expected
+
+
+def test_graph_gradients_for_inputs_the_output_does_not_depend_on_are_zero_leaves() -> None:
+    """With create_graph, an input the output does not use gets a fresh constant 0.0 leaf."""
+    x, unused = Value(2.0), Value(5.0)
+    dx, dunused = grad(x * x, [x, unused], create_graph=True)
+    assert dx.data == 4.0
+    assert dunused.data == 0.0
+    assert dunused.op is None
+    assert dunused is not unused
+
+
+def test_a_repeated_input_adds_its_tangents() -> None:
+    """jvp with x given twice pushes the sum of its two tangents: d(x*x) = 2x * (1 + 2)."""
+    x = Value(3.0)
+    assert jvp(x * x, [x, x], [1.0, 2.0]) == 18.0

@@ -231,3 +231,20 @@ def test_a_registry_refuses_two_ops_of_one_name() -> None:
     """Building a Registry with a repeated name is a ValueError naming it."""
     with pytest.raises(ValueError, match=r"^duplicate op name 'mul' in registry$"):
         Registry((MUL, INT_ADD, MUL))
+
+
+def test_create_graph_must_be_a_bool() -> None:
+    """grad(create_graph=1) is a TypeError naming the type it got."""
+    x = Value(1.0)
+    with pytest.raises(TypeError, match=r"^create_graph must be a bool, got int$"):
+        grad(x, [x], create_graph=1)  # type: ignore[call-overload]  # deliberately wrong type
+
+
+def test_a_forward_mode_error_names_the_node_and_the_failure() -> None:
+    """jvp through a partial that does not exist reports the node and says a partial is not finite."""
+    x = Value(0.0)
+    with pytest.raises(DomainError) as caught:
+        jvp(x**0.5, [x], [1.0])
+    assert str(caught.value).startswith(
+        "backward through pow(0.0, exponent=0.5) = 0.0: a partial derivative is not a finite real number ("
+    )
