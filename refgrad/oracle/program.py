@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, cast
+from typing import Final, Literal, NoReturn, cast
 
 from refgrad.ops import registry
 from refgrad.value import evaluate
 
 __all__ = [
+    "MAX_PROGRAM_CHARACTERS",
     "Const",
     "Form",
     "OperandKind",
@@ -33,6 +35,7 @@ __all__ = [
     "Ref",
     "Step",
     "forms_of",
+    "parse_json",
 ]
 
 OperandKind = Literal["node", "const"]
@@ -40,6 +43,16 @@ OperandKind = Literal["node", "const"]
 
 Form = tuple[OperandKind, ...]
 """The kinds of a step's operands, e.g. ``("const", "node")`` for ``2.0 * x``."""
+
+MAX_PROGRAM_CHARACTERS: Final = 16 * 1024 * 1024
+"""The longest program JSON :meth:`Program.from_json` reads (the oracle's programs take a few kB)."""
+
+# A program nests five levels ({"steps": [{"operands": [{"node": 0}]}]}), a stored entry six.
+_MAX_NESTING: Final = 8
+# Unrolled (runs of plain characters, then one escape) so that long strings match in linear time.
+_JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET: Final = re.compile(r"[^\[\]{}]")
+_INNERMOST_PAIR: Final = re.compile(r"\[\]|\{\}")
 
 # ``x ** c`` with a number ``c`` is op ``pow`` (a static parameter), so ``vpow``
 # only ever takes a node as its exponent: ``x ** y`` and ``c ** y``.
@@ -261,8 +274,13 @@ class Program:
 
     @classmethod
     def from_json(cls, text: str) -> Program:
-        """The program in ``text`` (as produced by :meth:`to_json`)."""
-        return cls.from_dict(json.loads(text))
+        """The program in ``text`` (as produced by :meth:`to_json`); ``ValueError`` naming what is wrong.
+
+        Safe on hostile text: nothing is evaluated, and text that is too long,
+        nests too deeply, repeats a key, or holds ``NaN``, ``Infinity`` or
+        numbers too large for a float is refused before or while it is parsed.
+        """
+        return cls.from_dict(parse_json(text))
 
     # Script -----------------------------------------------------------------------------
 
@@ -347,8 +365,58 @@ def _literal(value: float, *, parenthesize: bool = True) -> str:
 
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    return _check_float(float(value), what)
+        raise ValueError(f"{what} must be a number, got {value!r:.80}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the largest float
+        raise ValueError(f"{what} must be a finite float, got an integer of {len(str(value))} digits") from None
+    return _check_float(number, what)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a finite number; a program holds finite floats only")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r:.80} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _check_nesting(text: str) -> None:
+    """``ValueError`` unless brackets (outside strings) match and nest at most ``_MAX_NESTING`` deep.
+
+    Python's JSON parser recurses once per level, so deep nesting must be
+    refused before parsing; this works with regular expressions only.
+    """
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub('""', text))
+    for _ in range(_MAX_NESTING):
+        if not brackets:
+            return
+        brackets = _INNERMOST_PAIR.sub("", brackets)
+    if brackets:
+        raise ValueError(f"brackets nest deeper than {_MAX_NESTING} levels or do not match")
+
+
+def parse_json(text: str) -> object:
+    """``text`` parsed as JSON for a program or a stored entry, refusing anything hostile with a ``ValueError``.
+
+    Refused: text that is not a string or longer than :data:`MAX_PROGRAM_CHARACTERS`,
+    nesting deeper than a program needs, ``NaN`` and ``Infinity``, repeated
+    keys, integers longer than Python converts, and invalid JSON.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"program JSON must be a str, got {type(text).__name__}")
+    if len(text) > MAX_PROGRAM_CHARACTERS:
+        raise ValueError(f"program JSON is {len(text)} characters long, more than the {MAX_PROGRAM_CHARACTERS} allowed")
+    _check_nesting(text)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+    except ValueError as error:  # JSONDecodeError, or one of the hooks above, or int() refusing a giant number
+        raise ValueError(f"not valid program JSON: {error}") from None
 
 
 def _object(data: object, keys: set[str], what: str) -> dict[str, object]:
