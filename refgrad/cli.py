@@ -96,8 +96,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def op_table() -> list[tuple[str, ...]]:
-    """One row per registry op: name, arity, params, formula, partials, domain, kinks."""
-    rows: list[tuple[str, ...]] = [("op", "arity", "params", "forward", "partials", "domain", "kinks (convention)")]
+    """One row per registry op: name, arity, params, formula, partials, torch counterpart, domain, kinks."""
+    rows: list[tuple[str, ...]] = [
+        ("op", "arity", "params", "forward", "partials", "torch", "domain", "kinks (convention)")
+    ]
     for spec in registry:
         rows.append(
             (
@@ -106,6 +108,7 @@ def op_table() -> list[tuple[str, ...]]:
                 ", ".join(spec.params) or "-",
                 spec.formula,
                 "; ".join(spec.partial_formulas),
+                spec.torch or "-",
                 spec.domain.description,
                 "; ".join(f"input {k.input} at {k.at:g}: {k.convention}" for k in spec.kinks) or "-",
             )

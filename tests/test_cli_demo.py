@@ -23,7 +23,7 @@ def test_demo_prints_the_three_numbers() -> None:
 
 
 def test_ops_lists_every_registry_op() -> None:
-    """One row per op, each with its forward formula and domain."""
+    """One row per op, each with its forward formula, torch counterpart and domain."""
     result = _run("ops")
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()[1:]
@@ -31,6 +31,8 @@ def test_ops_lists_every_registry_op() -> None:
     for spec, row in zip(registry, rows, strict=True):
         assert spec.formula in row
         assert spec.domain.description in row
+        assert spec.torch is not None
+        assert f" {spec.torch} " in row
 
 
 def test_usage_errors_exit_2_with_one_line() -> None:

@@ -99,6 +99,7 @@ DOUBLE = OpSpec(
     formula="2 * x",
     partial_formulas=("2",),
     symbol="2*",
+    torch=None,
 )
 
 
@@ -122,6 +123,7 @@ SCALED_ADD = OpSpec(
     formula="x + scale * y",
     partial_formulas=("1", "scale"),
     symbol="+s*",
+    torch=None,
 )
 
 
@@ -151,6 +153,7 @@ TOO_MANY = OpSpec(
     formula="2 * x",
     partial_formulas=("2",),
     symbol="?",
+    torch=None,
 )
 
 
@@ -181,6 +184,7 @@ SQUARE = OpSpec(
     formula="x * x",
     partial_formulas=("2 * x",),
     symbol="^2",
+    torch="torch.square",
 )
 
 

@@ -45,6 +45,7 @@ INT_ADD = OpSpec(
     formula="int(x + y)",
     partial_formulas=("1", "1"),
     symbol="+",
+    torch=None,
 )
 
 
@@ -214,6 +215,7 @@ def test_apply_refuses_an_op_of_arity_three_naming_it() -> None:
         formula="x * y + z",
         partial_formulas=("y", "x", "1"),
         symbol="fma",
+        torch=None,
     )
     with pytest.raises(ValueError, match=r"^op 'fma' has arity 3; refgrad nodes take one or two operands$"):
         apply(three, 1.0, 2.0, 3.0)

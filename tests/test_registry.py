@@ -66,6 +66,20 @@ def test_every_entry_declares_everything(spec: OpSpec) -> None:
 
 
 @pytest.mark.parametrize("spec", list(registry), ids=lambda spec: spec.name)
+def test_every_entry_names_the_torch_function_that_computes_it(spec: OpSpec) -> None:
+    """The named torch counterpart exists and gives the entry's forward value at its sample points."""
+    import torch  # the tests' environment has the oracle extra; the registry itself never imports torch
+
+    assert spec.torch is not None
+    assert spec.torch.startswith("torch.")
+    function = getattr(torch, spec.torch.removeprefix("torch."))
+    for inputs, params in SAMPLES[spec.name]:
+        tensors = [torch.tensor(x, dtype=torch.float64) for x in inputs]
+        expected = spec.forward(*inputs, *params)
+        assert function(*tensors, *params).item() == pytest.approx(expected, rel=4 * sys.float_info.epsilon)
+
+
+@pytest.mark.parametrize("spec", list(registry), ids=lambda spec: spec.name)
 def test_partials_return_one_entry_per_input_for_floats_and_nodes(spec: OpSpec) -> None:
     """A rule returns exactly arity partials, whether called with floats or with nodes."""
     for inputs, params in SAMPLES[spec.name]:
@@ -201,6 +215,7 @@ HYPOT: OpSpec = OpSpec(
     formula="sqrt(x**2 + y**2)",
     partial_formulas=("x / hypot(x, y)", "y / hypot(x, y)"),
     symbol="hypot",
+    torch="torch.hypot",
 )
 
 

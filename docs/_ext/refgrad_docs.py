@@ -32,7 +32,7 @@ class OpReference(SphinxDirective):
         tbody = nodes.tbody()
         group += tbody
         for row in body:
-            tbody += self._row(row, code_columns={0, 3, 4})
+            tbody += self._row(row, code_columns={0, 3, 4, 5})
         return [table]
 
     @staticmethod

@@ -75,6 +75,7 @@ ADD: Final = OpSpec(
     formula="x + y",
     partial_formulas=("1", "1"),
     symbol="+",
+    torch="torch.add",
 )
 
 
@@ -98,6 +99,7 @@ SUB: Final = OpSpec(
     formula="x - y",
     partial_formulas=("1", "-1"),
     symbol="-",
+    torch="torch.sub",
 )
 
 
@@ -122,6 +124,7 @@ MUL: Final = OpSpec(
     formula="x * y",
     partial_formulas=("y", "x"),
     symbol="*",
+    torch="torch.mul",
 )
 
 
@@ -151,6 +154,7 @@ DIV: Final = OpSpec(
     formula="x / y",
     partial_formulas=("1 / y", "-x / y**2"),
     symbol="/",
+    torch="torch.div",
 )
 
 
@@ -174,6 +178,7 @@ NEG: Final = OpSpec(
     formula="-x",
     partial_formulas=("-1",),
     symbol="neg",
+    torch="torch.neg",
 )
 
 
@@ -218,6 +223,7 @@ POW: Final = OpSpec(
     formula="x ** c",
     partial_formulas=("c * x ** (c - 1)",),
     symbol="**",
+    torch="torch.pow",
 )
 
 
@@ -270,6 +276,7 @@ VPOW: Final = OpSpec(
     formula="x ** y",
     partial_formulas=("y * x ** (y - 1)", "x ** y * log(x)"),
     symbol="**",
+    torch="torch.pow",
 )
 
 
@@ -293,6 +300,7 @@ EXP: Final = OpSpec(
     formula="exp(x)",
     partial_formulas=("exp(x)",),
     symbol="exp",
+    torch="torch.exp",
 )
 
 
@@ -317,6 +325,7 @@ LOG: Final = OpSpec(
     formula="log(x)",
     partial_formulas=("1 / x",),
     symbol="log",
+    torch="torch.log",
 )
 
 
@@ -336,6 +345,7 @@ TANH: Final = OpSpec(
     formula="tanh(x)",
     partial_formulas=("1 - tanh(x)**2",),
     symbol="tanh",
+    torch="torch.tanh",
 )
 
 
@@ -363,6 +373,7 @@ SIGMOID: Final = OpSpec(
     formula="1 / (1 + exp(-x))",
     partial_formulas=("sigmoid(x) * (1 - sigmoid(x))",),
     symbol="sigmoid",
+    torch="torch.sigmoid",
 )
 
 
@@ -387,6 +398,7 @@ RELU: Final = OpSpec(
     formula="max(x, 0)",
     partial_formulas=("1 if x > 0 else 0",),
     symbol="ReLU",
+    torch="torch.relu",
 )
 
 
@@ -412,6 +424,7 @@ ABS: Final = OpSpec(
     formula="|x|",
     partial_formulas=("sign(x)",),
     symbol="abs",
+    torch="torch.abs",
 )
 
 

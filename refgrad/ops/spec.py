@@ -114,6 +114,10 @@ class OpSpec:
     """Each partial derivative as maths for people, aligned with the inputs."""
     symbol: str
     """Short label for graph pictures and micrograd's ``_op``, e.g. ``"*"``."""
+    torch: str | None
+    """The PyTorch function computing the same op, e.g. ``"torch.mul"``: its conventions are the ones
+    refgrad follows, and the oracle checks the op against it (``refgrad.oracle.TORCH_REFERENCES``).
+    ``None`` for an op of your own that PyTorch lacks; every op in :data:`refgrad.ops.registry` has one."""
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given
 
-from refgrad.ops import registry
+from refgrad.ops import OpSpec, registry
 from refgrad.oracle import (
     TORCH_REFERENCES,
     Const,
@@ -274,3 +274,16 @@ def test_references_agree_on_every_op(op: str) -> None:
 def test_references_agree_on_compositions(program: Program) -> None:
     """Across ops, torch's gradients and finite differences agree wherever both apply."""
     _references_agree(program)
+
+
+@pytest.mark.parametrize("spec", list(registry), ids=lambda spec: spec.name)
+def test_the_oracle_calls_the_torch_function_the_registry_names(spec: OpSpec) -> None:
+    """TORCH_REFERENCES[op] computes exactly what the entry's named counterpart computes, to the bit."""
+    assert spec.torch is not None
+    named = getattr(torch, spec.torch.removeprefix("torch."))
+    operands = [torch.tensor(x, dtype=torch.float64) for x in (0.75, -1.25)[: spec.arity]]
+    if spec.name == "vpow":
+        operands[1] = torch.tensor(3.0, dtype=torch.float64)  # a negative base needs an integer exponent
+    params = (2.5,) * len(spec.params)
+    ours = TORCH_REFERENCES[spec.name].forward(*operands, *params)
+    assert float(ours.item()).hex() == float(named(*operands, *params).item()).hex()
