@@ -1,4 +1,4 @@
-"""Development sessions: ``nox`` runs typecheck, tests and lint; ``nox -s bench`` the benchmarks."""
+"""Development sessions: ``nox`` runs typecheck, tests, tests_typeguard, lint and docs; ``nox -s bench`` the benchmarks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["typecheck", "tests", "lint", "docs"]
+nox.options.sessions = ["typecheck", "tests", "tests_typeguard", "lint", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
