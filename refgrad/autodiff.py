@@ -12,6 +12,7 @@ Forward mode (:func:`jvp`) runs the same rules in creation order.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
@@ -19,7 +20,7 @@ from typing import Final, Literal, NoReturn, Protocol, Self, TypeVar, cast, over
 
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, Params
-from refgrad.value import Value, as_finite_float
+from refgrad.value import Value, as_finite_float, type_name
 
 __all__ = ["Gradients", "GraphNode", "grad", "gradients", "hessian", "jvp", "nodes", "reverse_accumulate"]
 
@@ -86,7 +87,7 @@ def nodes(output: Value) -> tuple[Value, ...]:
     order can evaluate, count or draw the graph without recursion.
     """
     if not isinstance(output, Value):
-        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+        raise TypeError(f"output must be a Value, got {type_name(output)}")
     order = _reverse_topological(output)
     order.reverse()
     return tuple(order)
@@ -172,10 +173,12 @@ class Gradients(Mapping[Value, float]):
 
     def __init__(self, grads: Mapping[Value, float]) -> None:
         """Wrap ``grads`` (copied); normally built by :meth:`Value.backward`."""
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"Gradients needs a mapping from Values to floats, got {type_name(grads)}")
         copied: dict[Value, float] = {}
         for node, value in grads.items():
             if not isinstance(node, Value):
-                raise TypeError(f"Gradients keys must be Value, got {type(node).__name__}")
+                raise TypeError(f"Gradients keys must be Value, got {type_name(node)}")
             copied[node] = as_finite_float(value, f"gradient of {node!r}")
         object.__setattr__(self, "_grads", copied)
 
@@ -193,15 +196,21 @@ class Gradients(Mapping[Value, float]):
 
     def __getitem__(self, node: Value) -> float:
         """The gradient for ``node``; ``0.0`` if the output does not depend on it."""
-        found = self._grads.get(node)
+        try:
+            found = self._grads.get(node)
+        except TypeError:  # unhashable: certainly no Value, reported below
+            found = None
         if found is not None:
             return found
         if not isinstance(node, Value):
-            raise TypeError(f"Gradients are looked up by Value, got {type(node).__name__}")
+            raise TypeError(f"Gradients are looked up by Value, got {type_name(node)}")
         return 0.0
 
     def __contains__(self, node: object) -> bool:
-        return node in self._grads
+        try:
+            return node in self._grads
+        except TypeError:  # unhashable, so no Value: not a key, as for any other non-Value
+            return False
 
     def __iter__(self) -> Iterator[Value]:
         return iter(self._grads)
@@ -219,7 +228,7 @@ class Gradients(Mapping[Value, float]):
 def gradients(output: Value) -> Gradients:
     """d output / d node for every node ``output`` depends on (what ``output.backward()`` returns)."""
     if not isinstance(output, Value):
-        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+        raise TypeError(f"output must be a Value, got {type_name(output)}")
     return Gradients._adopt(reverse_accumulate(output))
 
 
@@ -227,11 +236,11 @@ def _as_inputs(inputs: object, what: str) -> tuple[Value, ...]:
     if isinstance(inputs, Value):
         return (inputs,)
     if isinstance(inputs, str | bytes) or not isinstance(inputs, Iterable):
-        raise TypeError(f"{what} must be a Value or an iterable of Values, got {type(inputs).__name__}")
+        raise TypeError(f"{what} must be a Value or an iterable of Values, got {type_name(inputs)}")
     nodes: list[Value] = []
     for position, item in enumerate(cast(Iterable[object], inputs)):
         if not isinstance(item, Value):
-            raise TypeError(f"{what}[{position}] must be a Value, got {type(item).__name__}")
+            raise TypeError(f"{what}[{position}] must be a Value, got {type_name(item)}")
         nodes.append(item)
     return tuple(nodes)
 
@@ -286,10 +295,10 @@ def grad(
     differentiated again (to any order).
     """
     if not isinstance(output, Value):
-        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+        raise TypeError(f"output must be a Value, got {type_name(output)}")
     nodes = _as_inputs(inputs, "inputs")
     if not isinstance(create_graph, bool):
-        raise TypeError(f"create_graph must be a bool, got {type(create_graph).__name__}")
+        raise TypeError(f"create_graph must be a bool, got {type_name(create_graph)}")
     if create_graph:
         graph_grads = _reverse_accumulate_graph(output)
         return tuple(graph_grads[node] if node in graph_grads else Value(0.0) for node in nodes)
@@ -305,11 +314,15 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
     no backward pass.
     """
     if not isinstance(output, Value):
-        raise TypeError(f"output must be a Value, got {type(output).__name__}")
+        raise TypeError(f"output must be a Value, got {type_name(output)}")
     nodes = _as_inputs(inputs, "inputs")
-    raw = (tangents,) if not isinstance(tangents, Iterable) else tuple(tangents)
+    if isinstance(tangents, str | bytes):
+        raise TypeError(f"tangents must be a number or an iterable of numbers, got {type_name(tangents)}")
+    # One more than needed is enough to tell that there are too many (and an endless iterator ends).
+    raw = (tangents,) if not isinstance(tangents, Iterable) else tuple(itertools.islice(tangents, len(nodes) + 1))
     if len(raw) != len(nodes):
-        raise ValueError(f"jvp needs one tangent per input: {len(nodes)} inputs, {len(raw)} tangents")
+        given = f"more than {len(nodes)}" if len(raw) > len(nodes) else str(len(raw))
+        raise ValueError(f"jvp needs one tangent per input: {len(nodes)} inputs, {given} tangents")
     tangent: dict[Value, float] = {}
     for position, (node, t) in enumerate(zip(nodes, raw, strict=True)):
         tangent[node] = tangent.get(node, 0.0) + as_finite_float(t, f"tangents[{position}]")

@@ -22,12 +22,21 @@ weights micrograd's ``MLP(2, [16, 16, 1])`` gets after ``random.seed(1337)``.
 
 from __future__ import annotations
 
+import numbers
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Self, cast
 
-from refgrad.value import Value, is_real_number
+from refgrad.value import (
+    Value,
+    as_count,
+    as_finite_float,
+    is_bool_like,
+    is_real_number,
+    not_a_number,
+    type_name,
+)
 
 __all__ = ["MLP", "Layer", "Model", "Neuron"]
 
@@ -45,30 +54,25 @@ class Model(Protocol):
 
 
 def _as_rng(rng: random.Random | int) -> random.Random:
-    if isinstance(rng, random.Random):
-        return rng
-    if isinstance(rng, bool) or not isinstance(rng, int):
-        raise TypeError(f"rng must be a random.Random or an int seed, got {type(rng).__name__}")
-    return random.Random(rng)
-
-
-def _check_size(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{what} must be at least 1, got {value}")
-    return value
+    given: object = rng  # anything can arrive from untyped callers
+    if isinstance(given, random.Random):
+        return given
+    if type(given) is int:
+        return random.Random(given)  # any int seeds random.Random, however large
+    if is_bool_like(given) or not isinstance(given, numbers.Integral):
+        raise TypeError(f"rng must be a random.Random or an int seed, got {type_name(given)}")
+    return random.Random(as_count(given, "rng", minimum=None))  # NumPy's integers, converted
 
 
 def _check_bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{what} must be a bool, got {type(value).__name__}")
+        raise TypeError(f"{what} must be a bool, got {type_name(value)}")
     return value
 
 
 def _as_tuple(items: object, what: str) -> tuple[object, ...]:
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
-        raise TypeError(f"{what} must be a sequence, got {type(items).__name__}")
+        raise TypeError(f"{what} must be a sequence, got {type_name(items)}")
     return tuple(cast("Iterable[object]", items))
 
 
@@ -82,9 +86,9 @@ def _as_inputs(inputs: Sequence[Value | float], nin: int) -> tuple[Value, ...]:
         if isinstance(item, Value):
             nodes.append(item)
         elif is_real_number(item):
-            nodes.append(Value(cast("float", item)))
+            nodes.append(Value(as_finite_float(item, f"inputs[{position}]")))
         else:
-            raise TypeError(f"inputs[{position}] must be a Value or a real number, got {type(item).__name__}")
+            raise not_a_number(item, f"inputs[{position}]")
     return tuple(nodes)
 
 
@@ -99,9 +103,9 @@ def _replace_all(model: _HasParameters, values: Iterable[Value | float]) -> tupl
         if isinstance(item, Value):
             replaced.append(item)
         elif is_real_number(item):
-            replaced.append(Value(cast("float", item), label=previous.label))
+            replaced.append(Value(as_finite_float(item, f"values[{position}]"), label=previous.label))
         else:
-            raise TypeError(f"values[{position}] must be a Value or a real number, got {type(item).__name__}")
+            raise not_a_number(item, f"values[{position}]")
     return tuple(replaced)
 
 
@@ -128,12 +132,12 @@ class Neuron:
         weights: list[Value] = []
         for position, weight in enumerate(_as_tuple(self.weights, "weights")):
             if not isinstance(weight, Value):
-                raise TypeError(f"weights[{position}] must be a Value, got {type(weight).__name__}")
+                raise TypeError(f"weights[{position}] must be a Value, got {type_name(weight)}")
             weights.append(weight)
         if not weights:
             raise ValueError("a Neuron needs at least one weight")
         if not isinstance(self.bias, Value):
-            raise TypeError(f"bias must be a Value, got {type(self.bias).__name__}")
+            raise TypeError(f"bias must be a Value, got {type_name(self.bias)}")
         _check_bool(self.nonlin, "nonlin")
         # Frozen: the only way to store the normalised tuple is the base class's setter.
         object.__setattr__(self, "weights", tuple(weights))
@@ -145,7 +149,7 @@ class Neuron:
         ``rng`` is a :class:`random.Random` (advanced by ``nin`` draws) or an
         int seed. ``name`` prefixes the parameters' labels (``"w0"``, ..., ``"b"``).
         """
-        nin = _check_size(nin, "nin")
+        nin = as_count(nin, "nin")
         generator = _as_rng(rng)
         _check_bool(nonlin, "nonlin")
         weights = tuple(Value(generator.uniform(-1.0, 1.0), label=f"{name}w{i}") for i in range(nin))
@@ -188,7 +192,7 @@ class Layer:
         neurons: list[Neuron] = []
         for position, neuron in enumerate(_as_tuple(self.neurons, "neurons")):
             if not isinstance(neuron, Neuron):
-                raise TypeError(f"neurons[{position}] must be a Neuron, got {type(neuron).__name__}")
+                raise TypeError(f"neurons[{position}] must be a Neuron, got {type_name(neuron)}")
             neurons.append(neuron)
         if not neurons:
             raise ValueError("a Layer needs at least one neuron")
@@ -200,8 +204,8 @@ class Layer:
     @classmethod
     def init(cls, nin: int, nout: int, *, rng: random.Random | int, nonlin: bool = True, name: str = "") -> Layer:
         """``nout`` neurons of ``nin`` inputs each, initialised in order by :meth:`Neuron.init`."""
-        nin = _check_size(nin, "nin")
-        nout = _check_size(nout, "nout")
+        nin = as_count(nin, "nin")
+        nout = as_count(nout, "nout")
         generator = _as_rng(rng)
         return cls(tuple(Neuron.init(nin, rng=generator, nonlin=nonlin, name=f"{name}n{j}.") for j in range(nout)))
 
@@ -265,7 +269,7 @@ class MLP:
         layers: list[Layer] = []
         for position, layer in enumerate(_as_tuple(self.layers, "layers")):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{position}] must be a Layer, got {type(layer).__name__}")
+                raise TypeError(f"layers[{position}] must be a Layer, got {type_name(layer)}")
             if layers and layer.nin != layers[-1].nout:
                 raise ValueError(
                     f"layer {position} takes {layer.nin} input(s) "
@@ -283,11 +287,11 @@ class MLP:
         Weights are drawn from ``rng`` (a :class:`random.Random` or an int seed)
         layer by layer, neuron by neuron, as micrograd draws them.
         """
-        nin = _check_size(nin, "nin")
+        nin = as_count(nin, "nin")
         sizes = _as_tuple(nouts, "nouts")
         if not sizes:
             raise ValueError("nouts must name at least one layer size")
-        checked = [_check_size(size, f"nouts[{i}]") for i, size in enumerate(sizes)]
+        checked = [as_count(size, f"nouts[{i}]") for i, size in enumerate(sizes)]
         generator = _as_rng(rng)
         fan_in = [nin, *checked]
         last = len(checked) - 1

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, TypeVar, cast
 
+from refgrad.errors import DomainError
 from refgrad.nn import Model
-from refgrad.value import Value, as_finite_float
+from refgrad.value import Value, as_count, as_finite_float, type_name
 
 __all__ = ["SGD", "Adam", "AdamState"]
 
@@ -35,17 +36,17 @@ ModelT = TypeVar("ModelT", bound=Model)
 def _check_model(model: object) -> tuple[Value, ...]:
     parameters = getattr(model, "parameters", None)
     if not callable(parameters) or not callable(getattr(model, "with_parameters", None)):
-        raise TypeError(f"model must have parameters() and with_parameters(), got {type(model).__name__}")
+        raise TypeError(f"model must have parameters() and with_parameters(), got {type_name(model)}")
     found: object = parameters()
     if not isinstance(found, tuple) or not all(isinstance(p, Value) for p in cast("tuple[object, ...]", found)):
-        raise TypeError(f"{type(model).__name__}.parameters() must return a tuple of Values")
+        raise TypeError(f"{type_name(model)}.parameters() must return a tuple of Values")
     return cast("tuple[Value, ...]", found)
 
 
 def _gradient_values(parameters: tuple[Value, ...], gradients: Mapping[Value, float]) -> list[float]:
     """One float per parameter; a parameter missing from ``gradients`` gets ``0.0``."""
     if not isinstance(gradients, Mapping):
-        raise TypeError(f"gradients must be a mapping from Values to floats, got {type(gradients).__name__}")
+        raise TypeError(f"gradients must be a mapping from Values to floats, got {type_name(gradients)}")
     if parameters and not any(p in gradients for p in parameters):
         # Usually a loss computed from a previous model: every step would silently do nothing.
         raise ValueError(
@@ -76,6 +77,13 @@ def _positive(value: object, what: str) -> float:
     return checked
 
 
+def _adam_overflow(step: int, position: int, parameter: Value, gradient: float) -> DomainError:
+    return DomainError(
+        f"Adam step {step} of parameter {position} is not finite "
+        f"(parameter {parameter.data!r}, gradient {gradient!r}): the numbers are beyond the float range"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SGD:
     """Plain gradient descent: ``p - learning_rate * grad`` for every parameter ``p``.
@@ -96,7 +104,14 @@ class SGD:
         parameters = _check_model(model)
         grads = _gradient_values(parameters, gradients)
         rate = self.learning_rate
-        return model.with_parameters([p.data - rate * g for p, g in zip(parameters, grads, strict=True)])
+        updated = [p.data - rate * g for p, g in zip(parameters, grads, strict=True)]
+        for position, (parameter, gradient, value) in enumerate(zip(parameters, grads, updated, strict=True)):
+            if not math.isfinite(value):
+                raise DomainError(
+                    f"SGD step of parameter {position} is not finite: "
+                    f"{parameter.data!r} - {rate!r} * {gradient!r} = {value!r}"
+                )
+        return model.with_parameters(updated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +124,24 @@ class AdamState:
     """Running average of the gradients (first moment), per parameter."""
     exp_avg_sq: tuple[float, ...]
     """Running average of the squared gradients (second moment), per parameter."""
+
+    def __post_init__(self) -> None:
+        step = as_count(self.step, "step", minimum=0)
+        moments: list[tuple[float, ...]] = []
+        for what, given in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
+            if not isinstance(given, tuple):
+                raise TypeError(f"{what} must be a tuple of floats, got {type_name(given)}")
+            moments.append(tuple(as_finite_float(x, f"{what}[{i}]") for i, x in enumerate(given)))
+        exp_avg, exp_avg_sq = moments
+        if len(exp_avg) != len(exp_avg_sq):
+            raise ValueError(f"exp_avg has {len(exp_avg)} entries but exp_avg_sq has {len(exp_avg_sq)}")
+        for position, second in enumerate(exp_avg_sq):
+            if second < 0.0:
+                raise ValueError(f"exp_avg_sq[{position}] is an average of squares, so >= 0, got {second!r}")
+        # Frozen: store the checked values through the base class's setter.
+        object.__setattr__(self, "step", step)
+        object.__setattr__(self, "exp_avg", exp_avg)
+        object.__setattr__(self, "exp_avg_sq", exp_avg_sq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +195,7 @@ class Adam:
         """One Adam update: the new model and the new state (the old ones are unchanged)."""
         parameters = _check_model(model)
         if not isinstance(state, AdamState):
-            raise TypeError(f"state must be an AdamState (from Adam.init), got {type(state).__name__}")
+            raise TypeError(f"state must be an AdamState (from Adam.init), got {type_name(state)}")
         if len(state.exp_avg) != len(parameters) or len(state.exp_avg_sq) != len(parameters):
             raise ValueError(
                 f"state holds moments for {len(state.exp_avg)} parameters but the model has {len(parameters)}"
@@ -181,21 +214,28 @@ class Adam:
         new_data: list[float] = []
         new_avg: list[float] = []
         new_avg_sq: list[float] = []
-        for parameter, gradient, old_avg, old_avg_sq in zip(
-            parameters, grads, state.exp_avg, state.exp_avg_sq, strict=True
+        for position, (parameter, gradient, old_avg, old_avg_sq) in enumerate(
+            zip(parameters, grads, state.exp_avg, state.exp_avg_sq, strict=True)
         ):
-            # grad.add(param, alpha=weight_decay): fused as well.
-            g = _fused_multiply_add(self.weight_decay, parameter.data, gradient) if self.weight_decay else gradient
-            # torch's lerp: start + weight * (end - start) for weights below one half, else
-            # end + (weight - 1) * (end - start); each a fused multiply-add in its CPU kernel.
-            if first_weight < 0.5:
-                avg = _fused_multiply_add(first_weight, g - old_avg, old_avg)
-            else:
-                avg = _fused_multiply_add(first_weight - 1.0, g - old_avg, g)
-            # addcmul: self + (value * t1) * t2, the last multiply-add fused; addcdiv is not fused.
-            avg_sq = _fused_multiply_add(second_weight * g, g, old_avg_sq * beta2)
-            denominator = math.sqrt(avg_sq) / bias_correction2_sqrt + self.eps
-            new_data.append(parameter.data + -step_size * avg / denominator)
+            try:
+                # grad.add(param, alpha=weight_decay): fused as well.
+                g = _fused_multiply_add(self.weight_decay, parameter.data, gradient) if self.weight_decay else gradient
+                # torch's lerp: start + weight * (end - start) for weights below one half, else
+                # end + (weight - 1) * (end - start); each a fused multiply-add in its CPU kernel.
+                if first_weight < 0.5:
+                    avg = _fused_multiply_add(first_weight, g - old_avg, old_avg)
+                else:
+                    avg = _fused_multiply_add(first_weight - 1.0, g - old_avg, g)
+                # addcmul: self + (value * t1) * t2, the last multiply-add fused; addcdiv is not fused.
+                avg_sq = _fused_multiply_add(second_weight * g, g, old_avg_sq * beta2)
+                denominator = math.sqrt(avg_sq) / bias_correction2_sqrt + self.eps
+                updated = parameter.data + -step_size * avg / denominator
+            except (ArithmeticError, ValueError):
+                # The exact fused multiply-add cannot take an infinity, and overflows converting back.
+                raise _adam_overflow(step, position, parameter, gradient) from None
+            if not (math.isfinite(updated) and math.isfinite(avg) and math.isfinite(avg_sq)):
+                raise _adam_overflow(step, position, parameter, gradient)
+            new_data.append(updated)
             new_avg.append(avg)
             new_avg_sq.append(avg_sq)
         return model.with_parameters(new_data), AdamState(step, tuple(new_avg), tuple(new_avg_sq))

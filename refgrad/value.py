@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import operator
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final, NoReturn, TypeGuard, cast
 
@@ -29,7 +31,20 @@ from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, S
 if TYPE_CHECKING:
     from refgrad.autodiff import Gradients
 
-__all__ = ["Value", "apply", "as_finite_float", "evaluate", "forward_binary", "forward_unary", "is_real_number"]
+__all__ = [
+    "Value",
+    "apply",
+    "as_count",
+    "as_finite_float",
+    "evaluate",
+    "forward_binary",
+    "forward_unary",
+    "is_bool_like",
+    "is_real_number",
+    "not_a_number",
+    "shown",
+    "type_name",
+]
 
 _creation_counter: Final = itertools.count()
 # next() on itertools.count is atomic under the GIL, so concurrent threads still
@@ -45,12 +60,66 @@ def is_real_number(x: object) -> TypeGuard[float | numbers.Real]:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def type_name(x: object) -> str:
+    """The name of ``x``'s type for an error message, qualified where a short name would mislead.
+
+    Both surfaces have a class called ``Value``, so either is spelled out
+    (``refgrad.Value``, ``refgrad.micrograd.engine.Value``): never "must be a
+    Value, got Value".
+    """
+    kind = type(x)
+    if kind is Value:
+        return "refgrad.Value"
+    if kind.__name__ == "Value":
+        return f"{kind.__module__}.{kind.__qualname__}"
+    return kind.__name__
+
+
+def shown(x: object, limit: int = 80) -> str:
+    """``repr(x)`` cut to ``limit`` characters for an error message; never raises.
+
+    An int of more than 4300 digits has no ``repr`` (Python refuses to convert
+    it) and a hostile object's ``__repr__`` may raise: neither may replace the
+    error being reported.
+    """
+    try:
+        text = repr(x)
+    except Exception:  # any failure of someone else's __repr__ must not hide our error
+        if isinstance(x, int):
+            return f"<an int of {x.bit_length()} bits>"
+        return f"<{type_name(x)} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_bool_like(x: object) -> bool:
+    """Whether ``x`` is a ``bool`` or NumPy's ``bool_`` (no bool subclass, but the same mistake)."""
+    kind = type(x)
+    return isinstance(x, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
+
+
+def not_a_number(x: object, what: str) -> TypeError:
+    """The ``TypeError`` for ``x`` given as ``what`` where a real number is needed, with a hint for bool and Decimal."""
+    if is_bool_like(x):
+        return TypeError(
+            f"{what} must be a real number (int or float), got a bool ({x!r}); "
+            "refgrad does not treat True and False as numbers: write 1.0 or 0.0"
+        )
+    if type(x).__name__ == "Decimal":
+        return TypeError(
+            f"{what} must be a real number (int or float), got Decimal: {shown(x)}; "
+            "Decimal is not a numbers.Real (it does not mix with float): convert it with float()"
+        )
+    return TypeError(f"{what} must be a real number (int or float), got {type_name(x)}: {shown(x)}")
+
+
 def as_finite_float(x: object, what: str) -> float:
     """``x`` as a finite float, or a ``TypeError``/``ValueError`` naming ``what``.
 
     Accepts every real number (``int``, ``float``, ``fractions.Fraction``,
     NumPy's real scalars: anything registered as :class:`numbers.Real`) except
-    ``bool``, which is almost always a mistake in arithmetic.
+    ``bool``, which is almost always a mistake in arithmetic. A number beyond
+    the float range is a ``ValueError``, as are NaN and infinity; a tiny one
+    rounds to the nearest float (possibly ``0.0``), as ``float()`` does.
     """
     if type(x) is float:
         value = x
@@ -58,12 +127,38 @@ def as_finite_float(x: object, what: str) -> float:
         try:
             value = float(x)
         except OverflowError:
-            raise ValueError(f"{what} is too large for a float: {x!r:.80}") from None
+            raise ValueError(f"{what} is too large for a float: {shown(x)}") from None
+        except Exception as error:  # a numbers.Real whose __float__ fails is still not a number we can use
+            raise TypeError(f"{what}: float() of the {type_name(x)} {shown(x)} failed: {error!r}") from error
+        if not _isfinite(value):
+            raise ValueError(f"{what} must be finite (within the float range), got {type_name(x)}: {shown(x)}")
+        return value
     else:
-        raise TypeError(f"{what} must be a real number (int or float), got {type(x).__name__}: {x!r:.80}")
+        raise not_a_number(x, what)
     if not _isfinite(value):
         raise ValueError(f"{what} must be finite, got {value!r}")
     return value
+
+
+def as_count(x: object, what: str, minimum: int | None = 1) -> int:
+    """``x`` as an int of at least ``minimum`` (a size or a seed; ``None``: any), or an error naming ``what``.
+
+    Accepts ``int`` and NumPy's integer scalars (anything registered as
+    :class:`numbers.Integral`) but not ``bool``; a count beyond ``sys.maxsize``
+    (in size) could never be the length of a Python sequence and is a ``ValueError``.
+    """
+    if type(x) is not int:
+        if is_bool_like(x) or not isinstance(x, numbers.Integral):
+            raise TypeError(f"{what} must be an int, got {type_name(x)}: {shown(x)}")
+        try:
+            x = operator.index(x)
+        except Exception as error:  # an Integral whose __index__ fails is not a count we can use
+            raise TypeError(f"{what}: operator.index() of the {type_name(x)} {shown(x)} failed: {error!r}") from error
+    if minimum is not None and x < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {shown(x)}")
+    if abs(x) > sys.maxsize:
+        raise ValueError(f"{what} is too large: {shown(x)} is beyond sys.maxsize")
+    return x
 
 
 def _describe_call(op: OpSpec, args: tuple[float, ...], params: Params) -> str:
@@ -189,17 +284,8 @@ class Value:
         """A leaf holding ``data``, optionally named ``label``."""
         value = as_finite_float(data, "Value data")
         if label is not None and not isinstance(label, str):
-            raise TypeError(f"Value label must be a str or None, got {type(label).__name__}")
-        node = _new_node(_Building)
-        node.data = value
-        node.op = None
-        node.params = ()
-        node.label = label
-        node._first = None
-        node._second = None
-        node._position = _next_position()
-        _become(node, Value)
-        return node  # type: ignore[return-value]  # _become made it a Value
+            raise TypeError(f"Value label must be a str or None, got {type_name(label)}")
+        return _leaf(value, label)
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"Value is immutable: cannot set {name!r}")
@@ -278,6 +364,8 @@ class Value:
         if isinstance(exponent, Value):
             return _binary(VPOW, self, exponent)
         if not is_real_number(exponent):
+            if is_bool_like(exponent):
+                raise not_a_number(exponent, "exponent")
             return NotImplemented
         return _unary(POW, self, (as_finite_float(exponent, "exponent"),))
 
@@ -382,12 +470,32 @@ def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, para
     return node  # type: ignore[return-value]  # _become made it a Value
 
 
+def _leaf(data: float, label: str | None) -> Value:
+    node = _new_node(_Building)
+    node.data = data
+    node.op = None
+    node.params = ()
+    node.label = label
+    node._first = None
+    node._second = None
+    node._position = _next_position()
+    _become(node, Value)
+    return node  # type: ignore[return-value]  # _become made it a Value
+
+
 def _coerce(x: object) -> Value | None:
-    """``x`` itself if it is a node, a constant leaf if it is a number, else ``None``."""
+    """``x`` itself if it is a node, a constant leaf if it is a number, else ``None``.
+
+    ``None`` makes an operator return ``NotImplemented``, leaving the other
+    operand's reflected method its turn. A bool raises at once: nothing else
+    would give a clearer message (numpy's own bool even blames ``Value``).
+    """
     if isinstance(x, Value):
         return x
     if is_real_number(x):
-        return Value(x)
+        return _leaf(as_finite_float(x, "operand"), None)
+    if is_bool_like(x):
+        raise not_a_number(x, "operand")
     return None
 
 
@@ -407,20 +515,22 @@ def apply(op: OpSpec, *inputs: Value | float, params: Params = ()) -> Value:
     gets into a graph: reverse and forward mode need nothing else from it.
     """
     if not isinstance(op, OpSpec):
-        raise TypeError(f"apply() needs an OpSpec, got {type(op).__name__}")
+        raise TypeError(f"apply() needs an OpSpec, got {type_name(op)}")
     if op.arity not in (1, 2):
         raise ValueError(f"op {op.name!r} has arity {op.arity}; refgrad nodes take one or two operands")
     if len(inputs) != op.arity:
         raise TypeError(f"op {op.name!r} takes {op.arity} input(s), got {len(inputs)}")
+    if not isinstance(params, tuple):
+        raise TypeError(f"params must be a tuple of numbers, got {type_name(params)}")
     if len(params) != len(op.params):
         raise TypeError(f"op {op.name!r} takes parameters {op.params}, got {len(params)} value(s)")
     nodes: list[Value] = []
     for position, item in enumerate(inputs):
+        if is_bool_like(item):
+            raise not_a_number(item, f"input {position} of {op.name!r}")
         node = _coerce(item)
         if node is None:
-            raise TypeError(
-                f"input {position} of {op.name!r} must be a Value or a real number, got {type(item).__name__}"
-            )
+            raise TypeError(f"input {position} of {op.name!r} must be a Value or a real number, got {type_name(item)}")
         nodes.append(node)
     checked_params = tuple(
         as_finite_float(p, f"parameter {name!r} of {op.name!r}") for name, p in zip(op.params, params, strict=True)

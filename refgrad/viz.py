@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
 from refgrad.micrograd.engine import Value as MicrogradValue
-from refgrad.value import Value
+from refgrad.value import Value, as_count, as_finite_float, type_name
 
 __all__ = ["DEFAULT_MAX_NODES", "render", "save", "to_dot"]
 
@@ -80,11 +80,7 @@ def _op_text(node: _Node) -> str:
 def _check_max_nodes(max_nodes: object) -> int | None:
     if max_nodes is None:
         return None
-    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int):
-        raise TypeError(f"max_nodes must be an int or None, got {type(max_nodes).__name__}")
-    if max_nodes < 1:
-        raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
-    return max_nodes
+    return as_count(max_nodes, "max_nodes")
 
 
 def _collect(output: _Node, max_nodes: int | None) -> tuple[set[_Node], int]:
@@ -127,11 +123,9 @@ def to_dot(
     ``rankdir`` is ``"LR"`` (left to right, as micrograd) or ``"TB"``.
     """
     if not isinstance(output, Value | MicrogradValue):
-        raise TypeError(
-            f"output must be a refgrad.Value or a refgrad.micrograd.engine.Value, got {type(output).__name__}"
-        )
+        raise TypeError(f"output must be a refgrad.Value or a refgrad.micrograd.engine.Value, got {type_name(output)}")
     if gradients is not None and not isinstance(gradients, Mapping):
-        raise TypeError(f"gradients must be a mapping from nodes to floats or None, got {type(gradients).__name__}")
+        raise TypeError(f"gradients must be a mapping from nodes to floats or None, got {type_name(gradients)}")
     limit = _check_max_nodes(max_nodes)
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
@@ -153,7 +147,7 @@ def to_dot(
         fields = [_escape(node.label or "", record=True), f"data {_number(node.data)}"]
         if show_grad:
             if lookup is not None:
-                gradient = lookup.get(node, 0.0)
+                gradient = as_finite_float(lookup.get(node, 0.0), f"the gradient of node {ident}")
             else:
                 assert isinstance(node, MicrogradValue)  # show_grad without a mapping means micrograd nodes
                 gradient = node.grad
@@ -195,9 +189,9 @@ def render(
     ``RuntimeError`` saying which is missing otherwise.
     """
     if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
+        raise TypeError(f"path must be a str or a path, got {type_name(path)}")
     if not isinstance(format, str):
-        raise TypeError(f"format must be a str such as 'svg' or 'png', got {type(format).__name__}")
+        raise TypeError(f"format must be a str such as 'svg' or 'png', got {type_name(format)}")
     text = to_dot(output, gradients, max_nodes=max_nodes, rankdir=rankdir)
     try:
         import graphviz
@@ -238,7 +232,7 @@ def save(
     without a suffix.
     """
     if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
+        raise TypeError(f"path must be a str or a path, got {type_name(path)}")
     destination = Path(path)
     suffix = destination.suffix.lower()
     if not suffix:

@@ -7,11 +7,18 @@ second copy of any rule), and nodes hold no closures, so building a graph makes
 no reference cycles for the garbage collector to chase.
 
 Beyond micrograd it has ``exp``, ``log``, ``tanh``, ``sigmoid``, ``abs`` and
-``Value ** Value``. Two deliberate differences: results outside an op's domain
-raise :class:`refgrad.DomainError` instead of producing NaN or infinity, and a
+``Value ** Value``. Three deliberate differences: results outside an op's domain
+raise :class:`refgrad.DomainError` instead of producing NaN or infinity; a
 second ``backward()`` adds this pass's gradients to ``.grad`` exactly as PyTorch
 does (micrograd re-propagates the intermediate nodes' accumulated ``.grad``, so
-its leaves over-count on deep graphs).
+its leaves over-count on deep graphs); and numbers are checked as everywhere in
+refgrad, so ``Value(True)``, ``x * False`` and ``x.data = "1"`` raise
+``TypeError`` (micrograd computes with a bool as 1 or 0, and stores anything).
+
+Nodes are mutable, like micrograd's and like PyTorch's ``.grad``: two threads
+calling ``backward()`` on graphs that share nodes race on those nodes' ``grad``
+(one thread's ``+=`` can overwrite the other's). Differentiate a shared graph
+from several threads with :func:`refgrad.grad` on :class:`refgrad.Value` instead.
 """
 
 from __future__ import annotations
@@ -25,7 +32,16 @@ from typing import TYPE_CHECKING, ClassVar, Final, cast
 from refgrad.autodiff import reverse_accumulate
 from refgrad.errors import DomainError
 from refgrad.ops import ABS, ADD, DIV, EXP, LOG, MUL, NEG, POW, RELU, SIGMOID, SUB, TANH, VPOW, OpSpec, Params
-from refgrad.value import as_finite_float, forward_binary, forward_unary, is_real_number
+from refgrad.value import Value as _RefgradValue
+from refgrad.value import (
+    as_finite_float,
+    forward_binary,
+    forward_unary,
+    is_bool_like,
+    is_real_number,
+    not_a_number,
+    type_name,
+)
 
 __all__ = ["Value"]
 
@@ -67,7 +83,7 @@ class Value:
         if _children or _op:
             raise TypeError("build nodes with operators; Value(data, _children, _op) is micrograd-internal")
         if not isinstance(label, str):
-            raise TypeError(f"label must be a str, got {type(label).__name__}")
+            raise TypeError(f"label must be a str, got {type_name(label)}")
         _write(self, "data", as_finite_float(data, "Value data"))
         _write(self, "grad", 0.0)
         _write(self, "op", None)
@@ -82,7 +98,7 @@ class Value:
             raise AttributeError(f"cannot set {name!r}: only data, grad and label of a Value are writable")
         if name == "label":
             if not isinstance(value, str):
-                raise TypeError(f"label must be a str, got {type(value).__name__}")
+                raise TypeError(f"label must be a str, got {type_name(value)}")
             _write(self, name, value)
         else:
             _write(self, name, as_finite_float(value, f"Value.{name}"))
@@ -153,6 +169,9 @@ class Value:
         if isinstance(exponent, Value):
             return _binary(VPOW, self, exponent)
         if not is_real_number(exponent):
+            given: object = exponent  # anything can arrive from untyped callers
+            if is_bool_like(given) or isinstance(given, _RefgradValue):
+                _coerce(given)  # raises the clear TypeError for these two
             return NotImplemented
         return _unary(POW, self, (as_finite_float(exponent, "exponent"),))
 
@@ -246,6 +265,14 @@ def _coerce(x: object) -> Value | None:
         return x
     if is_real_number(x):
         return Value(cast("float", x))
+    if is_bool_like(x):
+        raise not_a_number(x, "operand")
+    if isinstance(x, _RefgradValue):
+        # Returning NotImplemented would end in "unsupported operand type(s): 'Value' and 'Value'".
+        raise TypeError(
+            "cannot combine a refgrad.micrograd.engine.Value with a refgrad.Value: "
+            "the two surfaces build separate graphs; use one of them throughout"
+        )
     return None
 
 

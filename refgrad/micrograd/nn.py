@@ -20,27 +20,28 @@ import random
 from collections.abc import Sequence
 
 from refgrad.micrograd.engine import Value
+from refgrad.value import as_count, is_real_number, not_a_number, type_name
 
 __all__ = ["MLP", "Layer", "Module", "Neuron"]
-
-
-def _check_size(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{what} must be at least 1, got {value}")
-    return value
 
 
 def _check_inputs(inputs: Sequence[Value | float], nin: int) -> Sequence[Value | float]:
     if isinstance(inputs, Value):
         raise TypeError(f"inputs must be a sequence of {nin} Values or numbers, got a single Value")
+    if isinstance(inputs, str | bytes):
+        raise TypeError(f"inputs must be a sequence of {nin} Values or numbers, got {type_name(inputs)}")
     try:
         count = len(inputs)
     except TypeError:
-        raise TypeError(f"inputs must be a sequence, got {type(inputs).__name__}") from None
+        raise TypeError(f"inputs must be a sequence, got {type_name(inputs)}") from None
     if count != nin:
         raise ValueError(f"the neuron takes {nin} input(s), got {count}")
+    for position, item in enumerate(inputs):
+        # The common cases first: the check must cost little next to building the neuron's nodes.
+        if type(item) is Value or type(item) is float or isinstance(item, Value):
+            continue
+        if not is_real_number(item):
+            raise not_a_number(item, f"inputs[{position}]")
     return inputs
 
 
@@ -69,9 +70,9 @@ class Neuron(Module):
 
     def __init__(self, nin: int, nonlin: bool = True) -> None:
         """A neuron of ``nin`` inputs; draws ``nin`` numbers from the global :mod:`random` state."""
-        nin = _check_size(nin, "nin")
+        nin = as_count(nin, "nin")
         if not isinstance(nonlin, bool):
-            raise TypeError(f"nonlin must be a bool, got {type(nonlin).__name__}")
+            raise TypeError(f"nonlin must be a bool, got {type_name(nonlin)}")
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
@@ -101,7 +102,7 @@ class Layer(Module):
 
     def __init__(self, nin: int, nout: int, *, nonlin: bool = True) -> None:
         """``nout`` neurons of ``nin`` inputs (micrograd's ``**kwargs`` is its one option, ``nonlin``)."""
-        nout = _check_size(nout, "nout")
+        nout = as_count(nout, "nout")
         self.neurons = [Neuron(nin, nonlin=nonlin) for _ in range(nout)]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
@@ -125,12 +126,12 @@ class MLP(Module):
 
     def __init__(self, nin: int, nouts: Sequence[int]) -> None:
         """Layers of sizes ``nouts`` after ``nin`` inputs, initialised in order from the global :mod:`random`."""
-        nin = _check_size(nin, "nin")
+        nin = as_count(nin, "nin")
         if isinstance(nouts, str | bytes) or not isinstance(nouts, Sequence):
-            raise TypeError(f"nouts must be a list of layer sizes, got {type(nouts).__name__}")
+            raise TypeError(f"nouts must be a list of layer sizes, got {type_name(nouts)}")
         if not nouts:
             raise ValueError("nouts must name at least one layer size")
-        sizes = [nin, *(_check_size(size, f"nouts[{i}]") for i, size in enumerate(nouts))]
+        sizes = [nin, *(as_count(size, f"nouts[{i}]") for i, size in enumerate(nouts))]
         last = len(nouts) - 1
         self.layers = [Layer(sizes[i], sizes[i + 1], nonlin=i != last) for i in range(len(nouts))]
 
