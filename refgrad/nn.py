@@ -53,8 +53,8 @@ class Model(Protocol):
         ...
 
 
-def _as_rng(rng: random.Random | int) -> random.Random:
-    given: object = rng  # anything can arrive from untyped callers
+def _as_rng(given: object) -> random.Random:
+    # object, not random.Random | int: this is where an untyped caller's argument is checked.
     if isinstance(given, random.Random):
         return given
     if type(given) is int:
@@ -70,13 +70,18 @@ def _check_bool(value: object, what: str) -> bool:
     return value
 
 
+def _check_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type_name(name)}")
+
+
 def _as_tuple(items: object, what: str) -> tuple[object, ...]:
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
         raise TypeError(f"{what} must be a sequence, got {type_name(items)}")
     return tuple(cast("Iterable[object]", items))
 
 
-def _as_inputs(inputs: Sequence[Value | float], nin: int) -> tuple[Value, ...]:
+def _as_inputs(inputs: object, nin: int) -> tuple[Value, ...]:
     """``inputs`` as nodes (numbers become constant leaves, once), checked against ``nin``."""
     items = _as_tuple(inputs, "inputs")
     if len(items) != nin:
@@ -92,7 +97,7 @@ def _as_inputs(inputs: Sequence[Value | float], nin: int) -> tuple[Value, ...]:
     return tuple(nodes)
 
 
-def _replace_all(model: _HasParameters, values: Iterable[Value | float]) -> tuple[Value, ...]:
+def _replace_all(model: _HasParameters, values: object) -> tuple[Value, ...]:
     """One node per parameter of ``model``: nodes as given, numbers as new leaves keeping the old labels."""
     items = _as_tuple(values, "values")
     old = model.parameters()
@@ -152,6 +157,7 @@ class Neuron:
         nin = as_count(nin, "nin")
         generator = _as_rng(rng)
         _check_bool(nonlin, "nonlin")
+        _check_name(name)
         weights = tuple(Value(generator.uniform(-1.0, 1.0), label=f"{name}w{i}") for i in range(nin))
         return cls(weights, Value(0.0, label=f"{name}b"), nonlin)
 
@@ -207,6 +213,8 @@ class Layer:
         nin = as_count(nin, "nin")
         nout = as_count(nout, "nout")
         generator = _as_rng(rng)
+        _check_bool(nonlin, "nonlin")
+        _check_name(name)
         return cls(tuple(Neuron.init(nin, rng=generator, nonlin=nonlin, name=f"{name}n{j}.") for j in range(nout)))
 
     @property

@@ -43,18 +43,20 @@ def _check_model(model: object) -> tuple[Value, ...]:
     return cast("tuple[Value, ...]", found)
 
 
-def _gradient_values(parameters: tuple[Value, ...], gradients: Mapping[Value, float]) -> list[float]:
+def _gradient_values(parameters: tuple[Value, ...], gradients: object) -> list[float]:
     """One float per parameter; a parameter missing from ``gradients`` gets ``0.0``."""
     if not isinstance(gradients, Mapping):
         raise TypeError(f"gradients must be a mapping from Values to floats, got {type_name(gradients)}")
-    if parameters and not any(p in gradients for p in parameters):
+    # Its values are checked one by one below; the keys only need to be hashable.
+    mapping = cast("Mapping[object, object]", gradients)
+    if parameters and not any(p in mapping for p in parameters):
         # Usually a loss computed from a previous model: every step would silently do nothing.
         raise ValueError(
             "the gradients involve none of the model's parameters; were they computed from a loss of this model?"
         )
     values: list[float] = []
     for position, parameter in enumerate(parameters):
-        raw = gradients.get(parameter, 0.0)
+        raw = mapping.get(parameter, 0.0)
         values.append(as_finite_float(raw, f"gradient of parameter {position}"))
     return values
 

@@ -135,7 +135,8 @@ def to_dot(
     ordered = sorted(shown, key=lambda n: n._position)
     ids = {node: f"n{number}" for number, node in enumerate(ordered)}
     show_grad = gradients is not None or isinstance(output, MicrogradValue)
-    lookup: Mapping[_Node, float] | None = gradients  # type: ignore[assignment]  # keys are one node type or the other
+    # Values are checked as they are drawn, so the mapping may hold anything until then.
+    lookup: Mapping[_Node, object] | None = gradients  # type: ignore[assignment]  # keys are one node type or the other
     lines = [
         "digraph refgrad {",
         f"  graph [rankdir={rankdir}];",

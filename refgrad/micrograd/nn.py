@@ -17,7 +17,8 @@ ignores the missing weights). For the immutable, seeded models see
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
+from typing import cast
 
 from refgrad.micrograd.engine import Value
 from refgrad.value import as_count, is_real_number, not_a_number, type_name
@@ -25,24 +26,23 @@ from refgrad.value import as_count, is_real_number, not_a_number, type_name
 __all__ = ["MLP", "Layer", "Module", "Neuron"]
 
 
-def _check_inputs(inputs: Sequence[Value | float], nin: int) -> Sequence[Value | float]:
+def _check_inputs(inputs: object, nin: int) -> Sequence[Value | float]:
+    # object, not Sequence[Value | float]: this is where an untyped caller's argument is checked.
     if isinstance(inputs, Value):
         raise TypeError(f"inputs must be a sequence of {nin} Values or numbers, got a single Value")
-    if isinstance(inputs, str | bytes):
+    # Anything sized and iterable, as micrograd's zip takes it (a NumPy array is no Sequence).
+    if isinstance(inputs, str | bytes) or not isinstance(inputs, Sized) or not isinstance(inputs, Iterable):
         raise TypeError(f"inputs must be a sequence of {nin} Values or numbers, got {type_name(inputs)}")
-    try:
-        count = len(inputs)
-    except TypeError:
-        raise TypeError(f"inputs must be a sequence, got {type_name(inputs)}") from None
-    if count != nin:
-        raise ValueError(f"the neuron takes {nin} input(s), got {count}")
-    for position, item in enumerate(inputs):
+    items = tuple(cast("Iterable[object]", inputs))
+    if len(items) != nin:
+        raise ValueError(f"the neuron takes {nin} input(s), got {len(items)}")
+    for position, item in enumerate(items):
         # The common cases first: the check must cost little next to building the neuron's nodes.
         if type(item) is Value or type(item) is float or isinstance(item, Value):
             continue
         if not is_real_number(item):
             raise not_a_number(item, f"inputs[{position}]")
-    return inputs
+    return cast("tuple[Value | float, ...]", items)
 
 
 class Module:
@@ -79,12 +79,7 @@ class Neuron(Module):
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
         """The neuron's output for the inputs ``x`` (nodes or numbers)."""
-        inputs = _check_inputs(x, len(self.w))
-        # b + w0*x0 + w1*x1 + ..., in micrograd's order so that values match it exactly.
-        activation = self.b
-        for weight, xi in zip(self.w, inputs, strict=True):
-            activation = activation + weight * xi
-        return activation.relu() if self.nonlin else activation
+        return _neuron_output(self, _check_inputs(x, len(self.w)))
 
     def parameters(self) -> list[Value]:
         """The weights, then the bias."""
@@ -102,13 +97,15 @@ class Layer(Module):
 
     def __init__(self, nin: int, nout: int, *, nonlin: bool = True) -> None:
         """``nout`` neurons of ``nin`` inputs (micrograd's ``**kwargs`` is its one option, ``nonlin``)."""
+        nin = as_count(nin, "nin")
         nout = as_count(nout, "nout")
+        if not isinstance(nonlin, bool):
+            raise TypeError(f"nonlin must be a bool, got {type_name(nonlin)}")
         self.neurons = [Neuron(nin, nonlin=nonlin) for _ in range(nout)]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         """One output per neuron, as a list; a single ``Value`` when the layer has one neuron (as micrograd)."""
-        outputs = [neuron(x) for neuron in self.neurons]
-        return outputs[0] if len(outputs) == 1 else outputs
+        return _layer_output(self, _check_inputs(x, len(self.neurons[0].w)))
 
     def parameters(self) -> list[Value]:
         """Every neuron's parameters, neuron by neuron."""
@@ -137,10 +134,10 @@ class MLP(Module):
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         """The last layer's output: a single ``Value`` when it has one neuron, else a list (as micrograd)."""
-        result = self.layers[0](x)
+        result = _layer_output(self.layers[0], _check_inputs(x, len(self.layers[0].neurons[0].w)))
         for layer in self.layers[1:]:
             # micrograd fails on a one-neuron hidden layer (zip over a bare Value); wrapping it lets it work.
-            result = layer([result] if isinstance(result, Value) else result)
+            result = _layer_output(layer, [result] if isinstance(result, Value) else result)
         return result
 
     def parameters(self) -> list[Value]:
@@ -149,3 +146,17 @@ class MLP(Module):
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+
+# The inputs are checked once, where they enter (Neuron, Layer or MLP), not again by every neuron.
+def _neuron_output(neuron: Neuron, inputs: Sequence[Value | float]) -> Value:
+    # b + w0*x0 + w1*x1 + ..., in micrograd's order so that values match it exactly.
+    activation = neuron.b
+    for weight, xi in zip(neuron.w, inputs, strict=True):
+        activation = activation + weight * xi
+    return activation.relu() if neuron.nonlin else activation
+
+
+def _layer_output(layer: Layer, inputs: Sequence[Value | float]) -> Value | list[Value]:
+    outputs = [_neuron_output(neuron, inputs) for neuron in layer.neurons]
+    return outputs[0] if len(outputs) == 1 else outputs
