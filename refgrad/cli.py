@@ -142,8 +142,19 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
     del hypothesis, torch  # imported only to tell a missing extra from a broken oracle
     from refgrad.oracle.command import run_verify
+    from refgrad.oracle.database import DEFAULT_DATABASE
 
-    return run_verify(args.engine, examples=args.examples, seed=args.seed, ops=args.ops)
+    return run_verify(
+        args.engine,
+        examples=args.examples,
+        seed=args.seed,
+        ops=args.ops,
+        timeout=args.timeout,
+        isolate=args.isolate,
+        database=None if args.no_database else (args.database or DEFAULT_DATABASE),
+        replay=args.replay,
+        program=args.program,
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,6 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--seed", type=int, default=0, help="the run's seed (default 0): same seed, same run")
     verify.add_argument("--ops", metavar="LIST", help="comma-separated ops to draw (default: every op in the registry)")
+    verify.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit per program for an engine in a worker process (default 5); implies --isolate",
+    )
+    verify.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the engine in a worker process (default: yes for MODULE:CLASS, no for the built-in engines)",
+    )
+    verify.add_argument(
+        "--database",
+        metavar="PATH",
+        help="where counterexamples are kept and replayed from first (default .refgrad/examples)",
+    )
+    verify.add_argument("--no-database", action="store_true", help="neither replay nor store counterexamples")
+    verify.add_argument("--replay", action="store_true", help="only re-check the stored counterexamples")
+    verify.add_argument(
+        "--program", metavar="FILE", help="only check the program in FILE (its JSON, or a stored entry)"
+    )
     verify.set_defaults(run=_verify)
     return parser
 

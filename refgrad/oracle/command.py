@@ -1,5 +1,9 @@
 """``python -m refgrad verify``: run the oracle on an engine and print the per-op table and verdict.
 
+Counterexamples are kept in an example database (:mod:`refgrad.oracle.database`)
+and replayed before the random run; ``MODULE:CLASS`` engines run in a worker
+process with a time limit per program (:mod:`refgrad.oracle.worker`).
+
 Exit status: 0 when every check agreed, 1 when one disagreed (the shrunk
 counterexample is printed as a script), 2 for usage errors (one line), 130 when
 interrupted.
@@ -7,14 +11,19 @@ interrupted.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 from refgrad.ops import registry
-from refgrad.oracle.engines import EngineSpecError, load_engine
+from refgrad.oracle.compare import Outcome, check_program
+from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file
+from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, load_engine
 from refgrad.oracle.report import format_report
 from refgrad.oracle.runner import Progress, verify
+from refgrad.oracle.worker import DEFAULT_TIMEOUT, IsolatedEngine
 
 __all__ = ["parse_ops", "run_verify"]
 
@@ -57,29 +66,168 @@ def _progress(stream: TextIO) -> Progress:
     return show
 
 
+def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None) -> Engine:
+    """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise."""
+    if timeout is not None and not timeout > 0:  # also refuses NaN
+        raise ValueError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    if isolate is False and timeout is not None:
+        raise ValueError("--timeout needs the engine in a worker process; drop --no-isolate")
+    # Only built-in engines are trusted to run in this process by default; asking for a time limit asks for a worker.
+    in_worker = isolate if isolate is not None else (spec not in ENGINE_NAMES or timeout is not None)
+    if not in_worker:
+        return load_engine(spec)
+    if spec not in ENGINE_NAMES and ":" not in spec:
+        load_engine(spec)  # the one-line "unknown engine" error, without starting a worker
+    return IsolatedEngine(spec, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+
+
+def _describe_outcome(title: str, outcome: Outcome, script: str) -> str:
+    """A failing outcome as ``verify`` prints counterexamples: what disagreed, the program, a repro script."""
+    program = outcome.program
+    lines = [title, f"  {program}"]
+    lines += [f"  disagreement: {check.detail}" for check in outcome.failures[:5]]
+    if len(outcome.failures) > 5:
+        lines.append(f"  ... and {len(outcome.failures) - 5} more")
+    lines += [f"  program (JSON): {program.to_json()}", "", "reproduce it (engine, then torch):", "", script]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO) -> bool:
+    """Check every stored counterexample again; print a line each and the first that still fails. True if all pass."""
+    still_failing: list[tuple[StoredExample, Outcome]] = []
+    for example in stored:
+        outcome = check_program(example.program, engine)
+        verdict = "passes now" if outcome.passed else "still fails"
+        out.write(f"  {verdict}: {example.path.name} ({example.program.node_count} nodes)\n")
+        if not outcome.passed:
+            still_failing.append((example, outcome))
+    passing = len(stored) - len(still_failing)
+    out.write(f"stored counterexamples: {len(stored)} replayed, {passing} pass now, {len(still_failing)} still fail\n")
+    if still_failing:
+        example, outcome = still_failing[0]
+        out.write("\n" + _describe_outcome(f"still failing: {example.path}", outcome, engine.script(outcome.program)))
+    return not still_failing
+
+
+def _check_file(engine: Engine, path: str, out: TextIO) -> int:
+    program = read_program_file(path)
+    outcome = check_program(program, engine)
+    if outcome.passed:
+        kinds = sorted({check.kind for check in outcome.checks})
+        out.write(
+            f"{program}\nOK: {len(outcome.checks)} checks ({', '.join(kinds) or 'none'}) agreed on {engine.name}\n"
+        )
+        return 0
+    out.write(_describe_outcome(f"FAILED on {engine.name}:", outcome, engine.script(program)))
+    return 1
+
+
 def run_verify(
-    engine: str, *, examples: int, seed: int, ops: str | None, out: TextIO | None = None, err: TextIO | None = None
+    engine: str,
+    *,
+    examples: int,
+    seed: int,
+    ops: str | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    timeout: float | None = None,
+    isolate: bool | None = None,
+    database: str | os.PathLike[str] | None = DEFAULT_DATABASE,
+    replay: bool = False,
+    program: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Run the oracle as the command line does; returns the exit status."""
+    """Run the oracle as the command line does; returns the exit status.
+
+    ``timeout`` (seconds per program) and ``isolate`` choose how the engine
+    runs (see :func:`_open_engine`); ``database`` is the example database's
+    directory (None: none), whose entries for the engine are replayed first;
+    ``replay`` checks only those; ``program`` checks only the program in that file.
+    """
     stdout: TextIO = sys.stdout if out is None else out
     stderr: TextIO = sys.stderr if err is None else err
     try:
         if examples < 1:
             raise ValueError(f"--examples must be at least 1, got {examples}")
+        if replay and program is not None:
+            raise ValueError("--replay and --program do not go together: --program checks one file")
+        if replay and database is None:
+            raise ValueError("--replay needs a database")
         names = parse_ops(ops)
-        chosen = load_engine(engine)
+        chosen = _open_engine(engine, isolate=isolate, timeout=timeout)
     except (ValueError, EngineSpecError) as error:
         stderr.write(f"refgrad: error: {error}\n")
         return 2
-    scope = "all ops" if names is None else ", ".join(names)
-    stderr.write(f"refgrad verify: {examples} random graphs on {chosen.name}, seed {seed}, {scope}\n")
     try:
-        report = verify(chosen, examples=examples, seed_value=seed, ops=names, progress=_progress(stderr))
+        return _run(
+            chosen,
+            examples=examples,
+            seed=seed,
+            names=names,
+            database=database,
+            replay=replay,
+            program=program,
+            out=stdout,
+            err=stderr,
+        )
     except KeyboardInterrupt:
         stderr.write("\nrefgrad: interrupted\n")
         return 130  # the shell's convention for SIGINT
-    stdout.write(format_report(report))
+    finally:
+        if isinstance(chosen, IsolatedEngine):
+            chosen.close()
+
+
+def _run(
+    engine: Engine,
+    *,
+    examples: int,
+    seed: int,
+    names: tuple[str, ...] | None,
+    database: str | os.PathLike[str] | None,
+    replay: bool,
+    program: str | os.PathLike[str] | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    if program is not None:
+        try:
+            return _check_file(engine, os.fspath(program), out)
+        except ValueError as error:
+            err.write(f"refgrad: error: --program {error}\n")
+            return 2
+    store = None if database is None else ExampleDatabase(database)
+    if store is not None:
+        stored, corrupt = store.load(engine.name)
+        for entry in corrupt:
+            err.write(
+                f"refgrad: warning: skipping a corrupt entry in the example database: {entry.path}: {entry.reason}\n"
+            )
+        if replay and not stored:
+            out.write(f"no stored counterexamples for {engine.name} in {store.root}\n")
+            return 0
+        if stored:
+            where = store.directory(engine.name)
+            err.write(f"refgrad verify: replaying {len(stored)} stored counterexample(s) from {where}\n")
+            if not _replay(engine, stored, out):
+                if not replay:
+                    out.write("\n(the random run was not started: fix the stored counterexamples first)\n")
+                return 1
+            if replay:
+                return 0
+            out.write("\n")
+    scope = "all ops" if names is None else ", ".join(names)
+    err.write(f"refgrad verify: {examples} random graphs on {engine.name}, seed {seed}, {scope}\n")
+    report = verify(engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err))
+    out.write(format_report(report))
     if report.graphs == 0 and report.failure is None:
-        stderr.write("refgrad: error: the engine supports none of the ops asked for\n")
+        err.write("refgrad: error: the engine supports none of the ops asked for\n")
         return 2
+    if report.failure is not None and store is not None:
+        try:
+            path = store.save(engine.name, report.failure.program, report.failure.failures[0].detail)
+        except OSError as error:
+            err.write(f"refgrad: warning: could not store the counterexample in {store.root}: {error}\n")
+        else:
+            # On stderr: stdout ends with the script, ready to be cut out and run.
+            err.write(f"refgrad verify: stored in the example database as {path} (replayed first next time)\n")
     return 0 if report.passed else 1

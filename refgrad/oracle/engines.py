@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, registry
@@ -56,12 +56,15 @@ ENGINE_NAMES: Final = ("refgrad", "micrograd-compat")
 class EngineFailure:
     """How an engine failed on a program.
 
-    ``stage`` is ``"forward"`` (building node ``node``) or ``"backward"``.
-    ``domain_signal`` says whether this is the engine's way of reporting a
-    result outside the finite reals (for a strict engine: a ``DomainError``).
+    ``stage`` is ``"forward"`` (building node ``node``), ``"backward"``, or
+    ``"process"``: an engine run in a worker process (see
+    :mod:`refgrad.oracle.worker`) died or stopped answering, so where it was
+    is known only from the message. ``domain_signal`` says whether this is the
+    engine's way of reporting a result outside the finite reals (for a strict
+    engine: a ``DomainError``).
     """
 
-    stage: Literal["forward", "backward"]
+    stage: Literal["forward", "backward", "process"]
     node: int | None
     exception: str
     message: str
@@ -69,7 +72,12 @@ class EngineFailure:
 
     def describe(self) -> str:
         """One line: what was raised, where."""
-        where = f"building node {self.node}" if self.stage == "forward" else "in backward"
+        if self.stage == "forward":
+            where = "in the forward pass" if self.node is None else f"building node {self.node}"
+        elif self.stage == "backward":
+            where = "in backward"
+        else:
+            where = "in the engine's process"
         return f"{self.exception} {where}: {self.message}"
 
 
@@ -106,6 +114,13 @@ class Engine(Protocol):
     def script(self, program: Program) -> str:
         """A standalone script reproducing ``program`` on this engine and on torch."""
         ...
+
+
+@runtime_checkable
+class _KnowsMissing(Protocol):
+    """An engine that can say which ops it cannot express without running anything."""
+
+    def missing(self, op: str) -> str | None: ...
 
 
 class EngineSpecError(ValueError):
@@ -195,9 +210,37 @@ class RefgradEngine:
         return text
 
 
-def _failure(stage: Literal["forward", "backward"], node: int | None, error: Exception, signal: bool) -> EngineFailure:
-    message = str(error).splitlines()[0] if str(error) else ""
-    return EngineFailure(stage, node, type(error).__name__, message[:300], signal)
+_FINDINGS: Final = (Exception, SystemExit)
+"""What an engine may raise that the oracle reports as a finding: ``sys.exit`` in an engine is a bug too.
+
+(``KeyboardInterrupt`` is not caught: it is the user stopping the run.)
+"""
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return f"{value!r:.60}"
+    except Exception as error:  # a __repr__ that raises is the engine's bug; say so instead
+        return f"<repr raised {type(error).__name__}>"
+
+
+def _mutation(stage: Literal["forward", "backward"], node: int | None, message: str) -> EngineFailure:
+    return EngineFailure(stage, node, "mutation", message[:300], False)
+
+
+def _failure(
+    stage: Literal["forward", "backward"], node: int | None, error: BaseException, signal: bool
+) -> EngineFailure:
+    return EngineFailure(stage, node, type(error).__name__, _first_line(error)[:300], signal)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``str(error)``, even if the engine's exception cannot be turned into text."""
+    try:
+        text = str(error)
+    except Exception as failure:  # a broken __str__ in the engine's exception class
+        return f"<str() of the exception raised {type(failure).__name__}>"
+    return text.splitlines()[0] if text else ""
 
 
 class MicrogradStyleEngine:
@@ -244,24 +287,47 @@ class MicrogradStyleEngine:
         return None
 
     def _read(self, node: object, attribute: str) -> float | _NotReal:
-        """The attribute as a float, or why it is not one."""
-        if not hasattr(node, attribute):
-            return _NotReal(f"a node without .{attribute}", complex_number=False)
-        raw = getattr(node, attribute)
-        value = _real(raw)
+        """The attribute as a float, or why it is not one (reading it may run the engine's code)."""
+        try:
+            if not hasattr(node, attribute):
+                return _NotReal(f"a node without .{attribute}", complex_number=False)
+            raw = getattr(node, attribute)
+            value = _real(raw)
+        except Exception as error:  # a property or __float__ that raises is the engine's bug, not ours
+            return _NotReal(f"reading .{attribute} raised {type(error).__name__}: {_first_line(error)}", False)
         if value is None:
-            return _NotReal(f".{attribute} = {raw!r:.60} ({type(raw).__name__})", isinstance(raw, complex))
+            return _NotReal(f".{attribute} = {_safe_repr(raw)} ({type(raw).__name__})", isinstance(raw, complex))
         return value
 
+    def _changed(self, nodes: Sequence[object], seen: Sequence[float], which: Iterable[int]) -> str | None:
+        """The first of the nodes ``which`` whose ``.data`` is no longer what was read when it was built."""
+        for index in which:
+            now = self._read(nodes[index], "data")
+            # The sign too: a reference must notice 0.0 turned into -0.0 in place.
+            before = seen[index]
+            if isinstance(now, _NotReal) or now != before or math.copysign(1.0, now) != math.copysign(1.0, before):
+                shown = now.description if isinstance(now, _NotReal) else repr(now)
+                return f"node {index}'s .data changed from {seen[index]!r} to {shown}"
+        return None
+
     def run(self, program: Program) -> EngineRun:
-        """Build with the class's operators and methods, then ``out.backward()`` and read ``.grad``."""
+        """Build with the class's operators and methods, then ``out.backward()`` and read ``.grad``.
+
+        Besides wrong numbers, the run reports an engine that changes a node's
+        ``.data`` after building it (in a later op or in backward), reads that
+        fail, and ``sys.exit`` (``SystemExit``) called anywhere in the engine.
+        """
         nodes: list[object] = []
-        values: list[float] = []
-        try:
-            for x in program.inputs:
+        seen: list[float] = []  # each node's .data as read right after it was built
+        for position, x in enumerate(program.inputs):
+            try:
                 nodes.append(self._cls(x))
-        except Exception as error:  # any exception is a finding
-            return EngineRun((), (), _failure("forward", 0, error, False))
+            except _FINDINGS as error:
+                return EngineRun((), (), _failure("forward", position, error, False))
+            leaf = self._read(nodes[-1], "data")
+            if isinstance(leaf, _NotReal) or not math.isfinite(leaf):
+                return EngineRun((), (), self._bad_number("forward", position, leaf))
+            seen.append(leaf)
         values = list(program.inputs)
         for index, step in enumerate(program.steps):
             node = len(program.inputs) + index
@@ -271,17 +337,27 @@ class MicrogradStyleEngine:
                     built: object = abs(operands[0])  # type: ignore[arg-type]  # probed: the class has __abs__
                 else:
                     built = SURFACE[step.op].build(*operands, *step.params)
-            except Exception as error:  # any exception is a finding
+            except _FINDINGS as error:
                 return EngineRun(tuple(values), (), _failure("forward", node, error, isinstance(error, self._signals)))
             value = self._read(built, "data")
             if isinstance(value, _NotReal) or not math.isfinite(value):
                 return EngineRun(tuple(values), (), self._bad_number("forward", node, value))
+            changed = self._changed(nodes, seen, (o.node for o in step.operands if isinstance(o, Ref)))
+            if changed is not None:
+                return EngineRun(tuple(values), (), _mutation("forward", node, changed))
             nodes.append(built)
+            seen.append(value)
             values.append(value)
+        changed = self._changed(nodes, seen, range(len(nodes)))
+        if changed is not None:
+            return EngineRun(tuple(values), (), _mutation("forward", None, changed))
         try:
             nodes[-1].backward()  # type: ignore[attr-defined]  # the micrograd-style protocol
-        except Exception as error:  # any exception is a finding
+        except _FINDINGS as error:
             return EngineRun(tuple(values), (), _failure("backward", None, error, isinstance(error, self._signals)))
+        changed = self._changed(nodes, seen, range(len(nodes)))
+        if changed is not None:
+            return EngineRun(tuple(values), (), _mutation("backward", None, changed))
         gradients: list[float] = []
         for built_node in nodes:
             gradient = self._read(built_node, "grad")
@@ -297,7 +373,8 @@ class MicrogradStyleEngine:
         # A strict engine must raise; others may say "not a finite real" with the number itself.
         says_so = value.complex_number if isinstance(value, _NotReal) else True
         signal = not self._strict and says_so
-        return EngineFailure(stage, node, "non-finite result", f"the engine produced {what} without raising", signal)
+        label = "not a number" if isinstance(value, _NotReal) and not value.complex_number else "non-finite result"
+        return EngineFailure(stage, node, label, f"the engine produced {what} without raising", signal)
 
     def script(self, program: Program) -> str:
         """The script, importing the class as ``Value`` and differentiating with ``.backward()``."""
@@ -372,18 +449,25 @@ def probe(engine: Engine, forms: Iterable[tuple[str, Form]]) -> dict[tuple[str, 
 
     A strict engine promises every registry op and is not probed. Others are
     asked first for the methods they need, then run on a small in-domain
-    program per pair: any failure other than a domain signal means "unsupported".
+    program per pair: an exception other than a domain signal means
+    "unsupported". Changing a node in place, hanging or dying are findings,
+    not missing ops: after the first hang or death, only the methods are asked for.
     """
     unsupported: dict[tuple[str, Form], str] = {}
     if engine.strict:
         return unsupported
-    missing = engine.missing if isinstance(engine, MicrogradStyleEngine) else None
+    missing = engine.missing if isinstance(engine, _KnowsMissing) else None
+    running = True
     for op, form in forms:
         reason = missing(op) if missing is not None else None
-        if reason is None:
-            run = engine.run(probe_program(op, form))
-            if run.failure is not None and not run.failure.domain_signal:
-                reason = run.failure.describe()
+        if reason is None and running:
+            failure = engine.run(probe_program(op, form)).failure
+            if failure is not None and failure.stage == "process":
+                # A hang or a crash is not a missing op but a finding, for the run to report
+                # (with a shrunk program); probing on would only meet it again, a timeout each.
+                running = False
+            elif failure is not None and not failure.domain_signal and failure.exception != "mutation":
+                reason = failure.describe()
         if reason is not None:
             unsupported[(op, form)] = reason
     return unsupported

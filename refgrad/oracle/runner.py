@@ -16,12 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from hypothesis import Phase, Verbosity, given, seed, settings
 
 from refgrad.ops import registry
 from refgrad.oracle.compare import Outcome, check_program
-from refgrad.oracle.engines import Engine, describe_form, probe
+from refgrad.oracle.engines import Engine, EngineRun, describe_form, probe
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
 
@@ -141,6 +142,34 @@ def _load_every_refgrad_module() -> None:
             continue  # an optional dependency missing here: the same every time in this environment
 
 
+_MAX_SHRINK_STOPS: Final = 5
+"""Hangs or crashes of an engine in a worker tolerated while shrinking: each costs a timeout and a restart."""
+
+
+class _Watched:
+    """An engine whose last run is remembered: did its worker hang or die (a ``"process"`` failure)?"""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.stopped = False
+
+    @property
+    def name(self) -> str:
+        return self._engine.name
+
+    @property
+    def strict(self) -> bool:
+        return self._engine.strict
+
+    def run(self, program: Program) -> EngineRun:
+        run = self._engine.run(program)
+        self.stopped = run.failure is not None and run.failure.stage == "process"
+        return run
+
+    def script(self, program: Program) -> str:
+        return self._engine.script(program)
+
+
 class _DisagreementError(Exception):
     """Raised inside the property so that hypothesis shrinks the program."""
 
@@ -180,10 +209,21 @@ def verify(
         )
     failing = False
     generation_ended: float | None = None
+    watched = _Watched(engine)
+    stops_while_shrinking = 0
+    failed: dict[Program, Outcome] = {}
 
     def check(program: Program) -> None:
-        nonlocal failing, generation_ended
-        outcome = check_program(program, engine)
+        nonlocal failing, generation_ended, stops_while_shrinking
+        if stops_while_shrinking >= _MAX_SHRINK_STOPS:
+            # Enough timeouts: hypothesis sees every new candidate pass, so shrinking ends at the
+            # smallest failure so far, and its final replay of that one fails as before.
+            if program in failed:
+                raise _DisagreementError(failed[program])
+            return
+        outcome = check_program(program, watched)
+        if failing and watched.stopped:
+            stops_while_shrinking += 1
         if not failing:
             tally.add(outcome)
             if progress is not None:
@@ -192,6 +232,7 @@ def verify(
             failing = True
             generation_ended = time.perf_counter()
         if not outcome.passed:
+            failed[program] = outcome
             raise _DisagreementError(outcome)
 
     run = settings(

@@ -1,0 +1,471 @@
+"""Engines in a worker process: whatever an engine does, the oracle keeps running and reports it.
+
+An engine the oracle checks is code it does not trust: it may raise anything,
+return garbage, change its nodes in place, call ``sys.exit`` or ``os._exit``,
+crash the interpreter, or loop forever. The adapters in
+:mod:`~refgrad.oracle.engines` turn exceptions, bad numbers and mutations into
+:class:`~refgrad.oracle.engines.EngineFailure` s, but a thread cannot be
+stopped from outside and ``signal.alarm`` works only in the main thread (and
+not on Windows). So :class:`IsolatedEngine` runs the engine in a persistent
+child process (``python -m refgrad.oracle.worker MODULE:CLASS``) and talks to
+it over a pipe, one JSON line per message (the program IR already round-trips
+through JSON, floats bit for bit):
+
+* oracle to worker: ``{"program": {...}}`` (run it) or ``{"script": {...}}``
+  (the repro script for it);
+* worker to oracle: ``{"ready": {"name", "strict", "missing"}}`` once, then
+  ``{"run": {"values", "gradients", "failure"}}`` or ``{"script": "..."}``
+  per request; ``{"error": "..."}`` if the engine cannot be loaded.
+
+If no answer comes within the time limit, or the worker dies, the oracle kills
+it, records the failure (naming the timeout, or the exit status, and where the
+engine was stuck: the worker arms :func:`faulthandler.dump_traceback_later`
+before each run) and starts a fresh worker for the next program. The worker
+keeps the protocol on duplicates of its original stdin and stdout and points
+file descriptors 0 and 1 at ``/dev/null`` and its stderr, so an engine that
+prints or reads cannot corrupt it; it ignores Ctrl-C, which the oracle handles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Final, Literal, cast
+
+from refgrad.ops import registry
+from refgrad.oracle.engines import (
+    EngineFailure,
+    EngineRun,
+    EngineSpecError,
+    MicrogradStyleEngine,
+    load_engine,
+)
+from refgrad.oracle.program import Program
+
+__all__ = ["DEFAULT_TIMEOUT", "STARTUP_TIMEOUT", "IsolatedEngine"]
+
+DEFAULT_TIMEOUT: Final = 5.0
+"""Seconds the oracle waits for an isolated engine's answer on one program (``verify --timeout``)."""
+
+STARTUP_TIMEOUT: Final = 60.0
+"""Seconds a worker may take to start: importing torch and the engine's module, under load."""
+
+# How the worker starts: like ``python -m refgrad.oracle.worker``, but without running the package's
+# __init__, which imports torch and hypothesis (1.3 s of a 1.5 s start; the worker needs neither, and
+# it starts again after every hang). The package module is created empty and runs its __init__ only
+# if the engine's own code asks it for a name.
+_BOOTSTRAP: Final = """
+import importlib.util, sys
+spec = importlib.util.find_spec("refgrad.oracle")
+package = importlib.util.module_from_spec(spec)
+def complete(name):
+    del package.__getattr__
+    spec.loader.exec_module(package)
+    return getattr(package, name)
+package.__getattr__ = complete
+sys.modules["refgrad.oracle"] = package
+from refgrad.oracle.worker import main
+sys.exit(main(sys.argv[1:]))
+"""
+_LOG_TAIL: Final = 64 * 1024  # bytes of the worker's stderr read after a failure
+_ORACLE_CODE: Final = str(Path(__file__).resolve().parent)
+_FRAME: Final = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<function>.*)$')
+
+
+def _read_lines(stream: IO[bytes], answers: queue.Queue[bytes | None]) -> None:
+    """Move the worker's answers into a queue (so that waiting for one can time out); None at the end."""
+    with contextlib.suppress(OSError, ValueError):  # the pipe closed under us: the worker is gone
+        for line in stream:
+            answers.put(line)
+    answers.put(None)
+
+
+def _stop(process: subprocess.Popen[bytes], log_path: str) -> None:
+    """Kill the worker and remove its log (also run when the oracle exits or forgets the engine)."""
+    if process.poll() is None:
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    with contextlib.suppress(OSError):
+        os.unlink(log_path)
+
+
+class _Worker:
+    """One child process running the engine, its answer queue and its stderr log."""
+
+    def __init__(self, spec: str, watchdog: float) -> None:
+        handle, self.log_path = tempfile.mkstemp(prefix="refgrad-worker-", suffix=".log")
+        os.close(handle)
+        # The child imports what this process would: the same refgrad, the engine's module from the same path.
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
+        with open(self.log_path, "ab") as log:  # append mode: the child's writes never clobber each other
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOTSTRAP, spec, repr(watchdog)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=environment,
+            )
+        self.answers: queue.Queue[bytes | None] = queue.Queue()
+        stdout = self.process.stdout
+        assert stdout is not None  # stdout=PIPE
+        threading.Thread(target=_read_lines, args=(stdout, self.answers), daemon=True).start()
+        self._finalizer = weakref.finalize(self, _stop, self.process, self.log_path)
+
+    def send(self, message: Mapping[str, object]) -> bool:
+        """Write one request; False if the worker is gone."""
+        stdin = self.process.stdin
+        assert stdin is not None  # stdin=PIPE
+        try:
+            stdin.write(json.dumps(message, allow_nan=False).encode("utf-8") + b"\n")
+            stdin.flush()
+        except (OSError, ValueError):  # a broken pipe, or a closed file after the worker died
+            return False
+        return True
+
+    def receive(self, timeout: float) -> dict[str, object] | Literal["timeout", "exited", "garbled"]:
+        """The next answer, or what happened instead."""
+        try:
+            line = self.answers.get(timeout=timeout)
+        except queue.Empty:
+            return "timeout"
+        if line is None:
+            return "exited"
+        try:
+            answer: object = json.loads(line)
+        except ValueError:
+            return "garbled"
+        if not isinstance(answer, dict):
+            return "garbled"
+        return cast("dict[str, object]", answer)
+
+    def log_size(self) -> int:
+        """How much the worker has written to stderr so far."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        """What the worker wrote to stderr after ``offset`` (at most the last 64 kB of it)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                end = log.seek(0, os.SEEK_END)
+                log.seek(max(offset, end - _LOG_TAIL))
+                return log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        """Kill the worker; its exit status (None if it would not die)."""
+        self._finalizer()
+        return self.process.poll()
+
+
+def _stuck_at(log: str) -> str:
+    """Where faulthandler's watchdog found the engine: the innermost frame outside the oracle."""
+    dump = log.rsplit("Timeout (", 1)
+    if len(dump) < 2:
+        return ""
+    for line in dump[1].splitlines()[1:]:
+        frame = _FRAME.match(line)
+        if frame is None:
+            if line.strip():
+                continue
+            break  # the end of the first thread's stack
+        if not frame["file"].startswith(_ORACLE_CODE):
+            return f"{frame['file']}:{frame['line']} in {frame['function']}"
+    return ""
+
+
+def _last_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def _process_failure(exception: str, message: str) -> EngineRun:
+    return EngineRun((), (), EngineFailure("process", None, exception, message[:300], False))
+
+
+def _run_from_answer(answer: object) -> EngineRun:
+    """The worker's ``run`` answer as an :class:`EngineRun`; ``ValueError`` if it is malformed."""
+    if not isinstance(answer, dict):
+        raise ValueError("not an object")
+    fields = cast("dict[str, object]", answer)
+    values, gradients, failure = fields.get("values"), fields.get("gradients"), fields.get("failure")
+    if not isinstance(values, list) or not isinstance(gradients, list):
+        raise ValueError("values and gradients must be lists")
+    numbers = cast("list[object]", values) + cast("list[object]", gradients)
+    if not all(type(number) is float for number in numbers):
+        raise ValueError("values and gradients must be floats")
+    engine_failure: EngineFailure | None = None
+    if failure is not None:
+        if not isinstance(failure, dict):
+            raise ValueError("failure must be an object")
+        described = cast("dict[str, object]", failure)
+        stage, node = described.get("stage"), described.get("node")
+        exception, message = described.get("exception"), described.get("message")
+        signal_given = described.get("domain_signal")
+        if stage not in ("forward", "backward", "process") or not (node is None or type(node) is int):
+            raise ValueError("failure stage or node malformed")
+        if not isinstance(exception, str) or not isinstance(message, str) or not isinstance(signal_given, bool):
+            raise ValueError("failure fields malformed")
+        engine_failure = EngineFailure(stage, node, exception, message, signal_given)
+    return EngineRun(tuple(cast("list[float]", values)), tuple(cast("list[float]", gradients)), engine_failure)
+
+
+class IsolatedEngine:
+    """An engine (``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``) run in a worker process, with a time limit.
+
+    Construction starts the worker and raises :class:`EngineSpecError` (one
+    line) if the engine cannot be loaded there: the module does not import (or
+    calls ``sys.exit``, or hangs), the class is not there. Each :meth:`run`
+    then has ``timeout`` seconds; a timeout or a dead worker is reported as an
+    :class:`EngineFailure` with stage ``"process"``, and the next run gets a
+    fresh worker. :meth:`close` (or leaving a ``with`` block) stops the worker.
+    """
+
+    def __init__(
+        self, spec: str, *, timeout: float = DEFAULT_TIMEOUT, startup_timeout: float = STARTUP_TIMEOUT
+    ) -> None:
+        """Start the worker for ``spec`` and wait (up to ``startup_timeout`` s) until the engine is loaded."""
+        if not (timeout > 0 and startup_timeout > 0):  # also refuses NaN
+            raise ValueError(f"timeouts must be positive numbers of seconds, got {timeout!r} and {startup_timeout!r}")
+        self._spec = spec
+        self._timeout = float(timeout)
+        self._startup_timeout = float(startup_timeout)
+        # The worker dumps its stack a little before the oracle gives up, to say where the engine is stuck.
+        self._watchdog = 0.8 * self._timeout
+        self._restarts = 0
+        self._broken: str | None = None  # why the worker cannot be restarted, once that happened
+        self._worker: _Worker | None = _Worker(spec, self._watchdog)
+        ready = self._handshake(self._worker)
+        if isinstance(ready, str):
+            self.close()
+            raise EngineSpecError(ready)
+        self._name, self._strict, self._missing = ready
+
+    def _handshake(self, worker: _Worker) -> tuple[str, bool, dict[str, str | None]] | str:
+        """The engine's name, strictness and missing ops, or why the worker could not load it (one line)."""
+        answer = worker.receive(self._startup_timeout)
+        if answer == "timeout":
+            worker.stop()
+            limit = f"{self._startup_timeout:g} s"
+            return f"--engine {self._spec}: loading it took longer than {limit} (does importing it hang?)"
+        if not isinstance(answer, dict):
+            said = _last_line(worker.log_since(0))
+            status = worker.stop()
+            return f"--engine {self._spec}: the worker process exited with status {status} while loading it" + (
+                f" ({said})" if said else ""
+            )
+        if "error" in answer:
+            worker.stop()
+            return str(answer["error"])
+        ready = answer.get("ready")
+        if not isinstance(ready, dict):
+            worker.stop()
+            return f"--engine {self._spec}: the worker's first message was not 'ready'"
+        fields = cast("dict[str, object]", ready)
+        name, strict, missing = fields.get("name"), fields.get("strict"), fields.get("missing")
+        if not isinstance(name, str) or not isinstance(strict, bool) or not isinstance(missing, dict):
+            worker.stop()
+            return f"--engine {self._spec}: the worker's 'ready' message is malformed"
+        given = cast("dict[object, object]", missing)
+        reasons = {str(op): reason if isinstance(reason, str) else None for op, reason in given.items()}
+        return name, strict, reasons
+
+    @property
+    def name(self) -> str:
+        """The engine's own name (``module:Class`` for a class)."""
+        return self._name
+
+    @property
+    def strict(self) -> bool:
+        """Whether the engine inside promises refgrad's ``DomainError`` contract."""
+        return self._strict
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed per program."""
+        return self._timeout
+
+    @property
+    def restarts(self) -> int:
+        """Workers started after the first one (one per timeout or death)."""
+        return self._restarts
+
+    def missing(self, op: str) -> str | None:
+        """Why the engine cannot express ``op`` at all (a missing method), as the worker found; or None."""
+        if op not in self._missing:
+            return f"no micrograd-style spelling for op {op!r}"
+        return self._missing[op]
+
+    def _live_worker(self) -> _Worker | str:
+        """The worker, started afresh (and loaded) if the last one was stopped; or why that failed."""
+        if self._broken is not None:
+            return self._broken
+        worker = self._worker
+        if worker is None:
+            worker = _Worker(self._spec, self._watchdog)
+            self._restarts += 1
+            ready = self._handshake(worker)
+            if isinstance(ready, str):
+                self._broken = ready
+                return ready
+            self._worker = worker
+        return worker
+
+    def _discard(self, worker: _Worker) -> int | None:
+        status = worker.stop()
+        self._worker = None
+        return status
+
+    def run(self, program: Program) -> EngineRun:
+        """Run ``program`` in the worker; a timeout, a dead worker or a garbled answer is a ``"process"`` failure."""
+        worker = self._live_worker()
+        if isinstance(worker, str):
+            return _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
+        offset = worker.log_size()
+        if not worker.send({"program": program.to_dict()}):
+            return self._died(worker, offset)
+        answer = worker.receive(self._timeout)
+        if answer == "timeout":
+            where = _stuck_at(worker.log_since(offset))  # before the log goes with the worker
+            self._discard(worker)
+            stuck = f" (stuck at {where})" if where else ""
+            return _process_failure(
+                "timeout", f"no answer within {self._timeout:g} s{stuck}; the worker was killed and restarted"
+            )
+        if answer == "exited":
+            return self._died(worker, offset)
+        if answer == "garbled" or "run" not in answer:
+            self._discard(worker)
+            return _process_failure("worker failed", "the worker's answer was not a run; it was restarted")
+        try:
+            return _run_from_answer(answer["run"])
+        except ValueError as error:
+            self._discard(worker)
+            return _process_failure("worker failed", f"the worker's answer was malformed ({error}); it was restarted")
+
+    def _died(self, worker: _Worker, offset: int) -> EngineRun:
+        said = _last_line(worker.log_since(offset))  # before the log goes with the worker
+        status = self._discard(worker)
+        how = f"was killed by signal {-status}" if status is not None and status < 0 else f"exited with status {status}"
+        last = f"; its last words: {said}" if said else ""
+        return _process_failure(
+            "process exit", f"the engine's process {how} (os._exit in the engine, or a crash){last}; restarted"
+        )
+
+    def script(self, program: Program) -> str:
+        """The engine's repro script for ``program``, as the worker writes it (a generic one if it cannot)."""
+        worker = self._live_worker()
+        if not isinstance(worker, str) and worker.send({"script": program.to_dict()}):
+            answer = worker.receive(max(self._timeout, 10.0))
+            if isinstance(answer, dict) and isinstance(answer.get("script"), str):
+                return cast("str", answer["script"])
+            self._discard(worker)
+        module, _, class_name = self._spec.partition(":")
+        return program.to_script(engine_import=f"from {module} import {class_name} as Value", differentiate="backward")
+
+    def close(self) -> None:
+        """Stop the worker (idempotent)."""
+        if self._worker is not None:
+            self._discard(self._worker)
+
+    def __enter__(self) -> IsolatedEngine:
+        """The engine itself; the worker stops when the block ends."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop the worker."""
+        self.close()
+
+
+# The worker's side ------------------------------------------------------------------------
+
+
+def _encode_run(run: EngineRun) -> dict[str, object]:
+    failure = run.failure
+    described = None
+    if failure is not None:
+        described = {
+            "stage": failure.stage,
+            "node": failure.node,
+            "exception": failure.exception,
+            "message": failure.message,
+            "domain_signal": failure.domain_signal,
+        }
+    return {"values": list(run.values), "gradients": list(run.gradients), "failure": described}
+
+
+def _serve(spec: str, watchdog: float) -> int:
+    """The worker's loop: load the engine, then answer requests until stdin closes."""
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    protocol_in = os.fdopen(os.dup(0), "rb")
+    os.dup2(2, 1)  # the engine's prints go to the log, not into the protocol
+    with open(os.devnull, "rb") as null:
+        os.dup2(null.fileno(), 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the oracle's to handle
+
+    def send(message: Mapping[str, object]) -> None:
+        protocol_out.write(json.dumps(message).encode("utf-8") + b"\n")
+        protocol_out.flush()
+
+    try:
+        engine = load_engine(spec)
+    except EngineSpecError as error:
+        send({"error": str(error)})
+        return 0
+    except BaseException as error:  # sys.exit while importing the module, say
+        send({"error": f"cannot import the engine for --engine {spec}: {type(error).__name__}: {error}"})
+        return 0
+    missing: dict[str, str | None] = {}
+    if isinstance(engine, MicrogradStyleEngine):
+        missing = {spec.name: engine.missing(spec.name) for spec in registry}
+    else:
+        missing = dict.fromkeys(registry.names)
+    send({"ready": {"name": engine.name, "strict": engine.strict, "missing": missing}})
+    for line in protocol_in:
+        request = json.loads(line)
+        if "script" in request:
+            send({"script": engine.script(Program.from_dict(request["script"]))})
+            continue
+        program = Program.from_dict(request["program"])
+        faulthandler.dump_traceback_later(watchdog)
+        try:
+            run = engine.run(program)
+        except BaseException as error:  # KeyboardInterrupt or GeneratorExit raised by the engine itself
+            run = EngineRun((), (), EngineFailure("process", None, type(error).__name__, str(error)[:300], False))
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        send({"run": _encode_run(run)})
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m refgrad.oracle.worker SPEC [WATCHDOG_SECONDS]``: serve one engine over stdin and stdout."""
+    if len(argv) not in (1, 2):
+        print("usage: python -m refgrad.oracle.worker MODULE:CLASS [WATCHDOG_SECONDS]", file=sys.stderr)
+        return 2
+    watchdog = float(argv[1]) if len(argv) == 2 else 0.8 * DEFAULT_TIMEOUT
+    return _serve(argv[0], watchdog)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

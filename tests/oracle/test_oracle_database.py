@@ -1,0 +1,252 @@
+"""The example database: counterexamples stored atomically, replayed first, checked alone with --replay or --program."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from refgrad.oracle import Const, Program, Ref, Step
+from refgrad.oracle.command import run_verify
+from refgrad.oracle.database import ENTRY_FORMAT, ExampleDatabase, read_program_file
+
+_SQUARE = Program((0.5,), (Step("mul", (Ref(0), Ref(0))),))
+_TANH = Program((0.5,), (Step("tanh", (Ref(0),)),))
+_CHAIN = Program((0.25, -2.0), (Step("add", (Ref(0), Ref(1))), Step("mul", (Ref(2), Const(3.0)))))
+
+
+def _verify(engine: str, database: Path | None, **options: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    examples = options.pop("examples", 30)
+    assert isinstance(examples, int)
+    status = run_verify(engine, examples=examples, seed=0, ops=None, out=out, err=err, database=database, **options)  # type: ignore[arg-type]  # the options are run_verify's keywords
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_entries_round_trip_per_engine(tmp_path: Path) -> None:
+    """What is saved for an engine comes back for it (smallest first), and only for it."""
+    database = ExampleDatabase(tmp_path)
+    database.save("mod:Value", _CHAIN, "chain failed")
+    database.save("mod:Value", _SQUARE, "square failed")
+    database.save("other:Value", _TANH, "tanh failed")
+    stored, corrupt = database.load("mod:Value")
+    assert corrupt == []
+    assert [(example.program, example.failure) for example in stored] == [
+        (_SQUARE, "square failed"),
+        (_CHAIN, "chain failed"),
+    ]
+    assert [example.program for example in database.load("other:Value")[0]] == [_TANH]
+    assert database.load("nobody") == ([], [])
+
+
+def test_saving_a_program_again_replaces_its_entry(tmp_path: Path) -> None:
+    """One entry per program: a second save updates the failure description, adds nothing."""
+    database = ExampleDatabase(tmp_path)
+    first = database.save("e", _SQUARE, "old")
+    second = database.save("e", _SQUARE, "new")
+    assert first == second
+    stored, _ = database.load("e")
+    assert [example.failure for example in stored] == ["new"]
+
+
+def test_engine_names_that_differ_only_in_punctuation_get_different_directories(tmp_path: Path) -> None:
+    """Directory names are made safe, plus a hash of the exact name, so that they never collide."""
+    database = ExampleDatabase(tmp_path)
+    assert database.directory("a:b") != database.directory("a_b")
+    assert database.directory("../../etc:passwd").parent == tmp_path
+    assert database.directory("").parent == tmp_path
+
+
+def test_a_write_interrupted_at_the_last_moment_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed before the rename: the old entry is intact, no temporary file is left, and nothing corrupt appears."""
+    database = ExampleDatabase(tmp_path)
+    path = database.save("e", _SQUARE, "first")
+    before = path.read_bytes()
+
+    def killed(source: object, target: object) -> None:
+        raise KeyboardInterrupt  # as if the run were stopped between writing and renaming
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        database.save("e", _SQUARE, "second")
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    stored, corrupt = database.load("e")
+    assert [example.failure for example in stored] == ["first"]
+    assert corrupt == []
+
+
+def test_temporary_files_left_by_a_killed_run_are_ignored(tmp_path: Path) -> None:
+    """A half-written temporary file (as a SIGKILL would leave) is not read as an entry."""
+    database = ExampleDatabase(tmp_path)
+    path = database.save("e", _SQUARE, "found")
+    (path.parent / ".tmpabc.tmp").write_text('{"format": "refgr', encoding="utf-8")
+    stored, corrupt = database.load("e")
+    assert [example.program for example in stored] == [_SQUARE]
+    assert corrupt == []
+
+
+def _entry(stored: Program, engine: str = "e", **changes: object) -> str:
+    entry: dict[str, object] = {"format": ENTRY_FORMAT, "engine": engine, "failure": "x", "program": stored.to_dict()}
+    entry.update(changes)
+    return json.dumps(entry)
+
+
+_CORRUPT = {
+    "truncated": ('{"format": "refgrad-counterexample-1", "eng', "do not match"),
+    "empty": ("", "not valid program JSON"),
+    "not UTF-8": (b"\xff\xfe{}", "not UTF-8"),
+    "a bare program": (_SQUARE.to_json(), "not a counterexample entry"),
+    "another format": (_entry(_SQUARE, format="pickle"), "not a counterexample entry"),
+    "another engine": (_entry(_SQUARE, engine="f"), "stored for engine 'f'"),
+    "a bad program": (_entry(_SQUARE, program={"inputs": [], "steps": []}), "at least one input"),
+    "a bad failure": (_entry(_SQUARE, failure=3), "'failure' must be a string"),
+    "deep nesting": ("[" * 50_000 + "]" * 50_000, "nest deeper"),
+    "NaN": (_entry(_SQUARE).replace("0.5", "NaN"), "NaN is not a finite number"),
+}
+
+
+@pytest.mark.parametrize(("content", "reason"), list(_CORRUPT.values()), ids=list(_CORRUPT))
+def test_a_corrupt_entry_is_reported_and_skipped(tmp_path: Path, content: str | bytes, reason: str) -> None:
+    """A bad file among good ones: reported with its path and why, the good entries still load."""
+    database = ExampleDatabase(tmp_path)
+    good = database.save("e", _SQUARE, "found")
+    bad = good.parent / "bad.json"
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content, encoding="utf-8")
+    stored, corrupt = database.load("e")
+    assert [example.program for example in stored] == [_SQUARE]
+    assert [entry.path for entry in corrupt] == [bad]
+    assert reason in corrupt[0].reason
+
+
+def test_a_directory_where_an_entry_should_be_is_reported(tmp_path: Path) -> None:
+    """An unreadable entry (here a directory named like one) is reported, not raised."""
+    database = ExampleDatabase(tmp_path)
+    good = database.save("e", _SQUARE, "found")
+    (good.parent / "odd.json").mkdir()
+    stored, corrupt = database.load("e")
+    assert len(stored) == 1
+    assert len(corrupt) == 1
+    assert "cannot read" in corrupt[0].reason
+
+
+def test_program_files_are_bare_programs_or_entries(tmp_path: Path) -> None:
+    """read_program_file takes a program's JSON or a stored entry; errors name the file."""
+    bare = tmp_path / "bare.json"
+    bare.write_text(_CHAIN.to_json(), encoding="utf-8")
+    assert read_program_file(bare) == _CHAIN
+    entry = ExampleDatabase(tmp_path / "db").save("e", _TANH, "found")
+    assert read_program_file(entry) == _TANH
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"inputs": [1.0], "steps": [{"op": "eval", "operands": [{"node": 0}], "params": []}]}')
+    with pytest.raises(ValueError, match=r"broken\.json: node 1: no op named 'eval'"):
+        read_program_file(broken)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_program_file(tmp_path / "missing.json")
+
+
+def test_a_failure_is_stored_replayed_first_and_replayable_alone(tmp_path: Path) -> None:
+    """verify stores its counterexample; the next run replays it before anything else; --replay runs only it."""
+    first_status, first_out, first_err = _verify("_toy_engine:WrongTanh", tmp_path, examples=300)
+    assert first_status == 1
+    assert "stored in the example database as" in first_err
+    (entry,) = ExampleDatabase(tmp_path).load("_toy_engine:WrongTanh")[0]
+    assert entry.program.ops() == {"tanh"}
+    assert f"program (JSON): {entry.program.to_json()}" in first_out
+
+    again_status, again_out, again_err = _verify("_toy_engine:WrongTanh", tmp_path, examples=300)
+    assert again_status == 1
+    assert "replaying 1 stored counterexample(s)" in again_err
+    assert again_out.startswith("  still fails: ")
+    assert "stored counterexamples: 1 replayed, 0 pass now, 1 still fail" in again_out
+    assert "the random run was not started" in again_out
+    assert "reproduce it (engine, then torch):" in again_out
+
+    replay_status, replay_out, _ = _verify("_toy_engine:WrongTanh", tmp_path, replay=True)
+    assert replay_status == 1
+    assert "1 still fail" in replay_out
+    assert "the random run was not started" not in replay_out
+
+
+def test_replay_exits_0_when_every_stored_counterexample_passes_now(tmp_path: Path) -> None:
+    """Stored programs that pass today: --replay exits 0; a plain run goes on to the random graphs."""
+    database = ExampleDatabase(tmp_path)
+    database.save("refgrad", _SQUARE, "once failed")
+    database.save("refgrad", _CHAIN, "once failed")
+    status, out, _ = _verify("refgrad", tmp_path, replay=True)
+    assert status == 0
+    assert "stored counterexamples: 2 replayed, 2 pass now, 0 still fail" in out
+    full_status, full_out, _ = _verify("refgrad", tmp_path, examples=10)
+    assert full_status == 0
+    assert "OK: every check agreed" in full_out
+
+
+def test_replay_with_nothing_stored_says_so(tmp_path: Path) -> None:
+    """--replay on an empty database: exit 0, saying there was nothing to replay."""
+    status, out, _ = _verify("refgrad", tmp_path, replay=True)
+    assert status == 0
+    assert out.startswith("no stored counterexamples for refgrad")
+
+
+def _without_timing(text: str) -> str:
+    return re.sub(r"^.* graphs/s$", "", text, flags=re.MULTILINE)
+
+
+def test_replaying_does_not_change_the_random_run(tmp_path: Path) -> None:
+    """The random part is the same with and without a database: the seed alone decides it."""
+    ExampleDatabase(tmp_path).save("refgrad", _CHAIN, "once failed")
+    _, with_database, _ = _verify("refgrad", tmp_path, examples=25)
+    _, without, _ = _verify("refgrad", None, examples=25)
+    random_part = with_database.split("\n\n", 1)[1]
+    assert _without_timing(random_part) == _without_timing(without)
+
+
+def test_corrupt_entries_are_warnings_on_the_command_line(tmp_path: Path) -> None:
+    """A corrupt entry: one warning line naming it, and the run goes on."""
+    database = ExampleDatabase(tmp_path)
+    good = database.save("refgrad", _SQUARE, "once failed")
+    (good.parent / "bad.json").write_text("{", encoding="utf-8")
+    status, out, err = _verify("refgrad", tmp_path, replay=True)
+    assert status == 0
+    assert "1 replayed, 1 pass now" in out
+    assert re.search(r"warning: skipping a corrupt entry .*bad\.json: ", err)
+
+
+def test_program_option_checks_one_file(tmp_path: Path) -> None:
+    """--program FILE: exit 0 if it passes, 1 with a script if it fails, 2 with one line if the file is bad."""
+    passing = tmp_path / "square.json"
+    passing.write_text(_SQUARE.to_json(), encoding="utf-8")
+    status, out, _ = _verify("refgrad", None, program=passing)
+    assert status == 0
+    assert "OK: " in out
+    failing = tmp_path / "tanh.json"
+    failing.write_text(_TANH.to_json(), encoding="utf-8")
+    status, out, _ = _verify("_toy_engine:WrongTanh", None, program=failing)
+    assert status == 1
+    assert "FAILED on _toy_engine:WrongTanh" in out
+    assert "reproduce it (engine, then torch):" in out
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text("[" * 10_000, encoding="utf-8")
+    status, out, err = _verify("refgrad", None, program=hostile)
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "hostile.json: brackets nest deeper" in err
+
+
+def test_the_test_suite_keeps_its_counterexamples_in_hypothesis_database() -> None:
+    """The suite's property tests (oracle ones included) run with hypothesis's example database on.
+
+    That database replays a test's failing examples first on its next run, keyed by the test;
+    verify's own database (above) keeps programs instead, which outlive changes to the strategies.
+    """
+    assert settings().database is not None
