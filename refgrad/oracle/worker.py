@@ -34,11 +34,13 @@ import json
 import os
 import queue
 import re
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,10 +124,15 @@ class _Worker:
                 stderr=log,
                 env=environment,
             )
-        self.answers: queue.Queue[bytes | None] = queue.Queue()
         stdout = self.process.stdout
         assert stdout is not None  # stdout=PIPE
-        threading.Thread(target=_read_lines, args=(stdout, self.answers), daemon=True).start()
+        # Where select() works on pipes (POSIX), answers are read here, with select's timeout: on a
+        # busy machine every thread switch waits for a time slice, and a reader thread would add one.
+        self._pipe: int | None = stdout.fileno() if os.name == "posix" else None
+        self._pending = b""
+        self.answers: queue.Queue[bytes | None] = queue.Queue()
+        if os.name != "posix":
+            threading.Thread(target=_read_lines, args=(stdout, self.answers), daemon=True).start()
         self._finalizer = weakref.finalize(self, _stop, self.process, self.log_path)
 
     def send(self, message: Mapping[str, object]) -> bool:
@@ -139,14 +146,33 @@ class _Worker:
             return False
         return True
 
+    def _next_line(self, timeout: float) -> bytes | Literal["timeout", "exited"]:
+        if self._pipe is None:
+            try:
+                line = self.answers.get(timeout=timeout)
+            except queue.Empty:
+                return "timeout"
+            return "exited" if line is None else line
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._pipe], [], [], remaining)[0]:
+                return "timeout"
+            try:
+                chunk = os.read(self._pipe, 1 << 16)
+            except OSError:
+                return "exited"
+            if not chunk:
+                return "exited"
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line
+
     def receive(self, timeout: float) -> dict[str, object] | Literal["timeout", "exited", "garbled"]:
         """The next answer, or what happened instead."""
-        try:
-            line = self.answers.get(timeout=timeout)
-        except queue.Empty:
-            return "timeout"
-        if line is None:
-            return "exited"
+        line = self._next_line(timeout)
+        if line in ("timeout", "exited"):
+            return line
         try:
             answer: object = json.loads(line)
         except ValueError:

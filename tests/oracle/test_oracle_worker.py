@@ -195,3 +195,17 @@ def test_the_command_line_survives_os_exit_and_reports_it(tmp_path: Path) -> Non
     assert "exited with status 7" in result.stdout
     assert "Traceback" not in result.stderr
     assert len(list((tmp_path / ".refgrad" / "examples").glob("*/*.json"))) == 1
+
+
+def test_the_portable_reader_thread_answers_and_times_out_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where select() cannot wait on a pipe (Windows), a reader thread feeds the answers: same results."""
+    monkeypatch.setattr(os, "name", "nt")
+    engine = IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=1.0)
+    monkeypatch.undo()
+    with engine:
+        fine = engine.run(Program((1.0,), (Step("neg", (Ref(0),)), Step("neg", (Ref(1),)))))
+        assert fine.failure is None
+        assert fine.gradients == (1.0, -1.0, 1.0)
+        hang = engine.run(Program((-1.0,), (Step("neg", (Ref(0),)), Step("neg", (Ref(1),)))))
+        assert hang.failure is not None
+        assert hang.failure.exception == "timeout"
