@@ -15,12 +15,17 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
   program;
 * :mod:`~refgrad.oracle.runner`: :func:`verify`, a seeded run with per-op
   statistics and a shrunk counterexample;
-* :mod:`~refgrad.oracle.report`: the text ``python -m refgrad verify`` prints.
+* :mod:`~refgrad.oracle.report`: the text ``python -m refgrad verify`` prints;
+* :mod:`~refgrad.oracle.worker`: :class:`IsolatedEngine`, an engine in a worker
+  process with a time limit per program, so that no engine can crash or hang the oracle;
+* :mod:`~refgrad.oracle.database`: :class:`ExampleDatabase`, where ``verify``
+  keeps its counterexamples (as program JSON) and replays them from.
 """
 
 from __future__ import annotations
 
 from refgrad.oracle.compare import Check, Outcome, Skip, check_program
+from refgrad.oracle.database import ExampleDatabase, read_program_file
 from refgrad.oracle.engines import (
     Engine,
     EngineFailure,
@@ -36,6 +41,7 @@ from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
 from refgrad.oracle.strategies import all_forms, constants, exponents, input_values, programs
 from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, TorchResult, torch_reference
+from refgrad.oracle.worker import IsolatedEngine
 
 __all__ = [
     "TORCH_REFERENCES",
@@ -45,9 +51,11 @@ __all__ = [
     "EngineFailure",
     "EngineRun",
     "EngineSpecError",
+    "ExampleDatabase",
     "FiniteDifference",
     "FiniteDifferenceSkip",
     "Form",
+    "IsolatedEngine",
     "MicrogradStyleEngine",
     "OpStats",
     "Outcome",
@@ -69,6 +77,7 @@ __all__ = [
     "load_engine",
     "probe",
     "programs",
+    "read_program_file",
     "torch_reference",
     "verify",
 ]

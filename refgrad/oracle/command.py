@@ -157,6 +157,9 @@ def run_verify(
     except (ValueError, EngineSpecError) as error:
         stderr.write(f"refgrad: error: {error}\n")
         return 2
+    except KeyboardInterrupt:  # while a worker was loading the engine
+        stderr.write("\nrefgrad: interrupted\n")
+        return 130
     try:
         return _run(
             chosen,

@@ -209,3 +209,14 @@ def test_the_portable_reader_thread_answers_and_times_out_too(monkeypatch: pytes
         hang = engine.run(Program((-1.0,), (Step("neg", (Ref(0),)), Step("neg", (Ref(1),)))))
         assert hang.failure is not None
         assert hang.failure.exception == "timeout"
+
+
+def test_an_engine_module_may_import_the_oracle_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker skips refgrad.oracle's __init__ to start fast, but completes it when the engine asks for a name."""
+    source = "from refgrad.oracle import programs, verify\nfrom refgrad.micrograd.engine import Value\n"
+    (tmp_path / "_uses_the_oracle.py").write_text(source, encoding="utf-8")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # the worker imports from the same path
+    with IsolatedEngine("_uses_the_oracle:Value") as engine:
+        run = engine.run(Program((2.0,), (Step("tanh", (Ref(0),)),)))
+    assert run.failure is None
+    assert run.gradients[0] == pytest.approx(1.0 - run.values[1] ** 2, rel=1e-15)
