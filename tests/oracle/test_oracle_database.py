@@ -250,3 +250,13 @@ def test_the_test_suite_keeps_its_counterexamples_in_hypothesis_database() -> No
     verify's own database (above) keeps programs instead, which outlive changes to the strategies.
     """
     assert settings().database is not None
+
+
+def test_the_command_line_help_names_the_default_database(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help text (written without importing the oracle) gives the real default location."""
+    from refgrad.cli import build_parser
+    from refgrad.oracle.database import DEFAULT_DATABASE
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["verify", "--help"])
+    assert f"(default {DEFAULT_DATABASE.as_posix()})" in capsys.readouterr().out

@@ -220,3 +220,11 @@ def test_an_engine_module_may_import_the_oracle_package(tmp_path: Path, monkeypa
         run = engine.run(Program((2.0,), (Step("tanh", (Ref(0),)),)))
     assert run.failure is None
     assert run.gradients[0] == pytest.approx(1.0 - run.values[1] ** 2, rel=1e-15)
+
+
+def test_built_in_engines_run_in_a_worker_when_asked() -> None:
+    """--isolate puts refgrad's own engine in a worker: the same verdict, under the same name."""
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify("refgrad", examples=20, seed=0, ops=None, out=out, err=err, isolate=True, database=None)
+    assert status == 0, out.getvalue()
+    assert "20 graphs checked on refgrad (seed 0)" in out.getvalue()
