@@ -23,7 +23,7 @@ from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExa
 from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, load_engine
 from refgrad.oracle.report import format_report
 from refgrad.oracle.runner import Progress, verify
-from refgrad.oracle.worker import DEFAULT_TIMEOUT, IsolatedEngine
+from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
 
 __all__ = ["parse_ops", "run_verify"]
 
@@ -68,8 +68,8 @@ def _progress(stream: TextIO) -> Progress:
 
 def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None) -> Engine:
     """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise."""
-    if timeout is not None and not timeout > 0:  # also refuses NaN
-        raise ValueError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
+        raise ValueError(f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; got {timeout!r}")
     if isolate is False and timeout is not None:
         raise ValueError("--timeout needs the engine in a worker process; drop --no-isolate")
     # Only built-in engines are trusted to run in this process by default; asking for a time limit asks for a worker.

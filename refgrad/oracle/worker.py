@@ -56,10 +56,13 @@ from refgrad.oracle.engines import (
 )
 from refgrad.oracle.program import Program
 
-__all__ = ["DEFAULT_TIMEOUT", "STARTUP_TIMEOUT", "IsolatedEngine"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "STARTUP_TIMEOUT", "IsolatedEngine"]
 
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds the oracle waits for an isolated engine's answer on one program (``verify --timeout``)."""
+
+MAX_TIMEOUT: Final = 86400.0
+"""The longest time limit accepted (a day): longer waits are no limit at all, and overflow ``select``."""
 
 STARTUP_TIMEOUT: Final = 60.0
 """Seconds a worker may take to start: importing torch and the engine's module, under load."""
@@ -271,8 +274,11 @@ class IsolatedEngine:
         self, spec: str, *, timeout: float = DEFAULT_TIMEOUT, startup_timeout: float = STARTUP_TIMEOUT
     ) -> None:
         """Start the worker for ``spec`` and wait (up to ``startup_timeout`` s) until the engine is loaded."""
-        if not (timeout > 0 and startup_timeout > 0):  # also refuses NaN
-            raise ValueError(f"timeouts must be positive numbers of seconds, got {timeout!r} and {startup_timeout!r}")
+        if not (0 < timeout <= MAX_TIMEOUT and 0 < startup_timeout <= MAX_TIMEOUT):  # also refuses NaN
+            raise ValueError(
+                f"timeouts must be positive numbers of seconds, at most {MAX_TIMEOUT:g}; "
+                f"got {timeout!r} and {startup_timeout!r}"
+            )
         self._spec = spec
         self._timeout = float(timeout)
         self._startup_timeout = float(startup_timeout)
@@ -302,7 +308,8 @@ class IsolatedEngine:
             )
         if "error" in answer:
             worker.stop()
-            return str(answer["error"])
+            lines = str(answer["error"]).splitlines()  # a usage error is one line, whatever the module raised
+            return lines[0] if lines else f"--engine {self._spec}: the worker could not load it"
         ready = answer.get("ready")
         if not isinstance(ready, dict):
             worker.stop()

@@ -125,6 +125,7 @@ _BAD_MODULES = {
     "exits": ("import sys\nsys.exit(4)\n", "SystemExit"),
     "dies": ("import os\nos._exit(5)\n", "exited with status 5"),
     "syntax": ("def (:\n", "cannot import module"),
+    "multiline": ("raise RuntimeError('first line\\nsecond line')\n", "first line"),
     "notaclass": ("Value = 3\n", "is a int, not a class"),
     "noclass": ("\n", "has no attribute 'Value'"),
 }
@@ -158,10 +159,11 @@ def test_an_import_that_hangs_is_a_usage_error_after_the_startup_limit(
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"), [(["--timeout", "0"], "positive"), (["--timeout", "nan"], "positive")]
+    ("arguments", "message"),
+    [(["--timeout", text], "positive number of seconds, at most 86400") for text in ("0", "-1", "nan", "inf", "1e300")],
 )
 def test_bad_timeouts_are_usage_errors(arguments: list[str], message: str) -> None:
-    """--timeout must be a positive number of seconds."""
+    """--timeout must be a positive number of seconds, at most a day (longer overflows select())."""
     out, err = io.StringIO(), io.StringIO()
     timeout = float(arguments[1])
     status = run_verify("refgrad", examples=10, seed=0, ops=None, out=out, err=err, timeout=timeout, database=None)
