@@ -260,3 +260,13 @@ def test_the_command_line_help_names_the_default_database(capsys: pytest.Capture
     with pytest.raises(SystemExit):
         build_parser().parse_args(["verify", "--help"])
     assert f"(default {DEFAULT_DATABASE.as_posix()})" in capsys.readouterr().out
+
+
+def test_a_database_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+    """If the counterexample cannot be stored (the path is a file), verify still reports it and exits 1."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("", encoding="utf-8")
+    status, out, err = _verify("_toy_engine:WrongTanh", blocked, examples=300)
+    assert status == 1
+    assert "counterexample: " in out
+    assert "warning: could not store the counterexample" in err
