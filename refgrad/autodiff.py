@@ -354,6 +354,8 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
 
 def hessian(output: Value, inputs: Value | Iterable[Value]) -> tuple[tuple[float, ...], ...]:
     """The matrix of second derivatives d2 output / d inputs[i] d inputs[j]."""
+    if not isinstance(output, Value):
+        raise TypeError(f"output must be a Value, got {type_name(output)}")
     nodes = _as_inputs(inputs, "inputs")
     first = grad(output, nodes, create_graph=True)
     return tuple(grad(g, nodes) for g in first)

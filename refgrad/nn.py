@@ -140,7 +140,7 @@ class Neuron:
                 raise TypeError(f"weights[{position}] must be a Value, got {type_name(weight)}")
             weights.append(weight)
         if not weights:
-            raise ValueError("a Neuron needs at least one weight")
+            raise ValueError("weights must hold at least one Value: a Neuron needs at least one weight")
         if not isinstance(self.bias, Value):
             raise TypeError(f"bias must be a Value, got {type_name(self.bias)}")
         _check_bool(self.nonlin, "nonlin")

@@ -26,7 +26,7 @@ from typing import Final, TypeVar, cast
 
 from refgrad.errors import DomainError
 from refgrad.nn import Model
-from refgrad.value import Value, as_count, as_finite_float, type_name
+from refgrad.value import Value, as_count, as_finite_float, shown, type_name
 
 __all__ = ["SGD", "Adam", "AdamState"]
 
@@ -171,7 +171,7 @@ class Adam:
         learning_rate = _positive(self.learning_rate, "learning_rate")
         given: object = self.betas
         if not isinstance(given, tuple) or len(given) != 2:
-            raise TypeError(f"betas must be a tuple of two floats, got {given!r:.80}")
+            raise TypeError(f"betas must be a tuple of two floats, got {shown(given)}")
         betas = (as_finite_float(given[0], "betas[0]"), as_finite_float(given[1], "betas[1]"))
         for position, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:

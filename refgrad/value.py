@@ -526,12 +526,14 @@ def apply(op: OpSpec, *inputs: Value | float, params: Params = ()) -> Value:
         raise TypeError(f"op {op.name!r} takes parameters {op.params}, got {len(params)} value(s)")
     nodes: list[Value] = []
     for position, item in enumerate(inputs):
-        if is_bool_like(item):
+        if isinstance(item, Value):
+            nodes.append(item)
+        elif is_real_number(item):
+            nodes.append(_leaf(as_finite_float(item, f"input {position} of {op.name!r}"), None))
+        elif is_bool_like(item):
             raise not_a_number(item, f"input {position} of {op.name!r}")
-        node = _coerce(item)
-        if node is None:
+        else:
             raise TypeError(f"input {position} of {op.name!r} must be a Value or a real number, got {type_name(item)}")
-        nodes.append(node)
     checked_params = tuple(
         as_finite_float(p, f"parameter {name!r} of {op.name!r}") for name, p in zip(op.params, params, strict=True)
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
 from refgrad.micrograd.engine import Value as MicrogradValue
-from refgrad.value import Value, as_count, as_finite_float, type_name
+from refgrad.value import Value, as_count, as_finite_float, shown, type_name
 
 __all__ = ["DEFAULT_MAX_NODES", "render", "save", "to_dot"]
 
@@ -85,20 +85,20 @@ def _check_max_nodes(max_nodes: object) -> int | None:
 
 def _collect(output: _Node, max_nodes: int | None) -> tuple[set[_Node], int]:
     """The nodes to draw (the ones nearest the output) and how many more there are."""
-    shown: set[_Node] = {output}
+    drawn: set[_Node] = {output}
     hidden: set[_Node] = set()
     queue: deque[_Node] = deque([output])
     while queue:
         node = queue.popleft()
         for inp in node.inputs:
-            if inp in shown or inp in hidden:
+            if inp in drawn or inp in hidden:
                 continue
-            if max_nodes is None or len(shown) < max_nodes:
-                shown.add(inp)
+            if max_nodes is None or len(drawn) < max_nodes:
+                drawn.add(inp)
             else:
                 hidden.add(inp)
             queue.append(inp)
-    return shown, len(hidden)
+    return drawn, len(hidden)
 
 
 def to_dot(
@@ -127,12 +127,14 @@ def to_dot(
     if gradients is not None and not isinstance(gradients, Mapping):
         raise TypeError(f"gradients must be a mapping from nodes to floats or None, got {type_name(gradients)}")
     limit = _check_max_nodes(max_nodes)
-    if rankdir not in ("LR", "TB"):
-        raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
+    # isinstance first: `in` would call a hostile object's __eq__.
+    direction: object = rankdir  # anything can arrive from untyped callers
+    if not isinstance(direction, str) or direction not in ("LR", "TB"):
+        raise ValueError(f"rankdir must be 'LR' or 'TB', got {shown(direction)}")
 
-    shown, hidden_count = _collect(output, limit)
+    drawn, hidden_count = _collect(output, limit)
     # Numbered in creation order, which is topological: inputs come before the nodes they feed.
-    ordered = sorted(shown, key=lambda n: n._position)
+    ordered = sorted(drawn, key=lambda n: n._position)
     ids = {node: f"n{number}" for number, node in enumerate(ordered)}
     show_grad = gradients is not None or isinstance(output, MicrogradValue)
     # Values are checked as they are drawn, so the mapping may hold anything until then.

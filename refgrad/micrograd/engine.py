@@ -264,7 +264,7 @@ def _coerce(x: object) -> Value | None:
     if isinstance(x, Value):
         return x
     if is_real_number(x):
-        return Value(cast("float", x))
+        return Value(as_finite_float(x, "operand"))
     if is_bool_like(x):
         raise not_a_number(x, "operand")
     if isinstance(x, _RefgradValue):

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence, Sized
 from typing import cast
 
 from refgrad.micrograd.engine import Value
-from refgrad.value import as_count, is_real_number, not_a_number, type_name
+from refgrad.value import as_count, as_finite_float, is_real_number, not_a_number, type_name
 
 __all__ = ["MLP", "Layer", "Module", "Neuron"]
 
@@ -33,16 +33,20 @@ def _check_inputs(inputs: object, nin: int) -> Sequence[Value | float]:
     # Anything sized and iterable, as micrograd's zip takes it (a NumPy array is no Sequence).
     if isinstance(inputs, str | bytes) or not isinstance(inputs, Sized) or not isinstance(inputs, Iterable):
         raise TypeError(f"inputs must be a sequence of {nin} Values or numbers, got {type_name(inputs)}")
-    items = tuple(cast("Iterable[object]", inputs))
+    items = list(cast("Iterable[object]", inputs))
     if len(items) != nin:
         raise ValueError(f"the neuron takes {nin} input(s), got {len(items)}")
+    checked: list[Value | float] = []
     for position, item in enumerate(items):
         # The common cases first: the check must cost little next to building the neuron's nodes.
-        if type(item) is Value or type(item) is float or isinstance(item, Value):
-            continue
-        if not is_real_number(item):
+        if type(item) is Value or isinstance(item, Value):
+            checked.append(item)
+        elif is_real_number(item):
+            # The operators would convert it too; converting here names the input if it cannot be.
+            checked.append(as_finite_float(item, f"inputs[{position}]"))
+        else:
             raise not_a_number(item, f"inputs[{position}]")
-    return cast("tuple[Value | float, ...]", items)
+    return checked
 
 
 class Module:
