@@ -154,6 +154,7 @@ def _verify(args: argparse.Namespace) -> int:
         database=None if args.no_database else (args.database or DEFAULT_DATABASE),
         replay=args.replay,
         program=args.program,
+        order=args.order,
     )
 
 
@@ -206,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--replay", action="store_true", help="only re-check the stored counterexamples")
     verify.add_argument(
         "--program", metavar="FILE", help="only check the program in FILE (its JSON, or a stored entry)"
+    )
+    verify.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: also check second derivatives (engines that differentiate their own gradients; default 1)",
     )
     verify.set_defaults(run=_verify)
     return parser

@@ -9,8 +9,9 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
 * :mod:`~refgrad.oracle.torch_reference` and
   :mod:`~refgrad.oracle.finite_differences`: the two references and their
   error models;
-* :mod:`~refgrad.oracle.engines`: the :class:`Engine` protocol and adapters
-  for refgrad, ``refgrad.micrograd`` and any micrograd-style class;
+* :mod:`~refgrad.oracle.engines`: the :class:`Engine` protocol, the optional
+  :class:`SecondOrderEngine` and :class:`ForwardModeEngine` capabilities, and
+  adapters for refgrad, ``refgrad.micrograd`` and any micrograd-style class;
 * :mod:`~refgrad.oracle.compare`: :func:`check_program`, every check for one
   program;
 * :mod:`~refgrad.oracle.runner`: :func:`verify`, a seeded run with per-op
@@ -31,8 +32,12 @@ from refgrad.oracle.engines import (
     EngineFailure,
     EngineRun,
     EngineSpecError,
+    ForwardModeEngine,
+    ForwardModeRun,
     MicrogradStyleEngine,
     RefgradEngine,
+    SecondOrderEngine,
+    SecondOrderRun,
     load_engine,
     probe,
 )
@@ -40,7 +45,7 @@ from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifference
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
 from refgrad.oracle.strategies import all_forms, constants, exponents, input_values, programs
-from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, TorchResult, torch_reference
+from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, TorchResult, torch_jvp, torch_reference
 from refgrad.oracle.worker import IsolatedEngine
 
 __all__ = [
@@ -55,6 +60,8 @@ __all__ = [
     "FiniteDifference",
     "FiniteDifferenceSkip",
     "Form",
+    "ForwardModeEngine",
+    "ForwardModeRun",
     "IsolatedEngine",
     "MicrogradStyleEngine",
     "OpStats",
@@ -62,6 +69,8 @@ __all__ = [
     "Program",
     "Ref",
     "RefgradEngine",
+    "SecondOrderEngine",
+    "SecondOrderRun",
     "Skip",
     "Step",
     "TorchReference",
@@ -78,6 +87,7 @@ __all__ = [
     "probe",
     "programs",
     "read_program_file",
+    "torch_jvp",
     "torch_reference",
     "verify",
 ]

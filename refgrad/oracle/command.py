@@ -15,12 +15,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Literal, TextIO
 
 from refgrad.ops import registry
 from refgrad.oracle.compare import Outcome, check_program
 from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file
-from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, load_engine
+from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, SecondOrderEngine, load_engine
 from refgrad.oracle.report import format_report
 from refgrad.oracle.runner import Progress, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
@@ -92,11 +92,11 @@ def _describe_outcome(title: str, outcome: Outcome, script: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO) -> bool:
+def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO, order: Literal[1, 2]) -> bool:
     """Check every stored counterexample again; print a line each and the first that still fails. True if all pass."""
     still_failing: list[tuple[StoredExample, Outcome]] = []
     for example in stored:
-        outcome = check_program(example.program, engine)
+        outcome = check_program(example.program, engine, order=order)
         verdict = "passes now" if outcome.passed else "still fails"
         out.write(f"  {verdict}: {example.path.name} ({example.program.node_count} nodes)\n")
         if not outcome.passed:
@@ -109,9 +109,9 @@ def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO) -> boo
     return not still_failing
 
 
-def _check_file(engine: Engine, path: str, out: TextIO) -> int:
+def _check_file(engine: Engine, path: str, out: TextIO, order: Literal[1, 2]) -> int:
     program = read_program_file(path)
-    outcome = check_program(program, engine)
+    outcome = check_program(program, engine, order=order)
     if outcome.passed:
         kinds = sorted({check.kind for check in outcome.checks})
         out.write(
@@ -135,6 +135,7 @@ def run_verify(
     database: str | os.PathLike[str] | None = DEFAULT_DATABASE,
     replay: bool = False,
     program: str | os.PathLike[str] | None = None,
+    order: int = 1,
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -142,6 +143,8 @@ def run_verify(
     runs (see :func:`_open_engine`); ``database`` is the example database's
     directory (None: none), whose entries for the engine are replayed first;
     ``replay`` checks only those; ``program`` checks only the program in that file.
+    ``order=2`` also checks second derivatives; on an engine that cannot
+    differentiate its own gradients that is a usage error (exit 2).
     """
     stdout: TextIO = sys.stdout if out is None else out
     stderr: TextIO = sys.stderr if err is None else err
@@ -152,6 +155,8 @@ def run_verify(
             raise ValueError("--replay and --program do not go together: --program checks one file")
         if replay and database is None:
             raise ValueError("--replay needs a database")
+        if order not in (1, 2):
+            raise ValueError(f"--order must be 1 or 2, got {order}")
         names = parse_ops(ops)
         chosen = _open_engine(engine, isolate=isolate, timeout=timeout)
     except (ValueError, EngineSpecError) as error:
@@ -160,6 +165,17 @@ def run_verify(
     except KeyboardInterrupt:  # while a worker was loading the engine
         stderr.write("\nrefgrad: interrupted\n")
         return 130
+    if order == 2 and not isinstance(chosen, SecondOrderEngine):
+        if isinstance(chosen, IsolatedEngine):
+            chosen.close()
+        stderr.write(
+            f"refgrad: error: --order 2 needs an engine that can differentiate its own gradients; "
+            f"{chosen.name} cannot (run in this process)\n"
+            if isinstance(chosen, IsolatedEngine)
+            else f"refgrad: error: --order 2 needs an engine that can differentiate its own gradients; "
+            f"{chosen.name} cannot\n"
+        )
+        return 2
     try:
         return _run(
             chosen,
@@ -171,6 +187,7 @@ def run_verify(
             program=program,
             out=stdout,
             err=stderr,
+            order=2 if order == 2 else 1,
         )
     except KeyboardInterrupt:
         stderr.write("\nrefgrad: interrupted\n")
@@ -191,10 +208,11 @@ def _run(
     program: str | os.PathLike[str] | None,
     out: TextIO,
     err: TextIO,
+    order: Literal[1, 2],
 ) -> int:
     if program is not None:
         try:
-            return _check_file(engine, os.fspath(program), out)
+            return _check_file(engine, os.fspath(program), out, order)
         except ValueError as error:
             err.write(f"refgrad: error: --program {error}\n")
             return 2
@@ -211,7 +229,7 @@ def _run(
         if stored:
             where = store.directory(engine.name)
             err.write(f"refgrad verify: replaying {len(stored)} stored counterexample(s) from {where}\n")
-            if not _replay(engine, stored, out):
+            if not _replay(engine, stored, out, order):
                 if not replay:
                     out.write("\n(the random run was not started: fix the stored counterexamples first)\n")
                 return 1
@@ -219,8 +237,9 @@ def _run(
                 return 0
             out.write("\n")
     scope = "all ops" if names is None else ", ".join(names)
-    err.write(f"refgrad verify: {examples} random graphs on {engine.name}, seed {seed}, {scope}\n")
-    report = verify(engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err))
+    what = "second order, " if order == 2 else ""
+    err.write(f"refgrad verify: {examples} random graphs on {engine.name}, {what}seed {seed}, {scope}\n")
+    report = verify(engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err), order=order)
     out.write(format_report(report))
     if report.graphs == 0 and report.failure is None:
         err.write("refgrad: error: the engine supports none of the ops asked for\n")

@@ -11,7 +11,14 @@
 * **gradient**: d output / d node for every node the output depends on,
   against torch's, within tolerance;
 * **finite-difference**: d output / d input for every input, against the
-  Richardson estimate, within its error bound plus torch's gradient tolerance.
+  Richardson estimate, within its error bound plus torch's gradient tolerance;
+* **forward-mode** (engines with forward mode, every run): the directional
+  derivative along seeded random tangents ``t`` against ``torch.func.jvp``, and
+  **forward-vs-reverse**: against the engine's own ``sum_i t_i * grad_i``;
+* **second-order** (``order=2``, engines that differentiate their gradients):
+  every entry of the Hessian with respect to the inputs against torch's double
+  backward, and **second-order-fd**: against central differences of the
+  engine's own first-order gradients.
 
 Each check is attributed to the ops it exercises: a value to the ops that
 computed it, a gradient to the ops on the paths from its node to the output.
@@ -20,33 +27,79 @@ computed it, a gradient to the ops on the paths from its node to the output.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import random
+import sys
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from refgrad.ops import registry
-from refgrad.oracle.engines import Engine, EngineRun
-from refgrad.oracle.finite_differences import FiniteDifferenceSkip, finite_difference
+from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, ForwardModeEngine, SecondOrderEngine
+from refgrad.oracle.finite_differences import (
+    FiniteDifference,
+    FiniteDifferenceSkip,
+    finite_difference,
+    gradient_finite_differences,
+)
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import TorchResult, U, first_infinite_partial, torch_reference
+from refgrad.oracle.torch_reference import (
+    TorchResult,
+    U,
+    directional_tolerance,
+    first_infinite_partial,
+    first_infinite_second_partial,
+    first_overflowing_edge_weight,
+    torch_jvp,
+    torch_reference,
+)
 
 __all__ = [
+    "BELOW_NORMAL",
+    "CHECK_KINDS",
+    "EDGE_WEIGHT_OVERFLOW",
     "FD_USEFUL",
     "PARTIAL_OVERFLOW",
+    "SECOND_PARTIAL_OVERFLOW",
+    "ZERO_BASE_POWER",
+    "ZERO_EXPONENT_POWER",
     "Check",
     "CheckKind",
     "Outcome",
     "Skip",
     "check_program",
     "output_error_bound",
+    "tangents_for",
 ]
 
-CheckKind = Literal["value", "gradient", "finite-difference", "domain"]
+CheckKind = Literal[
+    "value",
+    "gradient",
+    "finite-difference",
+    "domain",
+    "forward-mode",
+    "forward-vs-reverse",
+    "second-order",
+    "second-order-fd",
+]
+CHECK_KINDS: Final[tuple[CheckKind, ...]] = (
+    "value",
+    "gradient",
+    "finite-difference",
+    "domain",
+    "forward-mode",
+    "forward-vs-reverse",
+    "second-order",
+    "second-order-fd",
+)
+"""Every kind of check, in the order reports list them."""
 
 FD_USEFUL: Final = 1e-4
 """A finite-difference estimate whose error bound exceeds this share of the gradient is skipped as imprecise."""
 
 _FD_SAFETY: Final = 2.0
 _SUBNORMAL_SPACING: Final = 2.0**-1074
+_NORMAL: Final = sys.float_info.min
 _NEAR_OVERFLOW: Final = "within rounding of an overflow or a domain edge"
 
 
@@ -132,6 +185,47 @@ def _describe_number(kind: str, node: int, *, engine: float, expected: float, to
 
 PARTIAL_OVERFLOW: Final = "a local partial overflows though torch's gradient is finite (torch divides by x)"
 """Skip reason for the one known difference between refgrad's design and torch (see docs/oracle.md)."""
+
+ZERO_EXPONENT_POWER: Final = "x ** y at y = 0: d/dx is the constant 0 (PyTorch's convention), d/dy of it is lost"
+"""Skip reason for a second-order finite difference that disagrees through ``x ** y`` at ``y = 0``.
+
+refgrad (like torch) returns d/dx x ** y = 0 as a constant when ``y == 0``, so
+the Hessian entry d/dy (d/dx) is 0 where finite differences of the gradients
+see ``x ** -1`` (see docs/higher-order.md).
+"""
+
+BELOW_NORMAL: Final = "a Hessian entry below the normal range (underflow decides)"
+"""Skip reason for second derivatives too small to compare.
+
+A Hessian entry below ``sys.float_info.min`` is summed from products that may
+have been flushed to zero or rounded absolutely, in torch as in the engine, in
+ways that neither error model follows; finite differences of the gradients
+do not flush them, so they disagree too.
+"""
+
+EDGE_WEIGHT_OVERFLOW: Final = "an adjoint times a tangent overflows though torch's Hessian is finite (torch divides)"
+"""Skip reason: the engine's second sweep forms a product that overflows (see ``first_overflowing_edge_weight``)."""
+
+SECOND_PARTIAL_OVERFLOW: Final = "a local second partial overflows though torch's Hessian is finite (torch masks)"
+"""Skip reason for the second-order analogue of :data:`PARTIAL_OVERFLOW` (see docs/oracle.md)."""
+
+ZERO_BASE_POWER: Final = "x ** y at x = 0, y >= 0: torch's second derivative is NaN (see docs/higher-order.md)"
+"""Skip reason for a NaN second derivative from torch through ``x ** y`` at a zero base.
+
+There torch differentiates the branch of its ``torch.where`` that it discarded
+(``result * log(x)``), while refgrad's first partials are PyTorch's constant 0
+and their derivatives 0.
+"""
+
+
+def tangents_for(program: Program) -> tuple[float, ...]:
+    """The forward-mode check's tangents: random, with magnitudes in [0.5, 1.5] and random signs, seeded by the program.
+
+    Seeded by the program's JSON (CRC-32), so a program is always checked along
+    the same direction, whoever checks it and in whatever order.
+    """
+    generator = random.Random(zlib.crc32(program.to_json().encode()))
+    return tuple(generator.choice((-1.0, 1.0)) * generator.uniform(0.5, 1.5) for _ in program.inputs)
 
 
 class _Comparison:
@@ -275,6 +369,218 @@ class _Comparison:
             )
         self.checks.append(Check("finite-difference", node, self.downward[node], ratio, detail))
 
+    def forward_mode(self, engine: ForwardModeEngine) -> None:
+        """The engine's jvp along seeded random tangents, against torch.func.jvp and its own reverse mode."""
+        program, reference, run = self.program, self.reference, self.run
+        inputs = range(len(program.inputs))
+        live_inputs = [i for i in inputs if self.live[i]]
+        ops = self.live_ops
+        if not live_inputs:
+            return
+        for kink_node in reference.kink_ambiguous:
+            if self.live[kink_node]:
+                self.skip("forward-mode", "within rounding of a kink", kink_node, self.op_of(kink_node))
+                return
+        tangents = tangents_for(program)
+        tolerance = directional_tolerance(reference, tangents)
+        expected = torch_jvp(program, tangents)
+        if not math.isfinite(tolerance) or not math.isfinite(expected):
+            self.skip("forward-mode", _NEAR_OVERFLOW, None, ops)
+            return
+        forward = engine.forward_mode(program, tangents)
+        if forward.failure is not None:
+            detail = f"forward mode failed where torch.func.jvp gives {expected!r}: {forward.failure.describe()}"
+            self.checks.append(Check("forward-mode", None, ops, math.inf, detail))
+            return
+        got = forward.directional
+        reverse = math.fsum(t * run.gradients[i] for i, t in enumerate(tangents))
+        against: tuple[tuple[CheckKind, float, str], ...] = (
+            ("forward-mode", expected, "torch.func.jvp"),
+            ("forward-vs-reverse", reverse, "the engine's reverse mode sum_i t_i * grad_i"),
+        )
+        for kind, reference_value, name in against:
+            ratio = _ratio(abs(got - reference_value), tolerance)
+            detail = ""
+            if ratio > 1.0:
+                detail = _describe_number(
+                    f"jvp along {list(tangents)}, output",
+                    program.output,
+                    engine=got,
+                    expected=reference_value,
+                    tolerance=tolerance,
+                    reference=name,
+                )
+            self.checks.append(Check(kind, program.output, ops, ratio, detail))
+
+    def second_order(self, engine: SecondOrderEngine, *, finite_differences: bool) -> None:
+        """The engine's Hessian against torch's double backward and central differences of its own gradients."""
+        program, reference = self.program, self.reference
+        count = len(program.inputs)
+        live_inputs = [i for i in range(count) if self.live[i]]
+        if not live_inputs:
+            return
+        spoiled: set[int] = set()
+        for kink_node in reference.kink_ambiguous:
+            if self.live[kink_node]:
+                self.skip("second-order", "within rounding of a kink", kink_node, self.op_of(kink_node))
+                spoiled |= {node for node in _ancestors(program, kink_node) if node < count}
+        pairs = [(i, j) for i in live_inputs for j in live_inputs if i not in spoiled and j not in spoiled]
+        if reference.hessian_finiteness_ambiguous:
+            self.skip("second-order", _NEAR_OVERFLOW, None, self.live_ops)
+            return
+        excused = self.zero_base_power()
+
+        def meaningful(entry: float) -> bool:
+            return math.isfinite(entry) or (excused is not None and math.isnan(entry))
+
+        torch_finite = all(meaningful(reference.hessian[i][j]) for i, j in pairs)
+        second = engine.second_order(program)
+        if second.failure is not None:
+            self.second_order_failure(second.failure, torch_finite=torch_finite)
+            return
+        hessian = second.hessian
+        checked: list[tuple[int, int]] = []
+        for i, j in pairs:
+            ops = self.downward[i] | self.downward[j]
+            expected, got = reference.hessian[i][j], hessian[i][j]
+            if not math.isfinite(expected):
+                if excused is not None and math.isnan(expected):
+                    self.skip("second-order", ZERO_BASE_POWER, excused, self.op_of(excused))
+                else:
+                    detail = f"d2 output / d x{i} d x{j}: torch's is {expected!r}, the engine returned {got!r}"
+                    self.checks.append(Check("second-order", None, ops, math.inf, detail))
+                continue
+            tolerance = reference.hessian_tolerances[i][j]
+            if not math.isfinite(tolerance):
+                self.skip("second-order", _NEAR_OVERFLOW, None, ops)
+                continue
+            if _subnormal(expected, got):
+                self.skip("second-order", BELOW_NORMAL, i, ops)
+                continue
+            ratio = _ratio(abs(got - expected), tolerance)
+            detail = ""
+            if ratio > 1.0:
+                detail = _describe_number(
+                    f"d2 output / d x{i} d x{j}, input",
+                    i,
+                    engine=got,
+                    expected=expected,
+                    tolerance=tolerance,
+                    reference="torch (double backward)",
+                )
+            self.checks.append(Check("second-order", i, ops, ratio, detail))
+            checked.append((i, j))
+        if finite_differences:
+            self.second_order_finite_differences(engine, hessian, checked)
+
+    def second_order_failure(self, failure: EngineFailure, *, torch_finite: bool) -> None:
+        """The engine failed differentiating its gradients: right only where torch's Hessian is not finite."""
+        if not failure.domain_signal:
+            detail = f"the engine failed with something other than DomainError: {failure.describe()}"
+            self.checks.append(Check("second-order", None, self.live_ops, math.inf, detail))
+        elif not torch_finite:
+            self.checks.append(Check("second-order", None, self.live_ops, 0.0))
+        elif (node := first_infinite_second_partial(self.program)) is not None:
+            self.skip("second-order", SECOND_PARTIAL_OVERFLOW, node, self.op_of(node))
+        elif (node := first_overflowing_edge_weight(self.program)) is not None:
+            self.skip("second-order", EDGE_WEIGHT_OVERFLOW, node, self.op_of(node))
+        else:
+            detail = "the engine failed differentiating its gradients, though torch's Hessian is finite: "
+            self.checks.append(Check("second-order", None, self.live_ops, math.inf, detail + failure.describe()))
+
+    def zero_base_power(self) -> int | None:
+        """A live ``x ** y`` node at ``x = 0, y >= 0``, where torch's second derivatives are NaN, if any."""
+        return self.live_vpow(lambda base, exponent: base == 0.0 and exponent >= 0.0)
+
+    def live_vpow(self, where: Callable[[float, float], bool]) -> int | None:
+        """The first live ``x ** y`` node whose operands (torch's values) satisfy ``where``, if any."""
+        program, values = self.program, self.reference.values
+        for index, step in enumerate(program.steps):
+            node = len(program.inputs) + index
+            if step.op != "vpow" or not self.live[node]:
+                continue
+            base, exponent = (values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+            if where(base, exponent):
+                return node
+        return None
+
+    def second_order_finite_differences(
+        self, engine: SecondOrderEngine, hessian: tuple[tuple[float, ...], ...], checked: list[tuple[int, int]]
+    ) -> None:
+        """Each Hessian column j (d/d input j) against central differences of the engine's own gradients."""
+        program, reference = self.program, self.reference
+        count = len(program.inputs)
+        center = program.evaluate()
+
+        def gradients_at(inputs: Sequence[float]) -> tuple[float, ...] | None:
+            if not all(map(math.isfinite, inputs)):
+                return None  # a step beyond the largest float
+            run = engine.run(replace(program, inputs=tuple(inputs)))
+            return None if run.failure is not None else run.gradients[:count]
+
+        # A partial below the normal range rounds absolutely, and the cotangent amplifies that.
+        errors = [max(tolerance, reference.subnormal_allowance) for tolerance in reference.gradient_tolerances[:count]]
+        by_column: dict[int, list[int]] = {}
+        for i, j in checked:
+            by_column.setdefault(j, []).append(i)
+        for column, rows in by_column.items():
+            estimates = gradient_finite_differences(program, column, gradients_at, errors, center)
+            for row in rows:
+                self.second_order_finite_difference(row, column, hessian[row][column], estimates[row])
+
+    def second_order_finite_difference(
+        self, row: int, column: int, got: float, estimate: FiniteDifference | FiniteDifferenceSkip
+    ) -> None:
+        program, reference = self.program, self.reference
+        ops = self.downward[row] | self.downward[column]
+        if isinstance(estimate, FiniteDifferenceSkip):
+            if estimate.op is None:
+                reason = (
+                    "the engine's gradients fail within a step"
+                    if estimate.reason == "engine failure"
+                    else "finite differences do not converge"
+                )
+                self.skip("second-order-fd", reason, column, ops)
+            else:
+                self.skip(
+                    "second-order-fd", f"within a step of a {estimate.reason}", estimate.node, frozenset({estimate.op})
+                )
+            return
+        # A zero Hessian entry is judged against the gradient's scale per unit of input, or the output's per two.
+        per_column = max(1.0, abs(program.inputs[column]))
+        output = abs(reference.values[program.output])
+        natural = max(abs(reference.gradients[row]), output / max(1.0, abs(program.inputs[row]))) / per_column
+        scale = max(abs(estimate.estimate), abs(reference.hessian[row][column]), natural)
+        if _subnormal(estimate.estimate, reference.hessian[row][column], got):
+            self.skip("second-order-fd", BELOW_NORMAL, column, ops)
+            return
+        torch_tolerance = reference.hessian_tolerances[row][column]
+        if not estimate.error_bound <= FD_USEFUL * scale:
+            self.skip("second-order-fd", "finite differences too imprecise", column, ops)
+            return
+        tolerance = _FD_SAFETY * estimate.error_bound + torch_tolerance
+        ratio = _ratio(abs(got - estimate.estimate), tolerance)
+        detail = ""
+        if ratio > 1.0 and (node := self.live_vpow(lambda base, exponent: exponent == 0.0)) is not None:
+            self.skip("second-order-fd", ZERO_EXPONENT_POWER, node, self.op_of(node))
+            return
+        if ratio > 1.0:
+            detail = _describe_number(
+                f"d2 output / d x{row} d x{column}, input",
+                row,
+                engine=got,
+                expected=estimate.estimate,
+                tolerance=tolerance,
+                reference=f"finite differences of the engine's gradients (h={estimate.step:.3g})",
+            )
+        self.checks.append(Check("second-order-fd", row, ops, ratio, detail))
+
+
+def _subnormal(*entries: float) -> bool:
+    """Some entry is non-zero and all are below the normal range."""
+    largest = max(abs(entry) for entry in entries)
+    return 0.0 < largest < _NORMAL
+
 
 def output_error_bound(program: Program, reference: TorchResult) -> float:
     """A bound on the rounding error of evaluating the program's output near its inputs, for finite differences.
@@ -293,9 +599,21 @@ def output_error_bound(program: Program, reference: TorchResult) -> float:
     return max(reference.value_tolerances[program.output], first_order)
 
 
-def check_program(program: Program, engine: Engine, *, finite_differences: bool = True) -> Outcome:
-    """Run ``program`` on ``engine``, torch and finite differences, and compare everything."""
-    reference = torch_reference(program)
+def check_program(
+    program: Program, engine: Engine, *, finite_differences: bool = True, order: Literal[1, 2] = 1
+) -> Outcome:
+    """Run ``program`` on ``engine``, torch and finite differences, and compare everything.
+
+    Forward mode is checked whenever the engine has it
+    (:class:`~refgrad.oracle.engines.ForwardModeEngine`); ``order=2`` adds the
+    second-order checks and needs a
+    :class:`~refgrad.oracle.engines.SecondOrderEngine` (``ValueError`` otherwise).
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    if order == 2 and not isinstance(engine, SecondOrderEngine):
+        raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
+    reference = torch_reference(program, second_order=order == 2)
     run = engine.run(program)
     comparison = _Comparison(program, engine, run, reference)
     if reference.finiteness_ambiguous:
@@ -307,6 +625,10 @@ def check_program(program: Program, engine: Engine, *, finite_differences: bool 
         comparison.gradients()
         if finite_differences:
             comparison.finite_differences()
+        if isinstance(engine, ForwardModeEngine):
+            comparison.forward_mode(engine)
+        if order == 2 and isinstance(engine, SecondOrderEngine):
+            comparison.second_order(engine, finite_differences=finite_differences)
     return Outcome(program, tuple(comparison.checks), tuple(comparison.skips))
 
 

@@ -12,6 +12,14 @@ every node's value and the output's gradient with respect to every node
   fills ``.grad``), including ``refgrad.micrograd.engine.Value``;
 * whatever you write: anything with ``name``, ``strict``, ``run`` and ``script``.
 
+Two capabilities are optional, each a protocol of its own that an engine
+either implements or not: :class:`SecondOrderEngine` (``second_order``: the
+Hessian of the output with respect to the inputs, by differentiating the
+engine's own gradients) and :class:`ForwardModeEngine` (``forward_mode``: the
+directional derivative along given tangents, without a backward pass).
+:class:`RefgradEngine` has both; micrograd-style engines have neither, since
+their gradients are floats that cannot be differentiated again.
+
 A *strict* engine promises refgrad's contract: it signals a result outside the
 finite reals by raising :class:`refgrad.DomainError`, never by returning NaN or
 infinity. Other engines may signal it by raising ``ArithmeticError`` or
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, runtime_checkable
 
+from refgrad.autodiff import grad, jvp
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, registry
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
@@ -41,8 +50,12 @@ __all__ = [
     "EngineFailure",
     "EngineRun",
     "EngineSpecError",
+    "ForwardModeEngine",
+    "ForwardModeRun",
     "MicrogradStyleEngine",
     "RefgradEngine",
+    "SecondOrderEngine",
+    "SecondOrderRun",
     "load_engine",
     "probe",
     "probe_program",
@@ -52,11 +65,17 @@ ENGINE_NAMES: Final = ("refgrad", "micrograd-compat")
 """Engines known by name; anything else is ``MODULE:CLASS``."""
 
 
+Stage = Literal["forward", "backward", "second order", "forward mode", "process"]
+"""Where an engine failed: building the graph, differentiating it, differentiating its gradients, forward mode,
+or (run in a worker) somewhere the dead or silent worker process cannot tell."""
+
+
 @dataclass(frozen=True, slots=True)
 class EngineFailure:
     """How an engine failed on a program.
 
-    ``stage`` is ``"forward"`` (building node ``node``), ``"backward"``, or
+    ``stage`` is ``"forward"`` (building node ``node``), ``"backward"``,
+    ``"second order"`` (differentiating the gradients), ``"forward mode"``, or
     ``"process"``: an engine run in a worker process (see
     :mod:`refgrad.oracle.worker`) died or stopped answering, so where it was
     is known only from the message. ``domain_signal`` says whether this is the
@@ -64,7 +83,7 @@ class EngineFailure:
     engine: a ``DomainError``).
     """
 
-    stage: Literal["forward", "backward", "process"]
+    stage: Stage
     node: int | None
     exception: str
     message: str
@@ -76,8 +95,10 @@ class EngineFailure:
             where = "in the forward pass" if self.node is None else f"building node {self.node}"
         elif self.stage == "backward":
             where = "in backward"
-        else:
+        elif self.stage == "process":
             where = "in the engine's process"
+        else:
+            where = f"in {self.stage}"
         return f"{self.exception} {where}: {self.message}"
 
 
@@ -113,6 +134,43 @@ class Engine(Protocol):
 
     def script(self, program: Program) -> str:
         """A standalone script reproducing ``program`` on this engine and on torch."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SecondOrderRun:
+    """``hessian[i][j]`` = d2 output / d input i d input j (row i: the gradient of d output / d input i), or a failure.
+
+    After a failure ``hessian`` is empty.
+    """
+
+    hessian: tuple[tuple[float, ...], ...]
+    failure: EngineFailure | None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardModeRun:
+    """The directional derivative of the output along the tangents (forward mode), or the failure that stopped it."""
+
+    directional: float
+    failure: EngineFailure | None
+
+
+@runtime_checkable
+class SecondOrderEngine(Engine, Protocol):
+    """An engine that can differentiate its own gradients (``python -m refgrad verify --order 2``)."""
+
+    def second_order(self, program: Program) -> SecondOrderRun:
+        """Build ``program``, differentiate the output, then differentiate each input's gradient again."""
+        ...
+
+
+@runtime_checkable
+class ForwardModeEngine(Engine, Protocol):
+    """An engine with forward mode: the directional derivative without a backward pass."""
+
+    def forward_mode(self, program: Program, tangents: Sequence[float]) -> ForwardModeRun:
+        """Build ``program`` and push ``tangents`` (one per input) forward to the output."""
         ...
 
 
@@ -182,8 +240,8 @@ class RefgradEngine:
             raise TypeError(f"{step.op} built a {type(built).__name__}, not a Value")
         return built
 
-    def run(self, program: Program) -> EngineRun:
-        """Build with ``Value``, differentiate with ``output.backward()``."""
+    def _build_all(self, program: Program) -> tuple[list[Value], EngineFailure | None]:
+        """Every node of ``program`` as a ``Value``, or those built before the failure and the failure."""
         nodes = [Value(x) for x in program.inputs]
         for index, step in enumerate(program.steps):
             operands: list[Value | float] = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
@@ -191,14 +249,44 @@ class RefgradEngine:
                 nodes.append(self._build(step, operands))
             except Exception as error:  # any exception is a finding; the oracle reports it
                 node = len(program.inputs) + index
-                values = tuple(n.data for n in nodes)
-                return EngineRun(values, (), _failure("forward", node, error, isinstance(error, DomainError)))
+                return nodes, _failure("forward", node, error, isinstance(error, DomainError))
+        return nodes, None
+
+    def run(self, program: Program) -> EngineRun:
+        """Build with ``Value``, differentiate with ``output.backward()``."""
+        nodes, failure = self._build_all(program)
         values = tuple(n.data for n in nodes)
+        if failure is not None:
+            return EngineRun(values, (), failure)
         try:
             gradients = nodes[-1].backward()
         except Exception as error:  # as above
             return EngineRun(values, (), _failure("backward", None, error, isinstance(error, DomainError)))
         return EngineRun(values, tuple(gradients[n] for n in nodes), None)
+
+    def second_order(self, program: Program) -> SecondOrderRun:
+        """``grad(output, inputs, create_graph=True)``, then ``grad`` of each of those gradients."""
+        nodes, failure = self._build_all(program)
+        if failure is not None:
+            return SecondOrderRun((), failure)
+        inputs = nodes[: len(program.inputs)]
+        try:
+            first = grad(nodes[-1], inputs, create_graph=True)
+            hessian = tuple(grad(gradient, inputs) for gradient in first)
+        except Exception as error:  # any exception is a finding
+            return SecondOrderRun((), _failure("second order", None, error, isinstance(error, DomainError)))
+        return SecondOrderRun(hessian, None)
+
+    def forward_mode(self, program: Program, tangents: Sequence[float]) -> ForwardModeRun:
+        """``jvp(output, inputs, tangents)``."""
+        nodes, failure = self._build_all(program)
+        if failure is not None:
+            return ForwardModeRun(math.nan, failure)
+        try:
+            directional = jvp(nodes[-1], nodes[: len(program.inputs)], tangents)
+        except Exception as error:  # any exception is a finding
+            return ForwardModeRun(math.nan, _failure("forward mode", None, error, isinstance(error, DomainError)))
+        return ForwardModeRun(directional, None)
 
     def script(self, program: Program) -> str:
         """The script, using ``refgrad.Value`` and the gradients ``out.backward()`` returns."""
@@ -228,9 +316,7 @@ def _mutation(stage: Literal["forward", "backward"], node: int | None, message: 
     return EngineFailure(stage, node, "mutation", message[:300], False)
 
 
-def _failure(
-    stage: Literal["forward", "backward"], node: int | None, error: BaseException, signal: bool
-) -> EngineFailure:
+def _failure(stage: Stage, node: int | None, error: BaseException, signal: bool) -> EngineFailure:
     return EngineFailure(stage, node, type(error).__name__, _first_line(error)[:300], signal)
 
 

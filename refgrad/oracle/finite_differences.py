@@ -45,7 +45,7 @@ operand the input does not move is no concern, even one sitting on its kink.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -55,7 +55,14 @@ from refgrad.oracle.program import Program, Ref
 from refgrad.oracle.torch_reference import U
 from refgrad.value import evaluate
 
-__all__ = ["FiniteDifference", "FiniteDifferenceSkip", "finite_difference", "initial_step"]
+__all__ = [
+    "FiniteDifference",
+    "FiniteDifferenceSkip",
+    "GradientsAt",
+    "finite_difference",
+    "gradient_finite_differences",
+    "initial_step",
+]
 
 _EPS: Final = 2.0**-52
 _STEP: Final = _EPS ** (1.0 / 3.0)
@@ -76,10 +83,11 @@ class FiniteDifference:
 class FiniteDifferenceSkip:
     """Why an input got no estimate: node ``node`` (op ``op``) is a step from a kink or boundary, or no step converged.
 
-    For ``"not converging"``, ``node`` is the input and ``op`` is None.
+    For ``"not converging"`` and ``"engine failure"`` (second order: the engine's
+    gradients fail at a stencil point), ``node`` is the input and ``op`` is None.
     """
 
-    reason: Literal["kink", "domain boundary", "not converging"]
+    reason: Literal["kink", "domain boundary", "not converging", "engine failure"]
     node: int
     op: str | None
 
@@ -137,16 +145,80 @@ def finite_difference(
     torch reference's value tolerance); ``center`` may pass the node values at
     the program's own inputs if already computed.
     """
+
+    def output(values: Sequence[float], inputs: Sequence[float]) -> tuple[float, ...]:
+        return (values[-1],)
+
+    (found,) = _differences(
+        program, input_index, output, errors=(value_error,), roundings=len(program.steps), center=center
+    )
+    return found
+
+
+GradientsAt = Callable[[Sequence[float]], Sequence[float] | None]
+"""The engine's first-order gradients of the program's output at other input values (None if it fails there)."""
+
+
+def gradient_finite_differences(
+    program: Program,
+    input_index: int,
+    gradients_at: GradientsAt,
+    gradient_errors: Sequence[float],
+    center: Sequence[float] | None = None,
+) -> tuple[FiniteDifference | FiniteDifferenceSkip, ...]:
+    """d (d output / d input j) / d input ``input_index`` for every input j: a Hessian column, from gradients.
+
+    The same stencil, refinement and kink watching as :func:`finite_difference`,
+    applied to ``gradients_at`` (an engine's own first-order gradients with
+    respect to the inputs) instead of the output. ``gradient_errors[j]``
+    bounds the rounding error of gradient j; at least ``(2 * U * max|g_j| +
+    2**-1074)`` per rounding is assumed, five per step (the step's value,
+    then a product and a sum for each of up to two operands on the way back).
+    A stencil point where the engine fails is skipped like a domain boundary.
+    """
+
+    def gradients(values: Sequence[float], inputs: Sequence[float]) -> tuple[float, ...] | None:
+        found = gradients_at(inputs)
+        return None if found is None else tuple(found)
+
+    return _differences(
+        program, input_index, gradients, errors=gradient_errors, roundings=5 * len(program.steps), center=center
+    )
+
+
+_Components = Callable[[Sequence[float], Sequence[float]], tuple[float, ...] | None]
+
+
+def _differences(
+    program: Program,
+    input_index: int,
+    components: _Components,
+    *,
+    errors: Sequence[float],
+    roundings: int,
+    center: Sequence[float] | None,
+) -> tuple[FiniteDifference | FiniteDifferenceSkip, ...]:
+    """Estimates of d component / d input for each component of ``components(values, inputs)``.
+
+    Each component is accepted at the first refinement where its differences
+    converge; a stencil that crosses a kink or boundary refines the step for
+    all of them.
+    """
     values = program.evaluate() if center is None else center
     watches = _watches(program, values)
     centers = [_operand_value(program, values, w) - w.at for w in watches]
     x = program.inputs[input_index]
     h0 = initial_step(x)
-    skip = FiniteDifferenceSkip("not converging", input_index, None)
+    count = len(errors)
+    results: list[FiniteDifference | FiniteDifferenceSkip] = [
+        FiniteDifferenceSkip("not converging", input_index, None)
+    ] * count
+    pending = list(range(count))
     for refinement in range(_REFINEMENTS + 1):
         h = h0 / 4.0**refinement
-        outputs: list[float] = []
+        outputs: list[tuple[float, ...]] = []
         points = (x + h, x - h, x + h / 2, x - h / 2, x + h / 4, x - h / 4)
+        skip: FiniteDifferenceSkip | None = None
         for point in points:
             shifted = list(program.inputs)
             shifted[input_index] = point
@@ -156,22 +228,34 @@ def finite_difference(
                 assert step is not None
                 skip = FiniteDifferenceSkip("domain boundary", result, step.op)
                 break
-            crossed = _first_crossing(program, result, watches, centers)
-            if crossed is not None:
-                skip = crossed
+            skip = _first_crossing(program, result, watches, centers)
+            if skip is not None:
                 break
-            outputs.append(result[-1])
-        else:
-            largest = max(abs(value) for value in outputs)
+            found = components(result, shifted)
+            if found is None:
+                skip = FiniteDifferenceSkip("engine failure", input_index, None)
+                break
+            outputs.append(found)
+        if skip is not None:
+            for component in pending:
+                results[component] = skip
+            continue
+        for component in list(pending):
+            column = [output[component] for output in outputs]
+            largest = max(abs(value) for value in column)
             # At least one rounding per step, relative or (below the normal range) absolute.
-            evaluation_error = max(value_error, (2.0 * U * largest + _SUBNORMAL) * len(program.steps))
-            wide, middle, narrow = ((outputs[i] - outputs[i + 1]) / (points[i] - points[i + 1]) for i in (0, 2, 4))
+            evaluation_error = max(errors[component], (2.0 * U * largest + _SUBNORMAL) * roundings)
+            wide, middle, narrow = ((column[i] - column[i + 1]) / (points[i] - points[i + 1]) for i in (0, 2, 4))
             if _converging(wide - middle, middle - narrow, noise=evaluation_error / (h / 4)):
                 estimate = narrow + (narrow - middle) / 3.0
                 bound = abs(middle - narrow) / 3.0 + 3.0 * evaluation_error / (h / 2)
-                return FiniteDifference(estimate, bound, h / 2)
-            skip = FiniteDifferenceSkip("not converging", input_index, None)
-    return skip
+                results[component] = FiniteDifference(estimate, bound, h / 2)
+                pending.remove(component)
+            else:
+                results[component] = FiniteDifferenceSkip("not converging", input_index, None)
+        if not pending:
+            break
+    return tuple(results)
 
 
 def _converging(coarse: float, fine: float, *, noise: float) -> bool:

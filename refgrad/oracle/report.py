@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from refgrad.oracle.runner import OpStats, VerificationReport
 
 __all__ = ["format_failure", "format_report", "format_summary", "format_table"]
 
-_COLUMNS = ("op", "graphs", "value", "gradient", "fin.diff", "domain", "skipped", "worst err/tol")
+_COLUMNS = (
+    "op",
+    "graphs",
+    "value",
+    "gradient",
+    "fin.diff",
+    "domain",
+    "forward",
+    "2nd order",
+    "2nd f.d.",
+    "skipped",
+    "worst err/tol",
+)
+_NOT_CHECKED: Final = "-"
 
 
 def _worst(stats: OpStats) -> str:
@@ -22,9 +36,14 @@ def format_table(report: VerificationReport) -> str:
 
     A check exercises every op it depends on (a node's value: the ops that
     computed it; a gradient: the ops between its node and the output), so
-    the columns add up to more than the number of checks.
+    the columns add up to more than the number of checks. ``forward`` counts
+    forward-mode checks (against ``torch.func.jvp`` and the engine's reverse
+    mode), ``2nd order`` and ``2nd f.d.`` Hessian entries against torch and
+    against finite differences of the engine's gradients; ``-`` means not
+    checked in this run (an engine without forward mode, or ``--order 1``).
     """
     rows: list[tuple[str, ...]] = [_COLUMNS]
+    second = report.order == 2
     for op, stats in report.stats.items():
         rows.append(
             (
@@ -34,6 +53,9 @@ def format_table(report: VerificationReport) -> str:
                 str(stats.gradient),
                 str(stats.finite_difference),
                 str(stats.domain),
+                str(stats.forward_mode) if report.forward_mode else _NOT_CHECKED,
+                str(stats.second_order) if second else _NOT_CHECKED,
+                str(stats.second_order_fd) if second else _NOT_CHECKED,
                 str(stats.skipped),
                 _worst(stats),
             )
@@ -59,6 +81,18 @@ def format_summary(report: VerificationReport) -> str:
             f"{report.checks.get(kind, 0)} {kind}" for kind in ("value", "gradient", "finite-difference", "domain")
         )
         lines.append(f"checks: {made}")
+        if report.forward_mode:
+            lines.append(
+                f"forward mode: {report.checks.get('forward-mode', 0)} against torch.func.jvp, "
+                f"{report.checks.get('forward-vs-reverse', 0)} against reverse mode"
+            )
+        else:
+            lines.append("forward mode: not checked (the engine has none)")
+        if report.order == 2:
+            lines.append(
+                f"second order: {report.checks.get('second-order', 0)} Hessian entries against torch, "
+                f"{report.checks.get('second-order-fd', 0)} against finite differences of the engine's gradients"
+            )
     if report.skip_reasons:
         skipped = "; ".join(f"{count} {reason}" for reason, count in sorted(report.skip_reasons.items()))
         lines.append(f"skipped: {skipped}")

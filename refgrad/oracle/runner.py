@@ -14,15 +14,24 @@ import math
 import pkgutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal, Protocol, cast
 
 from hypothesis import Phase, Verbosity, given, seed, settings
 
 from refgrad.ops import registry
-from refgrad.oracle.compare import Outcome, check_program
-from refgrad.oracle.engines import Engine, EngineRun, describe_form, probe
+from refgrad.oracle.compare import CheckKind, Outcome, check_program
+from refgrad.oracle.engines import (
+    Engine,
+    EngineRun,
+    ForwardModeEngine,
+    ForwardModeRun,
+    SecondOrderEngine,
+    SecondOrderRun,
+    describe_form,
+    probe,
+)
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
 
@@ -41,13 +50,44 @@ class OpStats:
     gradient: int = 0
     finite_difference: int = 0
     domain: int = 0
+    forward_mode: int = 0
+    """Forward-mode checks: against ``torch.func.jvp`` and against the engine's own reverse mode."""
+    second_order: int = 0
+    """Hessian entries against torch's double backward (and second-order domain agreements)."""
+    second_order_fd: int = 0
+    """Hessian entries against finite differences of the engine's own gradients."""
     skipped: int = 0
     worst: float = 0.0
 
     @property
     def checks(self) -> int:
         """All checks exercising the op."""
-        return self.value + self.gradient + self.finite_difference + self.domain
+        return (
+            self.value
+            + self.gradient
+            + self.finite_difference
+            + self.domain
+            + self.forward_mode
+            + self.second_order
+            + self.second_order_fd
+        )
+
+
+def _count(stats: OpStats, kind: CheckKind) -> None:
+    if kind == "value":
+        stats.value += 1
+    elif kind == "gradient":
+        stats.gradient += 1
+    elif kind == "finite-difference":
+        stats.finite_difference += 1
+    elif kind == "domain":
+        stats.domain += 1
+    elif kind in ("forward-mode", "forward-vs-reverse"):
+        stats.forward_mode += 1
+    elif kind == "second-order":
+        stats.second_order += 1
+    else:
+        stats.second_order_fd += 1
 
 
 @dataclass(slots=True)
@@ -73,14 +113,7 @@ class _Tally:
                 self.out_of_domain += 1
             for op in check.ops:
                 stats = self.stats[op]
-                if check.kind == "value":
-                    stats.value += 1
-                elif check.kind == "gradient":
-                    stats.gradient += 1
-                elif check.kind == "finite-difference":
-                    stats.finite_difference += 1
-                else:
-                    stats.domain += 1
+                _count(stats, check.kind)
                 stats.worst = max(stats.worst, check.ratio)
         for skip in outcome.skips:
             self.skip_reasons[f"{skip.kind}: {skip.reason}"] += 1
@@ -112,6 +145,10 @@ class VerificationReport:
     failure: Outcome | None
     """The shrunk first disagreement, if any."""
     failure_script: str | None
+    order: int = 1
+    """1: values and first derivatives; 2: second derivatives too."""
+    forward_mode: bool = False
+    """Whether the engine has forward mode, so forward-mode checks were made (they are made in every run if so)."""
 
     @property
     def passed(self) -> bool:
@@ -170,6 +207,54 @@ class _Watched:
         return self._engine.script(program)
 
 
+class _WatchedForward(_Watched):
+    """A watched engine with forward mode: forwarded, so that the checks see the capability."""
+
+    def __init__(self, engine: ForwardModeEngine) -> None:
+        super().__init__(engine)
+        self._forward = engine
+
+    def forward_mode(self, program: Program, tangents: Sequence[float]) -> ForwardModeRun:
+        return self._forward.forward_mode(program, tangents)
+
+
+class _WatchedSecondOrder(_Watched):
+    """A watched engine with second order, forwarded likewise."""
+
+    def __init__(self, engine: SecondOrderEngine) -> None:
+        super().__init__(engine)
+        self._second = engine
+
+    def second_order(self, program: Program) -> SecondOrderRun:
+        return self._second.second_order(program)
+
+
+class _WatchedBoth(_WatchedForward):
+    """A watched engine with both capabilities."""
+
+    def __init__(self, engine: _BothCapabilities) -> None:
+        super().__init__(engine)
+        self._second = engine
+
+    def second_order(self, program: Program) -> SecondOrderRun:
+        return self._second.second_order(program)
+
+
+class _BothCapabilities(SecondOrderEngine, ForwardModeEngine, Protocol):
+    """An engine with second order and forward mode."""
+
+
+def _watch(engine: Engine) -> _Watched:
+    """``engine`` wrapped to remember process failures, keeping exactly the capabilities it has."""
+    if isinstance(engine, SecondOrderEngine) and isinstance(engine, ForwardModeEngine):
+        return _WatchedBoth(cast("_BothCapabilities", engine))
+    if isinstance(engine, ForwardModeEngine):
+        return _WatchedForward(engine)
+    if isinstance(engine, SecondOrderEngine):
+        return _WatchedSecondOrder(engine)
+    return _Watched(engine)
+
+
 class _DisagreementError(Exception):
     """Raised inside the property so that hypothesis shrinks the program."""
 
@@ -187,14 +272,26 @@ def verify(
     progress: Progress | None = None,
     max_steps: int = 40,
     out_of_domain: OutOfDomain = "sometimes",
+    order: Literal[1, 2] = 1,
 ) -> VerificationReport:
     """Check ``examples`` random programs on ``engine``; shrink and return the first failure, if any.
 
     ``ops`` restricts the ops drawn (default: all of the registry); ops or
-    operand forms the engine cannot run are probed for and left out.
+    operand forms the engine cannot run are probed for and left out. Forward
+    mode is checked whenever the engine has it; ``order=2`` also checks second
+    derivatives and needs an engine that can differentiate its own gradients
+    (``ValueError`` naming the engine otherwise).
     """
     if examples < 1:
         raise ValueError(f"examples must be at least 1, got {examples}")
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    if order == 2 and not isinstance(engine, SecondOrderEngine):
+        raise ValueError(
+            f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot "
+            "(its gradients are floats)"
+        )
+    forward_mode = isinstance(engine, ForwardModeEngine)
     _load_every_refgrad_module()
     candidates = all_forms(ops)
     unsupported = probe(engine, candidates)
@@ -205,11 +302,26 @@ def verify(
     started = time.perf_counter()
     if not forms:
         return VerificationReport(
-            engine.name, seed_value, examples, 0, 0.0, tally.stats, unsupported_text, {}, {}, 0.0, 0, 0, None, None
+            engine.name,
+            seed_value,
+            examples,
+            0,
+            0.0,
+            tally.stats,
+            unsupported_text,
+            {},
+            {},
+            0.0,
+            0,
+            0,
+            None,
+            None,
+            order=order,
+            forward_mode=forward_mode,
         )
     failing = False
     generation_ended: float | None = None
-    watched = _Watched(engine)
+    watched = _watch(engine)
     stops_while_shrinking = 0
     failed: dict[Program, Outcome] = {}
 
@@ -221,7 +333,7 @@ def verify(
             if program in failed:
                 raise _DisagreementError(failed[program])
             return
-        outcome = check_program(program, watched)
+        outcome = check_program(program, watched, order=order)
         if failing and watched.stopped:
             stops_while_shrinking += 1
         if not failing:
@@ -268,4 +380,6 @@ def verify(
         out_of_domain=tally.out_of_domain,
         failure=failure,
         failure_script=None if failure is None else engine.script(failure.program),
+        order=order,
+        forward_mode=forward_mode,
     )

@@ -52,13 +52,36 @@ Three things are read off the lanes besides tolerances:
   gradient comparisons through that node are skipped (exact zeros, as in
   ``relu(0.0)``, are the same in every lane and still checked);
 * the gradient tolerance of each input, which the finite-difference check adds.
+
+**Second order** (``torch_reference(program, second_order=True)``): the same
+lanes are differentiated twice. The first backward runs with
+``create_graph=True``, so every sampled rounding (forward values, and each
+contribution's factor on the way back) is part of the gradient's graph, and
+differentiating each input's gradient again gives the Hessian in every lane.
+A contribution's factor multiplies the second sweep through that edge as well,
+and a forward value's perturbation moves every second-order partial read from
+it, so lane ``k`` samples the first-order error of the Hessian the same way. The
+second sweep makes roundings of its own, at every site of the first two passes
+again; the lanes share one sign between a site's two roundings, so its count of
+independent sites is doubled: ``tolerance = 2 * 2 * sqrt(2 * N) * max_k |S_k|``.
+
+**Forward mode** makes the same first-order rounding errors as reverse mode, edge
+by edge: forward mode rounds ``partial * tangent`` at each edge and the error
+reaches the output scaled by the adjoint of the edge's head; reverse mode rounds
+``cotangent * partial`` and the error reaches ``sum_i t_i * grad_i`` scaled by the
+tangent of the edge's tail. Both give ``sum over edges |adjoint * partial *
+tangent| * rho``. So the tolerance of a directional derivative ``sum_i t_i *
+grad_i`` is read off the same lanes, as the spread of ``sum_i t_i * grad_i``
+(:func:`directional_tolerance`), plus the rounding of that sum itself.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, cast
@@ -74,7 +97,12 @@ __all__ = [
     "TorchReference",
     "TorchResult",
     "U",
+    "directional_tolerance",
     "first_infinite_partial",
+    "first_infinite_second_partial",
+    "first_overflowing_edge_weight",
+    "second_order_magnitudes",
+    "torch_jvp",
     "torch_reference",
 ]
 
@@ -94,6 +122,7 @@ _ENLARGE: Final = 2.0**10
 _IMPLEMENTATIONS: Final = 2.0  # engine and torch each round
 _SAMPLING: Final = 2.0  # max over 16 lanes as an estimate of the root-mean-square
 _SIGN_ROWS: Final = 4096
+_TERM_ROUNDING: Final = 2.0  # one term of a Hessian entry, formed in any order: relative error 2 U
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +249,47 @@ class TorchResult:
     """Nodes whose op has a kink that different lanes fall on different sides of."""
     sites: int
     """Rounding sites N in the error model."""
+    input_gradient_deviations: tuple[tuple[float, ...], ...] = ()
+    """For each input, how far each error lane's d output / d input is from lane 0 (scaled back to one rounding)."""
+    subnormal_allowance: float = 0.0
+    """``2**-1074 * sum over edges |d output / d head|``: one absolute rounding per edge, amplified by its adjoint.
+
+    Relative rounding cannot express the error of a tangent or a partial that
+    is itself subnormal (forward mode's tangents can be where reverse mode's
+    contributions are not); this bounds it.
+    """
+    hessian: tuple[tuple[float, ...], ...] = ()
+    """``hessian[i][j]`` = d2 output / d input i d input j in lane 0; empty unless asked for (``second_order=True``)."""
+    hessian_tolerances: tuple[tuple[float, ...], ...] = ()
+    """How far a correct engine's Hessian may be from ``hessian``, entry by entry."""
+    hessian_finiteness_ambiguous: bool = False
+    """Some lane's Hessian disagrees with lane 0's about which entries are finite."""
 
 
 def _tolerance(lanes: torch.Tensor, sites: int) -> torch.Tensor:
     deviation = (lanes[:, 1:] - lanes[:, :1]).abs().amax(dim=1)
     return deviation * (_IMPLEMENTATIONS * _SAMPLING * math.sqrt(sites) / _ENLARGE)
+
+
+def directional_tolerance(reference: TorchResult, tangents: Sequence[float]) -> float:
+    """How far a correct engine's ``sum_i tangents[i] * d output / d input i`` may be from the exact one's torch value.
+
+    The lanes' spread of the same combination (forward and reverse mode make
+    the same first-order errors, see the module docstring), with the error
+    model's factors, plus ``2 U sum_i |t_i * grad_i|`` for rounding the
+    products and their sum, plus twice the subnormal allowance (tangents below
+    the normal range round absolutely).
+    """
+    if len(tangents) != len(reference.input_gradient_deviations):
+        raise ValueError(f"one tangent per input: {len(reference.input_gradient_deviations)} inputs, {len(tangents)}")
+    deviations = reference.input_gradient_deviations
+    spread = 0.0
+    for lane in range(LANES - 1):
+        spread = max(spread, abs(math.fsum(t * d[lane] for t, d in zip(tangents, deviations, strict=True))))
+    gradients = reference.gradients[: len(tangents)]
+    combination = math.fsum(abs(t * g) for t, g in zip(tangents, gradients, strict=True))
+    sampled = _IMPLEMENTATIONS * _SAMPLING * math.sqrt(reference.sites) * spread
+    return sampled + 2.0 * U * combination + _IMPLEMENTATIONS * reference.subnormal_allowance
 
 
 def _round_backward(
@@ -255,6 +320,7 @@ class _Lanes:
         self.row = 0
         self.nodes: list[torch.Tensor] = []
         self.constants: list[torch.Tensor] = []
+        self.leaves: list[torch.Tensor] = []
         self.kink_checks: list[tuple[int, torch.Tensor, float]] = []
 
     def signs(self) -> torch.Tensor:
@@ -273,6 +339,7 @@ class _Lanes:
 
     def add_input(self, node: int, value: float) -> torch.Tensor:
         leaf = torch.full((LANES,), value, dtype=torch.float64, requires_grad=True)
+        self.leaves.append(leaf)
         self.nodes.append(_round_backward(leaf, self.backward_factor(node), self.sink, node))
         return leaf
 
@@ -308,20 +375,63 @@ class _Lanes:
             raw.data.mul_(self.perturbation(reference.saved_output_u))
 
 
-def torch_reference(program: Program) -> TorchResult:
-    """Run ``program`` on torch (float64) in :data:`LANES` lanes and read off values, gradients and tolerances."""
+def torch_reference(program: Program, *, second_order: bool = False) -> TorchResult:
+    """Run ``program`` on torch (float64) in :data:`LANES` lanes and read off values, gradients and tolerances.
+
+    With ``second_order`` the gradients are differentiated again: the result
+    carries the Hessian with respect to the inputs and its tolerances.
+    """
     lanes = _Lanes(program)
     for node, value in enumerate(program.inputs):
         lanes.add_input(node, value)
     for index, step in enumerate(program.steps):
         lanes.add_step(len(program.inputs) + index, step)
     sites = max(lanes.sites, 1)
-    torch.autograd.backward([lanes.nodes[-1]], [_ONES])
+    if second_order:
+        # autograd.grad, not backward(create_graph=True), which would tie each leaf to its own gradient.
+        # allow_unused: a leaf the output does not depend on gets None (torch's stubs do not say so).
+        found = cast(
+            "tuple[torch.Tensor | None, ...]",
+            torch.autograd.grad(
+                [lanes.nodes[-1]], [*lanes.leaves, *lanes.constants], [_ONES], create_graph=True, allow_unused=True
+            ),
+        )
+        constant_grads = [g.detach().unsqueeze(0) for g in found[len(lanes.leaves) :] if g is not None]
+        # Differentiating again runs the rounding sites' backward again, which would overwrite the sink.
+        first_sweep = dict(lanes.sink)
+        lanes.sink = {}
+    else:
+        torch.autograd.backward([lanes.nodes[-1]], [_ONES])
+        constant_grads = [c.grad.unsqueeze(0) for c in lanes.constants if c.grad is not None]
+        first_sweep = lanes.sink
+    hessian: tuple[tuple[float, ...], ...] = ()
+    hessian_tolerances: tuple[tuple[float, ...], ...] = ()
+    hessian_ambiguous = False
+    if second_order:
+        hessian_lanes = _second_derivatives(lanes.leaves, first_sweep)
+        with torch.no_grad():
+            count = len(lanes.leaves)
+            flat = hessian_lanes.reshape(count * count, LANES)
+            entry_finite = torch.isfinite(flat)
+            hessian_ambiguous = bool((entry_finite != entry_finite[:, :1]).any())
+            # The second sweep rounds again at every site: twice the independent roundings.
+            tolerances = _tolerance(flat, 2 * sites).reshape(count, count)
+            hessian = tuple(_floats(row) for row in hessian_lanes[:, :, 0])
+            sampled = [_floats(row) for row in tolerances]
+        magnitudes, allowances = _second_order_bounds(program)
+        hessian_tolerances = tuple(
+            tuple(
+                tolerance + _IMPLEMENTATIONS * (_TERM_ROUNDING * U * magnitude + allowance)
+                for tolerance, magnitude, allowance in zip(sampled_row, magnitude_row, allowance_row, strict=True)
+            )
+            for sampled_row, magnitude_row, allowance_row in zip(sampled, magnitudes, allowances, strict=True)
+        )
 
     with torch.no_grad():
-        value_lanes = torch.stack(lanes.nodes)
-        gradient_lanes = torch.stack([lanes.sink.get(node, _ZEROS) for node in range(program.node_count)])
-        constant_grads = [c.grad.unsqueeze(0) for c in lanes.constants if c.grad is not None]
+        value_lanes = torch.stack([node.detach() for node in lanes.nodes])
+        gradient_lanes = torch.stack(
+            [first_sweep[node].detach() if node in first_sweep else _ZEROS for node in range(program.node_count)]
+        )
         node_finite = torch.isfinite(torch.cat([value_lanes, gradient_lanes])).all(dim=0)
         lane_finite = torch.isfinite(torch.cat([value_lanes, gradient_lanes, *constant_grads])).all(dim=0)
         value_finite = torch.isfinite(value_lanes[:, 0])
@@ -333,6 +443,8 @@ def torch_reference(program: Program) -> TorchResult:
                 kink_ambiguous.append(node)
         value_tolerances = _tolerance(value_lanes, sites)
         gradient_tolerances = _tolerance(gradient_lanes, sites)
+        input_lanes = gradient_lanes[: len(program.inputs)]
+        deviations = (input_lanes[:, 1:] - input_lanes[:, :1]) / _ENLARGE
     return TorchResult(
         values=_floats(value_lanes[:, 0]),
         gradients=_floats(gradient_lanes[:, 0]),
@@ -344,7 +456,202 @@ def torch_reference(program: Program) -> TorchResult:
         first_non_finite_value=first_bad,
         kink_ambiguous=tuple(kink_ambiguous),
         sites=sites,
+        input_gradient_deviations=tuple(_floats(row) for row in deviations),
+        subnormal_allowance=_subnormal_allowance(program, gradient_lanes[:, 0]),
+        hessian=hessian,
+        hessian_tolerances=hessian_tolerances,
+        hessian_finiteness_ambiguous=hessian_ambiguous,
     )
+
+
+def _times(first: float, second: float) -> float:
+    # 0 * inf is 0 here: a term with an exactly zero factor is absent, whatever the other factor.
+    return 0.0 if first == 0.0 or second == 0.0 else first * second
+
+
+@dataclass(frozen=True, slots=True)
+class _Structure:
+    """Absolute local partials, tangents and adjoints of a program at torch's values (see second_order_magnitudes)."""
+
+    firsts: list[list[float]]
+    seconds: list[list[list[float]]]
+    tangents: list[list[float]]
+    adjoints: list[float]
+
+
+def _structure(program: Program) -> _Structure:
+    values = torch_reference_values(program)
+    inputs = len(program.inputs)
+    firsts: list[list[float]] = []
+    seconds: list[list[list[float]]] = []
+    for step in program.steps:
+        operands = [
+            torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64, requires_grad=True)
+            for o in step.operands
+        ]
+        result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
+        partials = torch.autograd.grad(result, operands, create_graph=True)
+        firsts.append([abs(partial.item()) for partial in partials])
+        rows: list[list[float]] = []
+        for partial in partials:
+            if not partial.requires_grad:
+                rows.append([0.0] * len(operands))  # locally constant
+                continue
+            found = cast(
+                "tuple[torch.Tensor | None, ...]",
+                torch.autograd.grad(partial, operands, retain_graph=True, allow_unused=True),
+            )
+            rows.append([0.0 if second is None else abs(second.item()) for second in found])
+        seconds.append(rows)
+    tangents = [[1.0 if i == node else 0.0 for i in range(inputs)] for node in range(inputs)]
+    for index, step in enumerate(program.steps):
+        row = [0.0] * inputs
+        for position, operand in enumerate(step.operands):
+            if isinstance(operand, Ref):
+                for i in range(inputs):
+                    row[i] += _times(firsts[index][position], tangents[operand.node][i])
+        tangents.append(row)
+    adjoints = [0.0] * program.node_count
+    adjoints[program.output] = 1.0
+    for index in range(len(program.steps) - 1, -1, -1):
+        node = inputs + index
+        for position, operand in enumerate(program.steps[index].operands):
+            if isinstance(operand, Ref):
+                adjoints[operand.node] += _times(adjoints[node], firsts[index][position])
+    return _Structure(firsts, seconds, tangents, adjoints)
+
+
+def second_order_magnitudes(program: Program) -> list[list[float]]:
+    """``M[i][j]``: the sum of the absolute values of the terms that make up d2 output / d input i d input j.
+
+    By the chain rule, ``H_ij = sum over nodes n of adjoint_n * sum over
+    operands a, b of d2 op_n / da db * J_ai * J_bj``, with ``J_ai`` = d a / d
+    input i. ``M`` is the same sum with every factor replaced by its absolute
+    value, and adjoints and tangents by their sums over paths of absolute
+    products, all at torch's values (local partials from torch). How an
+    implementation groups these terms is its own business (refgrad's ``div``
+    reads its result, torch's does not); where they cancel, their size, not
+    their sum, is the scale of its rounding error.
+    """
+    return _second_order_bounds(program)[0]
+
+
+def _second_order_bounds(program: Program) -> tuple[list[list[float]], list[list[float]]]:
+    """:func:`second_order_magnitudes`, and the subnormal allowance of each Hessian entry.
+
+    The allowance is ``2**-1074 * sum over terms of |d2 op_n / da db| *
+    max(1, |adjoint_n|) * max(1, |J_ai|) * max(1, |J_bj|)``: one absolute
+    rounding of a product below the normal range, anywhere in a term, amplified
+    at most by the term's other factors (each counted as at least 1). In
+    refgrad's second sweep, ``adjoint_n * J_ai`` is the cotangent of the partial
+    node d n / d a, and can be subnormal where the entry is not.
+    """
+    found = _structure(program)
+    inputs = len(program.inputs)
+    seconds, tangents, adjoints = found.seconds, found.tangents, found.adjoints
+    magnitudes = [[0.0] * inputs for _ in range(inputs)]
+    allowances = [[0.0] * inputs for _ in range(inputs)]
+    for index, step in enumerate(program.steps):
+        adjoint = adjoints[inputs + index]
+        refs = [(position, o.node) for position, o in enumerate(step.operands) if isinstance(o, Ref)]
+        for first_position, first_node in refs:
+            for second_position, second_node in refs:
+                second = seconds[index][first_position][second_position]
+                if second == 0.0:
+                    continue
+                weight = _times(adjoint, second)
+                amplified = second * max(1.0, adjoint)
+                for i in range(inputs):
+                    for j in range(inputs):
+                        term = _times(_times(weight, tangents[first_node][i]), tangents[second_node][j])
+                        magnitudes[i][j] += term
+                        widest = amplified * max(1.0, tangents[first_node][i]) * max(1.0, tangents[second_node][j])
+                        allowances[i][j] += _SUBNORMAL_SPACING * widest
+    return magnitudes, allowances
+
+
+def first_overflowing_edge_weight(program: Program) -> int | None:
+    """The first node n with an operand a such that ``|adjoint_n| * |d a / d input i|`` overflows, if any.
+
+    An engine that differentiates its partials as graphs (refgrad) meets that
+    product in its second sweep, as the cotangent of the partial d n / d a; torch's
+    double backward can avoid it (``grad / x`` instead of ``grad * (1 / x)``), so
+    its Hessian can be finite where such an engine overflows. The second-order
+    analogue of :func:`first_infinite_partial`.
+    """
+    found = _structure(program)
+    inputs = len(program.inputs)
+    for index, step in enumerate(program.steps):
+        adjoint = found.adjoints[inputs + index]
+        for operand in step.operands:
+            if isinstance(operand, Ref) and any(
+                not math.isfinite(_times(adjoint, tangent)) for tangent in found.tangents[operand.node]
+            ):
+                return inputs + index
+    return None
+
+
+def _subnormal_allowance(program: Program, gradients: torch.Tensor) -> float:
+    adjoints = _floats(gradients)
+    total = 0.0
+    for index, step in enumerate(program.steps):
+        edges = sum(isinstance(operand, Ref) for operand in step.operands)
+        total += abs(adjoints[len(program.inputs) + index]) * edges
+    return _SUBNORMAL_SPACING * total
+
+
+def _second_derivatives(leaves: list[torch.Tensor], first_sweep: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    """``[i, j, lane]``: d/d input j of the gradient of input i, in every lane (after a create_graph backward)."""
+    count = len(leaves)
+    rows: list[torch.Tensor] = []
+    for node in range(count):
+        gradient = first_sweep.get(node)
+        if gradient is None or not gradient.requires_grad:
+            rows.append(torch.zeros((count, LANES), dtype=torch.float64))  # constant: nothing to differentiate
+            continue
+        found = cast(
+            "tuple[torch.Tensor | None, ...]",
+            torch.autograd.grad([gradient], leaves, [_ONES], retain_graph=True, allow_unused=True),
+        )
+        rows.append(torch.stack([_ZEROS if g is None else g.detach() for g in found]))
+    return torch.stack(rows)
+
+
+@functools.cache
+def _load_forward_mode() -> None:
+    """Load torch's forward-mode decompositions once, hiding the deprecation warning torch raises while doing so.
+
+    torch 2.13 builds them with ``torch.jit.script`` on the first forward-mode
+    call and warns that ``torch.jit.script`` is deprecated: torch's business,
+    not the oracle's, and an error under the tests' warning filters.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        one = torch.tensor(1.0, dtype=torch.float64)
+        torch.func.jvp(torch.exp, (one,), (one,))
+
+
+def torch_jvp(program: Program, tangents: Sequence[float]) -> float:
+    """The directional derivative of the output along ``tangents`` by ``torch.func.jvp`` (forward mode, float64)."""
+    if len(tangents) != len(program.inputs):
+        raise ValueError(f"torch_jvp needs one tangent per input: {len(program.inputs)} inputs, {len(tangents)}")
+
+    def function(*inputs: torch.Tensor) -> torch.Tensor:
+        nodes = list(inputs)
+        for step in program.steps:
+            operands = [
+                nodes[o.node] if isinstance(o, Ref) else torch.tensor(o.value, dtype=torch.float64)
+                for o in step.operands
+            ]
+            nodes.append(TORCH_REFERENCES[step.op].forward(*operands, *step.params))
+        return nodes[-1]
+
+    _load_forward_mode()
+    primals = tuple(torch.tensor(x, dtype=torch.float64) for x in program.inputs)
+    directions = tuple(torch.tensor(float(t), dtype=torch.float64) for t in tangents)
+    # Without has_aux, jvp returns (output, directional derivative); its stub allows a third (aux) entry.
+    found = cast("tuple[torch.Tensor, torch.Tensor]", torch.func.jvp(function, primals, directions))
+    return float(found[1].item())
 
 
 def first_infinite_partial(program: Program) -> int | None:
@@ -366,6 +673,35 @@ def first_infinite_partial(program: Program) -> int | None:
         partials = torch.autograd.grad(result, operands)
         for partial in partials:
             if not bool(torch.isfinite(partial)):
+                return len(program.inputs) + index
+    return None
+
+
+def first_infinite_second_partial(program: Program) -> int | None:
+    """The first node whose op has a local second partial derivative that is not finite in torch, at torch's values.
+
+    The second-order analogue of :func:`first_infinite_partial`: ``x ** 1.5``'s
+    partial ``1.5 * x ** 0.5`` has an infinite derivative at ``x = 0``, and an
+    engine that differentiates its partials as graphs meets it even where a
+    ``relu`` further on makes the Hessian 0 (torch masks there, it does not
+    multiply by 0).
+    """
+    values = torch_reference_values(program)
+    for index, step in enumerate(program.steps):
+        operands = [
+            torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64, requires_grad=True)
+            for o in step.operands
+        ]
+        result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
+        partials = torch.autograd.grad(result, operands, create_graph=True)
+        for partial in partials:
+            if not partial.requires_grad:
+                continue  # locally constant
+            found = cast(
+                "tuple[torch.Tensor | None, ...]",
+                torch.autograd.grad(partial, operands, retain_graph=True, allow_unused=True),
+            )
+            if any(second is not None and not bool(torch.isfinite(second)) for second in found):
                 return len(program.inputs) + index
     return None
 
