@@ -56,6 +56,7 @@ from refgrad.oracle.torch_reference import U
 from refgrad.value import evaluate
 
 __all__ = [
+    "REFINEMENTS",
     "FiniteDifference",
     "FiniteDifferenceSkip",
     "GradientsAt",
@@ -66,7 +67,8 @@ __all__ = [
 
 _EPS: Final = 2.0**-52
 _STEP: Final = _EPS ** (1.0 / 3.0)
-_REFINEMENTS: Final = 10
+REFINEMENTS: Final = 10
+"""How many times the step may be divided by 4 (down to ``h / 4**10``)."""
 _SUBNORMAL: Final = 2.0**-1074  # the spacing of floats below the normal range
 
 
@@ -77,6 +79,8 @@ class FiniteDifference:
     estimate: float
     error_bound: float
     step: float
+    refinement: int = 0
+    """How many times the first step was divided by 4 before the differences converged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,8 @@ def gradient_finite_differences(
     gradients_at: GradientsAt,
     gradient_errors: Sequence[float],
     center: Sequence[float] | None = None,
+    *,
+    start: int = 0,
 ) -> tuple[FiniteDifference | FiniteDifferenceSkip, ...]:
     """d (d output / d input j) / d input ``input_index`` for every input j: a Hessian column, from gradients.
 
@@ -175,6 +181,9 @@ def gradient_finite_differences(
     2**-1074)`` per rounding is assumed, five per step (the step's value,
     then a product and a sum for each of up to two operands on the way back).
     A stencil point where the engine fails is skipped like a domain boundary.
+    ``start`` skips the first refinements: the caller asks again with a smaller
+    step when an estimate disagrees, since differences that look converged at
+    one scale (all rounding noise, say) can still be blind to a narrower feature.
     """
 
     def gradients(values: Sequence[float], inputs: Sequence[float]) -> tuple[float, ...] | None:
@@ -182,7 +191,13 @@ def gradient_finite_differences(
         return None if found is None else tuple(found)
 
     return _differences(
-        program, input_index, gradients, errors=gradient_errors, roundings=5 * len(program.steps), center=center
+        program,
+        input_index,
+        gradients,
+        errors=gradient_errors,
+        roundings=5 * len(program.steps),
+        center=center,
+        start=start,
     )
 
 
@@ -197,6 +212,7 @@ def _differences(
     errors: Sequence[float],
     roundings: int,
     center: Sequence[float] | None,
+    start: int = 0,
 ) -> tuple[FiniteDifference | FiniteDifferenceSkip, ...]:
     """Estimates of d component / d input for each component of ``components(values, inputs)``.
 
@@ -214,7 +230,7 @@ def _differences(
         FiniteDifferenceSkip("not converging", input_index, None)
     ] * count
     pending = list(range(count))
-    for refinement in range(_REFINEMENTS + 1):
+    for refinement in range(start, REFINEMENTS + 1):
         h = h0 / 4.0**refinement
         outputs: list[tuple[float, ...]] = []
         points = (x + h, x - h, x + h / 2, x - h / 2, x + h / 4, x - h / 4)
@@ -249,7 +265,7 @@ def _differences(
             if _converging(wide - middle, middle - narrow, noise=evaluation_error / (h / 4)):
                 estimate = narrow + (narrow - middle) / 3.0
                 bound = abs(middle - narrow) / 3.0 + 3.0 * evaluation_error / (h / 2)
-                results[component] = FiniteDifference(estimate, bound, h / 2)
+                results[component] = FiniteDifference(estimate, bound, h / 2, refinement)
                 pending.remove(component)
             else:
                 results[component] = FiniteDifferenceSkip("not converging", input_index, None)
