@@ -626,6 +626,38 @@ def test_the_checker_catches_what_it_must() -> None:
     assert check(Call("named", lambda a: int("z"), ("literal",)), [1.0]) == "ValueError"
 
 
+# -- what the fuzzer found ------------------------------------------------------------------------
+
+
+def test_found_hessian_checks_its_output_itself() -> None:
+    """hessian(3, x) is hessian's own TypeError about ``output`` (it passed the non-node on unchecked)."""
+    x = Value(1.0)
+    with pytest.raises(TypeError, match=r"^output must be a Value, got int$"):
+        hessian(3, [x])  # type: ignore[arg-type]  # deliberately wrong type
+
+
+def test_found_numbers_are_named_by_where_they_went() -> None:
+    """A bad number names the input it was, not "Value data" of a leaf made on the way."""
+    with pytest.raises(ValueError, match=r"^input 0 of 'mul' must be finite"):
+        apply(registry["mul"], math.nan, Value(1.0))
+    with pytest.raises(ValueError, match=r"^inputs\[0\] is too large for a float"):
+        micrograd_nn.MLP(1, [1])([10**400])
+    with pytest.raises(ValueError, match=r"^operand must be finite"):
+        _ = MicrogradValue(1.0) * math.inf
+    with pytest.raises(ValueError, match=r"^weights must hold at least one Value"):
+        Neuron((), Value(0.0))
+
+
+def test_found_hostile_equality_and_repr_do_not_escape() -> None:
+    """to_dot's rankdir check and Adam's betas message neither compare nor print with a hostile object's methods."""
+    with pytest.raises(ValueError, match=r"rankdir must be .LR. or .TB., got <\S*_HostileEquality object at "):
+        to_dot(Value(1.0), rankdir=_HostileEquality())  # type: ignore[arg-type]  # deliberately wrong type
+    with pytest.raises(ValueError, match="rankdir must be 'LR' or 'TB', got <_HostileRepr object>"):
+        to_dot(Value(1.0), rankdir=_HostileRepr())  # type: ignore[arg-type]  # deliberately wrong type
+    with pytest.raises(TypeError, match="betas must be a tuple of two floats, got <_HostileRepr object>"):
+        Adam(betas=_HostileRepr())  # type: ignore[arg-type]  # deliberately wrong type
+
+
 # -- the script --------------------------------------------------------------------------------
 
 
