@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from refgrad.ops import registry
-from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, ForwardModeEngine, SecondOrderEngine
+from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, ForwardModeEngine, SecondOrderEngine, start_run
 from refgrad.oracle.finite_differences import (
     REFINEMENTS,
     FiniteDifference,
@@ -630,8 +630,9 @@ def check_program(
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
+    finish = start_run(engine, program)  # an engine in a worker process computes while torch does
     reference = torch_reference(program, second_order=order == 2)
-    run = engine.run(program)
+    run = finish()
     comparison = _Comparison(program, engine, run, reference)
     if reference.finiteness_ambiguous:
         comparison.skip("domain", _NEAR_OVERFLOW, None, comparison.live_ops)

@@ -59,6 +59,7 @@ __all__ = [
     "load_engine",
     "probe",
     "probe_program",
+    "start_run",
 ]
 
 ENGINE_NAMES: Final = ("refgrad", "micrograd-compat")
@@ -179,6 +180,25 @@ class _KnowsMissing(Protocol):
     """An engine that can say which ops it cannot express without running anything."""
 
     def missing(self, op: str) -> str | None: ...
+
+
+@runtime_checkable
+class _StartsRuns(Protocol):
+    """An engine that can start a run and be collected later (one in a worker process)."""
+
+    def start(self, program: Program) -> Callable[[], EngineRun]: ...
+
+
+def start_run(engine: Engine, program: Program) -> Callable[[], EngineRun]:
+    """Begin running ``program`` on ``engine``; calling the result gives the run.
+
+    An engine in a worker process (with a ``start`` method) computes while the
+    caller does something else, such as computing torch's reference; any other
+    engine runs when the result is called.
+    """
+    if isinstance(engine, _StartsRuns):
+        return engine.start(program)
+    return lambda: engine.run(program)
 
 
 class EngineSpecError(ValueError):

@@ -31,6 +31,7 @@ from refgrad.oracle.engines import (
     SecondOrderRun,
     describe_form,
     probe,
+    start_run,
 )
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
@@ -199,9 +200,17 @@ class _Watched:
         return self._engine.strict
 
     def run(self, program: Program) -> EngineRun:
-        run = self._engine.run(program)
-        self.stopped = run.failure is not None and run.failure.stage == "process"
-        return run
+        return self.start(program)()
+
+    def start(self, program: Program) -> Callable[[], EngineRun]:
+        finish = start_run(self._engine, program)
+
+        def watched() -> EngineRun:
+            run = finish()
+            self.stopped = run.failure is not None and run.failure.stage == "process"
+            return run
+
+        return watched
 
     def script(self, program: Program) -> str:
         return self._engine.script(program)

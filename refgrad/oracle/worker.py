@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Final, Literal, cast
 
@@ -286,6 +286,7 @@ class IsolatedEngine:
         self._watchdog = 0.8 * self._timeout
         self._restarts = 0
         self._broken: str | None = None  # why the worker cannot be restarted, once that happened
+        self._uncollected = False  # a program was sent and its answer not read yet
         self._worker: _Worker | None = _Worker(spec, self._watchdog)
         ready = self._handshake(self._worker)
         if isinstance(ready, str):
@@ -369,15 +370,48 @@ class IsolatedEngine:
         self._worker = None
         return status
 
-    def run(self, program: Program) -> EngineRun:
-        """Run ``program`` in the worker; a timeout, a dead worker or a garbled answer is a ``"process"`` failure."""
+    def start(self, program: Program) -> Callable[[], EngineRun]:
+        """Send ``program`` to the worker now; the function returned waits for its run (once).
+
+        The oracle computes torch's reference meanwhile, so the round trip
+        between the processes costs no time. The time limit counts from now.
+        Starting another program before collecting this one restarts the
+        worker (its answer would come out of turn).
+        """
+        self._drop_uncollected()
         worker = self._live_worker()
         if isinstance(worker, str):
-            return _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
+            failed = _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
+            return lambda: failed
         offset = worker.log_size()
         if not worker.send({"program": program.to_dict()}):
-            return self._died(worker, offset)
-        answer = worker.receive(self._timeout)
+            died = self._died(worker, offset)
+            return lambda: died
+        self._uncollected = True
+        deadline = time.monotonic() + self._timeout
+        collected = False
+
+        def finish() -> EngineRun:
+            nonlocal collected
+            if collected or worker is not self._worker:
+                raise RuntimeError("a started run is collected once, before the next one starts")
+            collected = True
+            self._uncollected = False
+            return self._collect(worker, offset, deadline)
+
+        return finish
+
+    def run(self, program: Program) -> EngineRun:
+        """Run ``program`` in the worker; a timeout, a dead worker or a garbled answer is a ``"process"`` failure."""
+        return self.start(program)()
+
+    def _drop_uncollected(self) -> None:
+        if self._uncollected and self._worker is not None:
+            self._discard(self._worker)
+        self._uncollected = False
+
+    def _collect(self, worker: _Worker, offset: int, deadline: float) -> EngineRun:
+        answer = worker.receive(max(0.0, deadline - time.monotonic()))
         if answer == "timeout":
             where = _stuck_at(worker.log_since(offset))  # before the log goes with the worker
             self._discard(worker)
@@ -407,6 +441,7 @@ class IsolatedEngine:
 
     def script(self, program: Program) -> str:
         """The engine's repro script for ``program``, as the worker writes it (a generic one if it cannot)."""
+        self._drop_uncollected()
         worker = self._live_worker()
         if not isinstance(worker, str) and worker.send({"script": program.to_dict()}):
             answer = worker.receive(max(self._timeout, 10.0))

@@ -230,3 +230,16 @@ def test_built_in_engines_run_in_a_worker_when_asked() -> None:
     status = run_verify("refgrad", examples=20, seed=0, ops=None, out=out, err=err, isolate=True, database=None)
     assert status == 0, out.getvalue()
     assert "20 graphs checked on refgrad (seed 0)" in out.getvalue()
+
+
+def test_a_started_run_left_uncollected_does_not_answer_out_of_turn() -> None:
+    """start() then start() again: the first answer is dropped with its worker, the second is right."""
+    first = Program((1.0,), (Step("neg", (Ref(0),)),))
+    second = Program((2.0,), (Step("mul", (Ref(0), Ref(0))),))
+    with IsolatedEngine("_toy_engine:ToyValue") as engine:
+        abandoned = engine.start(first)
+        run = engine.start(second)()
+        assert run.values == (2.0, 4.0)
+        assert engine.restarts == 1
+        with pytest.raises(RuntimeError, match="collected once"):
+            abandoned()
