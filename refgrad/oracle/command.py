@@ -176,6 +176,9 @@ def run_verify(
             f"{chosen.name} cannot\n"
         )
         return 2
+    if isinstance(chosen, IsolatedEngine) and engine in ENGINE_NAMES:
+        # The worker runs programs only: say what the in-process run would check besides.
+        stderr.write(f"refgrad verify: {engine} runs in a worker process, where its forward mode is not checked\n")
     try:
         return _run(
             chosen,

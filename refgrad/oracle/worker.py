@@ -44,7 +44,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Final, Literal, cast
+from typing import IO, Final, Literal, cast, get_args
 
 from refgrad.ops import registry
 from refgrad.oracle.engines import (
@@ -52,6 +52,7 @@ from refgrad.oracle.engines import (
     EngineRun,
     EngineSpecError,
     MicrogradStyleEngine,
+    Stage,
     load_engine,
 )
 from refgrad.oracle.program import Program
@@ -251,11 +252,11 @@ def _run_from_answer(answer: object) -> EngineRun:
         stage, node = described.get("stage"), described.get("node")
         exception, message = described.get("exception"), described.get("message")
         signal_given = described.get("domain_signal")
-        if stage not in ("forward", "backward", "process") or not (node is None or type(node) is int):
+        if stage not in get_args(Stage) or not (node is None or type(node) is int):
             raise ValueError("failure stage or node malformed")
         if not isinstance(exception, str) or not isinstance(message, str) or not isinstance(signal_given, bool):
             raise ValueError("failure fields malformed")
-        engine_failure = EngineFailure(stage, node, exception, message, signal_given)
+        engine_failure = EngineFailure(cast("Stage", stage), node, exception, message, signal_given)
     return EngineRun(tuple(cast("list[float]", values)), tuple(cast("list[float]", gradients)), engine_failure)
 
 

@@ -225,11 +225,16 @@ def test_an_engine_module_may_import_the_oracle_package(tmp_path: Path, monkeypa
 
 
 def test_built_in_engines_run_in_a_worker_when_asked() -> None:
-    """--isolate puts refgrad's own engine in a worker: the same verdict, under the same name."""
+    """--isolate puts refgrad's own engine in a worker: the same verdict, under the same name, and a note.
+
+    The worker protocol carries programs and their runs; forward mode is only checked in-process, and
+    the command line says so.
+    """
     out, err = io.StringIO(), io.StringIO()
     status = run_verify("refgrad", examples=20, seed=0, ops=None, out=out, err=err, isolate=True, database=None)
     assert status == 0, out.getvalue()
     assert "20 graphs checked on refgrad (seed 0)" in out.getvalue()
+    assert "refgrad runs in a worker process, where its forward mode is not checked" in err.getvalue()
 
 
 def test_a_started_run_left_uncollected_does_not_answer_out_of_turn() -> None:
