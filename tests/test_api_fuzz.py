@@ -242,24 +242,35 @@ CATEGORIES: dict[str, st.SearchStrategy[object]] = {
     ),
 }
 
-# Sizes, counts and seeds: small ones (building is then quick) and every hostile kind but plain ints
-# in the millions, which are legitimate requests for millions of nodes.
-_SIZE_CATEGORIES = [name for name in CATEGORIES if name != "int"]
+# Sizes, counts and seeds: small ones (building is then quick) and every hostile kind, but no int in
+# the millions (plain or NumPy's): that is a legitimate request for millions of nodes, which takes
+# as long and as much memory as it says.
+_SIZE_CATEGORIES: dict[str, st.SearchStrategy[object]] = {
+    **{name: strategy for name, strategy in CATEGORIES.items() if name != "int"},
+    "numpy scalar": st.one_of(
+        st.integers(min_value=-2, max_value=4).map(np.int64),
+        st.sampled_from([np.uint64(2**64 - 1), np.int8(-128), np.uint8(3), np.bool_(True), np.float64(2.0)]),
+        st.sampled_from([np.complex128(1.0), np.float32("inf"), np.longdouble("1e4000")]),
+    ),
+}
 
 
 @st.composite
-def hostile(draw: st.DrawFn, categories: Sequence[str] = tuple(CATEGORIES)) -> tuple[str, object]:
-    """A category name and an object of that category."""
+def hostile(draw: st.DrawFn, *, for_size: bool = False) -> tuple[str, object]:
+    """A category name and an object of that category (of the size categories if ``for_size``)."""
+    # A flag, not the table itself, as the argument: hypothesis labels a strategy by the repr of its
+    # arguments, and Python refuses the repr of 10**5000.
+    categories = _SIZE_CATEGORIES if for_size else CATEGORIES
     category = draw(st.sampled_from(list(categories)))
-    return category, draw(CATEGORIES[category])
+    return category, draw(categories[category])
 
 
 @st.composite
 def hostile_size(draw: st.DrawFn) -> tuple[str, object]:
-    """A size, count or seed: a small int, or anything hostile except a plain int in the millions."""
+    """A size, count or seed: a small int, or anything hostile but an int in the millions."""
     if draw(st.booleans()):
         return "small int", draw(st.integers(min_value=-2, max_value=4))
-    return draw(hostile(_SIZE_CATEGORIES))
+    return draw(hostile(for_size=True))
 
 
 # -- the calls --------------------------------------------------------------------------------------
@@ -661,7 +672,29 @@ def test_found_hostile_equality_and_repr_do_not_escape() -> None:
 # -- the script --------------------------------------------------------------------------------
 
 
-def _report(examples: int) -> str:
+def group_of(name: str) -> str:
+    """The part of the API a call kind belongs to, for the summary table."""
+    groups = (
+        ("micrograd", "micrograd surface (nodes, writes, nn)"),
+        ("Gradients", "Gradients look-ups and construction"),
+        ("to_dot", "refgrad.viz.to_dot"),
+        ("apply", "apply"),
+        ("SGD", "refgrad.optim"),
+        ("Adam", "refgrad.optim"),
+        ("MLP", "refgrad.nn"),
+        ("Layer", "refgrad.nn"),
+        ("Neuron", "refgrad.nn"),
+        ("model", "refgrad.nn"),
+        ("grad", "backward, grad, jvp, hessian, nodes"),
+        ("jvp", "backward, grad, jvp, hessian, nodes"),
+        ("hessian", "backward, grad, jvp, hessian, nodes"),
+        ("nodes", "backward, grad, jvp, hessian, nodes"),
+        ("backward", "backward, grad, jvp, hessian, nodes"),
+    )
+    return next((group for word, group in groups if word in name), "Value, operators and methods")
+
+
+def _report(examples: int, *, per_call: bool) -> str:
     """Draw ``examples`` examples with a fixed seed; the tally as Markdown tables."""
     TALLY.calls.clear()
     TALLY.inputs.clear()
@@ -670,20 +703,31 @@ def _report(examples: int) -> str:
     )
     run()
     outcomes = sorted({outcome for _, outcome in TALLY.calls})
-    lines = [f"| call | {' | '.join(outcomes)} |", f"| --- |{' ---: |' * len(outcomes)}"]
+    rows: dict[str, Counter[str]] = {}
+    kinds: Counter[str] = Counter()
     for call in CALLS:
-        counts = [TALLY.calls[call.name, outcome] for outcome in outcomes]
-        lines.append(f"| `{call.name}` | {' | '.join(str(c) for c in counts)} |")
+        row = call.name if per_call else group_of(call.name)
+        kinds[row] += 1
+        counts = rows.setdefault(row, Counter())
+        for outcome in outcomes:
+            counts[outcome] += TALLY.calls[call.name, outcome]
+    first = "call" if per_call else "part of the API (call kinds)"
+    lines = [f"| {first} | {' | '.join(outcomes)} |", f"| --- |{' ---: |' * len(outcomes)}"]
+    for row, counts in rows.items():
+        label = f"`{row}`" if per_call else f"{row} ({kinds[row]})"
+        lines.append(f"| {label} | {' | '.join(f'{counts[outcome]:,}' for outcome in outcomes)} |")
     total = sum(TALLY.calls.values())
-    totals = [sum(TALLY.calls[call.name, outcome] for call in CALLS) for outcome in outcomes]
-    lines.append(f"| **all {len(CALLS)} kinds: {total} calls** | {' | '.join(str(c) for c in totals)} |")
+    totals = [sum(counts[outcome] for counts in rows.values()) for outcome in outcomes]
+    lines.append(f"| **all {len(CALLS)} kinds: {total:,} calls** | {' | '.join(f'{c:,}' for c in totals)} |")
     lines += ["", "| input category | inputs |", "| --- | ---: |"]
-    lines += [f"| {category} | {count} |" for category, count in TALLY.inputs.most_common()]
-    lines.append(f"| **all** | {sum(TALLY.inputs.values())} |")
+    lines += [f"| {category} | {count:,} |" for category, count in TALLY.inputs.most_common()]
+    lines.append(f"| **all** | {sum(TALLY.inputs.values()):,} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run the API fuzzer a fixed number of examples; print the tally.")
     parser.add_argument("--examples", type=int, default=3000, help="hypothesis examples (each makes 10 calls)")
-    print(_report(parser.parse_args().examples))
+    parser.add_argument("--per-call", action="store_true", help="one row per call kind instead of per part of the API")
+    arguments = parser.parse_args()
+    print(_report(arguments.examples, per_call=arguments.per_call))
