@@ -180,7 +180,7 @@ def _load_every_refgrad_module() -> None:
             continue  # an optional dependency missing here: the same every time in this environment
 
 
-_MAX_SHRINK_STOPS: Final = 5
+_MAX_SHRINK_STOPS: Final = 10
 """Hangs or crashes of an engine in a worker tolerated while shrinking: each costs a timeout and a restart."""
 
 

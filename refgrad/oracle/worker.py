@@ -7,7 +7,8 @@ crash the interpreter, or loop forever. The adapters in
 :class:`~refgrad.oracle.engines.EngineFailure` s, but a thread cannot be
 stopped from outside and ``signal.alarm`` works only in the main thread (and
 not on Windows). So :class:`IsolatedEngine` runs the engine in a persistent
-child process (``python -m refgrad.oracle.worker MODULE:CLASS``) and talks to
+child process (in effect ``python -m refgrad.oracle.worker MODULE:CLASS``, but
+started without the package's ``__init__``: see ``_BOOTSTRAP``) and talks to
 it over a pipe, one JSON line per message (the program IR already round-trips
 through JSON, floats bit for bit):
 

@@ -248,3 +248,18 @@ def test_a_started_run_left_uncollected_does_not_answer_out_of_turn() -> None:
         assert engine.restarts == 1
         with pytest.raises(RuntimeError, match="collected once"):
             abandoned()
+
+
+@pytest.mark.slow
+def test_shrinking_waits_for_at_most_ten_hangs() -> None:
+    """An engine hanging on every failing candidate: ten timeouts while shrinking, then the smallest so far.
+
+    Hangs before shrinking: one in the probe (which then stops probing) and the first failure; so at
+    most 12 workers are killed, however many candidates hypothesis would like to try.
+    """
+    with IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=1.0) as engine:
+        report = verify(engine, examples=60, seed_value=0)
+        restarts = engine.restarts
+    assert report.failure is not None
+    assert "timeout" in report.failure.failures[0].detail
+    assert restarts <= 12
