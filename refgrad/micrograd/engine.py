@@ -260,11 +260,26 @@ def _make_node(data: float, op: OpSpec, first: Value, second: Value | None, para
     return node
 
 
+def _leaf(data: float) -> Value:
+    # A constant operand's leaf, built as _make_node builds nodes: data is already checked.
+    node = _new_value(_Building)
+    node.data = data
+    node.grad = 0.0
+    node._first = None
+    node._second = None
+    node.op = None
+    node.params = ()
+    node.label = ""
+    node._position = _next_position()
+    _become(node, Value)
+    return node
+
+
 def _coerce(x: object) -> Value | None:
     if isinstance(x, Value):
         return x
     if is_real_number(x):
-        return Value(as_finite_float(x, "operand"))
+        return _leaf(as_finite_float(x, "operand"))
     if is_bool_like(x):
         raise not_a_number(x, "operand")
     if isinstance(x, _RefgradValue):
