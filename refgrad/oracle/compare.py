@@ -210,12 +210,14 @@ EDGE_WEIGHT_OVERFLOW: Final = "an adjoint times a tangent overflows though torch
 SECOND_PARTIAL_OVERFLOW: Final = "a local second partial overflows though torch's Hessian is finite (torch masks)"
 """Skip reason for the second-order analogue of :data:`PARTIAL_OVERFLOW` (see docs/oracle.md)."""
 
-ZERO_BASE_POWER: Final = "x ** y at x = 0, y >= 0: torch's second derivative is NaN (see docs/higher-order.md)"
-"""Skip reason for a NaN second derivative from torch through ``x ** y`` at a zero base.
+ZERO_BASE_POWER: Final = "x ** y at x = 0 (y >= 0) or y = 0: torch's second derivative is NaN (torch.where)"
+"""Skip reason for a NaN second derivative from torch through ``x ** y`` where PyTorch's convention applies.
 
-There torch differentiates the branch of its ``torch.where`` that it discarded
-(``result * log(x)``), while refgrad's first partials are PyTorch's constant 0
-and their derivatives 0.
+At a zero base (``y >= 0``) or a zero exponent, torch's first derivative is a
+``torch.where`` whose discarded branch (``result * log(x)``, or
+``y * x ** (y - 1)`` with ``x ** -2`` overflowing) it still differentiates, to
+NaN; refgrad's first partials there are PyTorch's constant 0 and their
+derivatives 0 (see docs/higher-order.md).
 """
 
 
@@ -490,8 +492,8 @@ class _Comparison:
             self.checks.append(Check("second-order", None, self.live_ops, math.inf, detail + failure.describe()))
 
     def zero_base_power(self) -> int | None:
-        """A live ``x ** y`` node at ``x = 0, y >= 0``, where torch's second derivatives are NaN, if any."""
-        return self.live_vpow(lambda base, exponent: base == 0.0 and exponent >= 0.0)
+        """A live ``x ** y`` node at ``x = 0, y >= 0`` or at ``y = 0``, where torch's second derivatives are NaN."""
+        return self.live_vpow(lambda base, exponent: (base == 0.0 and exponent >= 0.0) or exponent == 0.0)
 
     def live_vpow(self, where: Callable[[float, float], bool]) -> int | None:
         """The first live ``x ** y`` node whose operands (torch's values) satisfy ``where``, if any."""
