@@ -1,4 +1,4 @@
-"""Development sessions: ``nox`` runs typecheck, tests, tests_typeguard, lint and docs; ``nox -s bench`` the benchmarks."""
+"""Development sessions: ``nox`` runs typecheck, tests, tests_typeguard, lint and docs; ``nox -s bench`` benchmarks."""
 
 from __future__ import annotations
 
