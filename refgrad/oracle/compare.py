@@ -61,6 +61,7 @@ __all__ = [
     "EDGE_WEIGHT_OVERFLOW",
     "FD_USEFUL",
     "PARTIAL_OVERFLOW",
+    "RECIPROCAL_OVERFLOW",
     "SECOND_PARTIAL_OVERFLOW",
     "ZERO_BASE_POWER",
     "ZERO_EXPONENT_POWER",
@@ -206,6 +207,17 @@ do not flush them, so they disagree too.
 
 EDGE_WEIGHT_OVERFLOW: Final = "an adjoint times a tangent overflows though torch's Hessian is finite (torch divides)"
 """Skip reason: the engine's second sweep forms a product that overflows (see ``first_overflowing_edge_weight``)."""
+
+RECIPROCAL_OVERFLOW: Final = "an operand's reciprocal overflows though torch's Hessian is finite (torch divides)"
+"""Skip reason: the second-order analogue of :data:`PARTIAL_OVERFLOW` for partials that are graphs.
+
+``x ** y``'s partial ``x ** y * log(x)`` and ``log``'s ``1 / x`` have partials of
+their own with ``1 / x`` in them; at a subnormal ``x`` that overflows, and an
+engine that multiplies by it raises even where the cotangent is 0, while torch
+divides. Counted only where such an operand really is that small.
+"""
+_DIVIDING_OPS: Final = frozenset({"div", "pow", "vpow", "log"})
+"""Ops whose derivatives (of first or second order) divide by an operand."""
 
 SECOND_PARTIAL_OVERFLOW: Final = "a local second partial overflows though torch's Hessian is finite (torch masks)"
 """Skip reason for the second-order analogue of :data:`PARTIAL_OVERFLOW` (see docs/oracle.md)."""
@@ -487,9 +499,25 @@ class _Comparison:
             self.skip("second-order", SECOND_PARTIAL_OVERFLOW, node, self.op_of(node))
         elif (node := first_overflowing_edge_weight(self.program)) is not None:
             self.skip("second-order", EDGE_WEIGHT_OVERFLOW, node, self.op_of(node))
+        elif (node := self.reciprocal_overflow()) is not None:
+            self.skip("second-order", RECIPROCAL_OVERFLOW, node, self.op_of(node))
         else:
             detail = "the engine failed differentiating its gradients, though torch's Hessian is finite: "
             self.checks.append(Check("second-order", None, self.live_ops, math.inf, detail + failure.describe()))
+
+    def reciprocal_overflow(self) -> int | None:
+        """The first live node of an op whose derivatives divide by an operand whose reciprocal overflows, if any."""
+        program, values = self.program, self.reference.values
+        for index, step in enumerate(program.steps):
+            node = len(program.inputs) + index
+            if step.op not in _DIVIDING_OPS or not self.live[node]:
+                continue
+            for operand in step.operands:
+                # (x == 0 is a pole: a domain edge, not this.)
+                value = values[operand.node] if isinstance(operand, Ref) else 0.0
+                if value != 0.0 and not math.isfinite(1.0 / value):
+                    return node
+        return None
 
     def zero_base_power(self) -> int | None:
         """A live ``x ** y`` node at ``x = 0, y >= 0`` or at ``y = 0``, where torch's second derivatives are NaN."""

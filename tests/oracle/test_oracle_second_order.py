@@ -29,6 +29,7 @@ from refgrad.oracle import (
 )
 from refgrad.oracle.command import run_verify
 from refgrad.oracle.compare import (
+    RECIPROCAL_OVERFLOW,
     SECOND_PARTIAL_OVERFLOW,
     ZERO_BASE_POWER,
     ZERO_EXPONENT_POWER,
@@ -136,10 +137,15 @@ def test_tangents_are_seeded_by_the_program() -> None:
             Program((0.5,), (Step("neg", (Ref(0),)), Step("relu", (Ref(1),)), Step("pow", (Ref(2),), (1.5,)))),
             SECOND_PARTIAL_OVERFLOW,
         ),
+        # x0 ** exp(x1) at a subnormal x0: the partial x ** y * log(x) has a partial 1 / x, which overflows.
+        (
+            Program((2.2250738585e-313, 0.5), (Step("exp", (Ref(1),)), Step("vpow", (Ref(0), Ref(2))))),
+            RECIPROCAL_OVERFLOW,
+        ),
         # x1 ** -x0 at x0 = 0: d/dx1 is the constant 0 at a zero exponent (torch too), differences see x1 ** -1.
         (Program((0.0, 0.5), (Step("neg", (Ref(0),)), Step("vpow", (Ref(1), Ref(2))))), ZERO_EXPONENT_POWER),
     ],
-    ids=["zero-base", "zero-exponent-torch-nan", "second-partial-overflow", "zero-exponent"],
+    ids=["zero-base", "zero-exponent-torch-nan", "second-partial-overflow", "reciprocal-overflow", "zero-exponent"],
 )
 def test_known_differences_are_named_skips(program: Program, reason: str) -> None:
     """The documented second-order differences are counted under their own reason, not failed and not hidden."""
