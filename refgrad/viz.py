@@ -22,7 +22,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, cast
 
 from refgrad.micrograd.engine import Value as MicrogradValue
 from refgrad.value import Value, as_count, as_finite_float, shown, type_name
@@ -137,8 +137,9 @@ def to_dot(
     ordered = sorted(drawn, key=lambda n: n._position)
     ids = {node: f"n{number}" for number, node in enumerate(ordered)}
     show_grad = gradients is not None or isinstance(output, MicrogradValue)
-    # Values are checked as they are drawn, so the mapping may hold anything until then.
-    lookup: Mapping[_Node, object] | None = gradients  # type: ignore[assignment]  # keys are one node type or the other
+    # Keys and values are checked as nodes are drawn (a node missing from it shows 0), so the mapping
+    # may hold anything until then.
+    lookup = cast("Mapping[object, object] | None", gradients)
     lines = [
         "digraph refgrad {",
         f"  graph [rankdir={rankdir}];",

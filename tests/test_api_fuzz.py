@@ -669,6 +669,12 @@ def test_found_hostile_equality_and_repr_do_not_escape() -> None:
         Adam(betas=_HostileRepr())  # type: ignore[arg-type]  # deliberately wrong type
 
 
+def test_found_to_dot_takes_any_mapping_of_gradients() -> None:
+    """A gradients mapping keyed by non-nodes draws 0 for every node (refgrad's annotations said otherwise)."""
+    x = Value(1.0)
+    assert "grad 0.0000" in to_dot(x * 2.0, {0: 1.0})  # type: ignore[arg-type]  # deliberately not nodes
+
+
 # -- the script --------------------------------------------------------------------------------
 
 
