@@ -501,7 +501,9 @@ def _structure(program: Program) -> _Structure:
                 "tuple[torch.Tensor | None, ...]",
                 torch.autograd.grad(partial, operands, retain_graph=True, allow_unused=True),
             )
-            rows.append([0.0 if second is None else abs(second.item()) for second in found])
+            # NaN: torch's second partial is undefined there (x ** y at x = y = 0); it reaches the Hessian
+            # itself, where it is judged, so it adds nothing to the size of the terms.
+            rows.append([0.0 if second is None or second.isnan() else abs(second.item()) for second in found])
         seconds.append(rows)
     tangents = [[1.0 if i == node else 0.0 for i in range(inputs)] for node in range(inputs)]
     for index, step in enumerate(program.steps):
@@ -553,6 +555,8 @@ def _second_order_bounds(program: Program) -> tuple[list[list[float]], list[list
     allowances = [[0.0] * inputs for _ in range(inputs)]
     for index, step in enumerate(program.steps):
         adjoint = adjoints[inputs + index]
+        if adjoint == 0.0:
+            continue  # the output does not depend on the node: its terms are absent, whatever its partials
         refs = [(position, o.node) for position, o in enumerate(step.operands) if isinstance(o, Ref)]
         for first_position, first_node in refs:
             for second_position, second_node in refs:
