@@ -41,6 +41,11 @@ or an evaluation leaves a domain, the step is divided by 4 and tried again,
 down to ``h / 4**10``. An input still that close to a kink is skipped and
 counted, with the op to blame; the torch comparison still covers it. An
 operand the input does not move is no concern, even one sitting on its kink.
+
+**Second order.** :func:`gradient_finite_differences` runs the same stencil on
+an engine's own gradients with respect to the inputs instead of the output:
+one stencil along input ``j`` estimates column ``j`` of the Hessian, each
+component accepted at the first refinement where it converges.
 """
 
 from __future__ import annotations
