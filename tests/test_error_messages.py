@@ -56,10 +56,11 @@ INT_ADD = OpSpec(
         lambda: gradients(3),  # type: ignore[arg-type]  # deliberately wrong type
         lambda: grad(3, ()),  # type: ignore[call-overload]  # deliberately wrong type
         lambda: jvp(3, (), ()),  # type: ignore[arg-type]  # deliberately wrong type
+        lambda: hessian(3, ()),  # type: ignore[arg-type]  # deliberately wrong type
     ],
 )
 def test_a_non_node_output_is_named_with_its_type(call: object) -> None:
-    """nodes, gradients, grad and jvp say the output must be a Value and name the type they got."""
+    """nodes, gradients, grad, jvp and hessian say the output must be a Value and name the type they got."""
     assert callable(call)
     with pytest.raises(TypeError, match=r"^output must be a Value, got int$"):
         call()
@@ -85,6 +86,24 @@ def test_a_non_node_among_the_inputs_is_named_by_position() -> None:
     x = Value(1.0)
     with pytest.raises(TypeError, match=r"^inputs\[1\] must be a Value, got float$"):
         jvp(x, [x, 2.0], [1.0, 1.0])  # type: ignore[list-item]  # deliberately wrong type
+
+
+def test_a_wrong_number_of_tangents_is_counted() -> None:
+    """Too few tangents are counted exactly; too many are "more than" the number of inputs."""
+    x, y = Value(1.0), Value(2.0)
+    with pytest.raises(ValueError, match=r"^jvp needs one tangent per input: 2 inputs, 1 tangents$"):
+        jvp(x * y, [x, y], [1.0])
+    with pytest.raises(ValueError, match=r"^jvp needs one tangent per input: 2 inputs, more than 2 tangents$"):
+        jvp(x * y, [x, y], [1.0, 1.0, 1.0, 1.0])
+
+
+def test_jvp_reads_one_tangent_beyond_the_inputs_and_no_more() -> None:
+    """Telling that there are too many tangents takes one extra item of an iterator, not two."""
+    x = Value(1.0)
+    tangents = iter([1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match="more than 1 tangents"):
+        jvp(x * 2.0, [x], tangents)
+    assert next(tangents) == 3.0
 
 
 def test_a_bad_tangent_is_named_by_position() -> None:
@@ -153,8 +172,10 @@ def test_an_overflowing_gradient_names_the_op_that_passed_it_on() -> None:
 
 
 def test_gradients_rejects_keys_and_values_by_name() -> None:
-    """Gradients names a non-node key's type and a non-finite value's node."""
+    """Gradients names a non-mapping's type, a non-node key's type and a non-finite value's node."""
     x = Value(2.0)
+    with pytest.raises(TypeError, match=r"^Gradients needs a mapping from Values to floats, got list$"):
+        Gradients([(x, 1.0)])  # type: ignore[arg-type]  # deliberately wrong type
     with pytest.raises(TypeError, match=r"^Gradients keys must be Value, got int$"):
         Gradients({3: 1.0})  # type: ignore[dict-item]  # deliberately wrong type
     with pytest.raises(ValueError, match=r"^gradient of Value\(data=2\.0\) must be finite, got inf$"):
@@ -192,7 +213,7 @@ def test_a_bad_exponent_is_called_the_exponent() -> None:
 
 
 def test_apply_names_what_is_wrong() -> None:
-    """apply() names a non-op's type, a bad input's position and type, and a bad parameter's name."""
+    """apply() names a non-op's type, a bad input's position and type, a bad parameter's name, a non-tuple params."""
     x = Value(2.0)
     with pytest.raises(TypeError, match=r"^apply\(\) needs an OpSpec, got str$"):
         apply("mul", x, x)  # type: ignore[arg-type]  # deliberately wrong type
@@ -200,6 +221,12 @@ def test_apply_names_what_is_wrong() -> None:
         apply(MUL, x, "a")  # type: ignore[arg-type]  # deliberately wrong type
     with pytest.raises(ValueError, match=r"^parameter 'exponent' of 'pow' must be finite, got nan$"):
         apply(POW, x, params=(math.nan,))
+    with pytest.raises(TypeError, match=r"^params must be a tuple of numbers, got list$"):
+        apply(POW, x, params=[2.0])  # type: ignore[arg-type]  # deliberately wrong type
+    with pytest.raises(ValueError, match=r"^input 0 of 'mul' must be finite, got inf$"):
+        apply(MUL, math.inf, x)
+    with pytest.raises(TypeError, match=r"^input 1 of 'mul' must be a real number \(int or float\), got a bool"):
+        apply(MUL, x, True)  # a bool is a float to the type checkers, refused at run time
 
 
 def test_apply_refuses_an_op_of_arity_three_naming_it() -> None:

@@ -16,6 +16,7 @@ import math
 import numbers
 import operator
 import random
+import re
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -29,7 +30,7 @@ from refgrad.micrograd import nn as micrograd_nn
 from refgrad.micrograd.engine import Value as MicrogradValue
 from refgrad.nn import MLP, Layer, Neuron
 from refgrad.optim import SGD, Adam, AdamState
-from refgrad.value import as_count, as_finite_float, shown, type_name
+from refgrad.value import as_count, as_finite_float, is_bool_like, shown, type_name
 from refgrad.viz import to_dot
 
 
@@ -215,6 +216,9 @@ class _BrokenReal:
     def __float__(self) -> float:
         return self.failure()  # type: ignore[return-value]  # deliberately broken
 
+    def __repr__(self) -> str:
+        return "<broken real>"
+
 
 numbers.Real.register(_BrokenReal)
 
@@ -229,7 +233,7 @@ def test_a_real_whose_float_conversion_fails_is_a_type_error_naming_the_argument
 ) -> None:
     """A numbers.Real whose __float__ returns a non-float or raises: TypeError naming the argument and the cause."""
     broken = _BrokenReal(failure)
-    with pytest.raises(TypeError, match=r"exponent: float\(\) of the _BrokenReal .* failed") as caught:
+    with pytest.raises(TypeError, match=r"^exponent: float\(\) of the _BrokenReal <broken real> failed: ") as caught:
         Value(2.0) ** broken  # type: ignore[operator]  # registered as numbers.Real
     assert caught.value.__cause__ is not None
 
@@ -359,3 +363,120 @@ def test_type_names_tell_the_two_value_classes_apart() -> None:
     assert type_name(1.5) == "float"
     with pytest.raises(TypeError, match=r"inputs\[0\] must be a Value, got refgrad\.micrograd\.engine\.Value"):
         grad(Value(1.0), [MicrogradValue(1.0)])  # type: ignore[list-item]  # deliberately the other surface
+
+
+def test_shown_cuts_a_long_repr_to_the_limit() -> None:
+    """A repr of up to ``limit`` (default 80) characters is kept whole; a longer one is cut to exactly ``limit``."""
+    assert shown("a" * 78) == repr("a" * 78)  # a repr of exactly 80 characters
+    cut = shown("a" * 79)  # a repr of 81 characters
+    assert cut == repr("a" * 79)[:77] + "..."
+    assert len(cut) == 80
+    assert shown("abcdefghij", limit=10) == "'abcdef..."
+    assert shown("abcdefgh", limit=10) == "'abcdefgh'"
+
+
+class _HostileRepr:
+    """An object whose ``__repr__`` fails."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr today")
+
+
+def test_shown_describes_an_object_whose_repr_fails_by_its_type() -> None:
+    """A failing ``__repr__`` never replaces the error being reported: the object is named by its type."""
+    assert shown(_HostileRepr()) == "<_HostileRepr object>"
+    with pytest.raises(TypeError, match=r"got _HostileRepr: <_HostileRepr object>$"):
+        Value(_HostileRepr())  # type: ignore[arg-type]  # deliberately wrong type
+
+
+def test_numpy_1_bool_is_bool_like() -> None:
+    """NumPy 1 calls its bool type ``numpy.bool_`` (NumPy 2: ``numpy.bool``): both are refused as bools."""
+    numpy_1_bool = type("bool_", (), {"__module__": "numpy"})
+    assert is_bool_like(numpy_1_bool())
+    assert is_bool_like(np.bool_(True))
+    assert not is_bool_like(type("bool_", (), {"__module__": "elsewhere"})())
+
+
+def test_not_a_number_messages_name_the_argument_the_type_and_the_value() -> None:
+    """The whole message for a bool, a Decimal and anything else: argument, type, value and hint."""
+    cases: list[tuple[object, str]] = [
+        (
+            True,
+            "Value data must be a real number (int or float), got a bool (True); "
+            "refgrad does not treat True and False as numbers: write 1.0 or 0.0",
+        ),
+        (
+            Decimal("1.5"),
+            "Value data must be a real number (int or float), got Decimal: Decimal('1.5'); "
+            "Decimal is not a numbers.Real (it does not mix with float): convert it with float()",
+        ),
+        ("abc", "Value data must be a real number (int or float), got str: 'abc'"),
+    ]
+    for x, message in cases:
+        with pytest.raises(TypeError) as caught:
+            Value(x)  # type: ignore[arg-type]  # deliberately wrong type
+        assert str(caught.value) == message
+
+
+def test_operators_call_a_bad_number_the_operand_or_the_exponent() -> None:
+    """The message starts with the role of the bad number: "operand" on either side, "exponent" after **."""
+    x = Value(2.0)
+    attempts: list[Callable[[], object]] = [
+        lambda: x + True,
+        lambda: True * x,
+        lambda: _operator("sub")(x, np.bool_(False)),
+    ]
+    for attempt in attempts:
+        with pytest.raises(TypeError, match=r"^operand must be a real number \(int or float\), got a bool"):
+            attempt()
+    with pytest.raises(ValueError, match=r"^operand is too large for a float: "):
+        _ = x / 10**400
+    with pytest.raises(TypeError, match=r"^exponent must be a real number \(int or float\), got a bool \(True\)"):
+        _ = x**True  # a bool is a float to the type checkers, refused at run time
+
+
+def test_a_non_float_real_that_is_not_finite_is_named_with_its_type_and_value() -> None:
+    """A NumPy infinity is reported with its type and its repr, not as a plain float."""
+    infinity = np.float32("inf")
+    expected = f"the rate must be finite (within the float range), got float32: {infinity!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        as_finite_float(infinity, "the rate")
+
+
+class _BrokenIntegral:
+    """Registered as an integer, but its ``__index__`` fails."""
+
+    def __index__(self) -> int:
+        raise RuntimeError("no index today")
+
+    def __repr__(self) -> str:
+        return "<broken integral>"
+
+
+numbers.Integral.register(_BrokenIntegral)
+
+
+def test_as_count_messages_name_the_argument_and_the_value() -> None:
+    """Each refusal of a count names the argument, the type where it is wrong, and the value given."""
+    cases: list[tuple[object, type[Exception], str]] = [
+        ("3", TypeError, "n must be an int, got str: '3'"),
+        (0, ValueError, "n must be at least 1, got 0"),
+        (sys.maxsize + 1, ValueError, f"n is too large: {sys.maxsize + 1} is beyond sys.maxsize"),
+        (
+            _BrokenIntegral(),
+            TypeError,
+            "n: operator.index() of the _BrokenIntegral <broken integral> failed: RuntimeError('no index today')",
+        ),
+    ]
+    for x, error, message in cases:
+        with pytest.raises(error) as caught:
+            as_count(x, "n")
+        assert str(caught.value) == message
+
+
+def test_as_count_takes_counts_up_to_sys_maxsize() -> None:
+    """``sys.maxsize`` itself is a possible count (and its negative a possible seed); one more is not."""
+    assert as_count(sys.maxsize, "n") == sys.maxsize
+    assert as_count(-sys.maxsize, "seed", minimum=None) == -sys.maxsize
+    with pytest.raises(ValueError, match=r"beyond sys\.maxsize$"):
+        as_count(-sys.maxsize - 1, "seed", minimum=None)
