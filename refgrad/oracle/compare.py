@@ -196,6 +196,8 @@ the Hessian entry d/dy (d/dx) is 0 where finite differences of the gradients
 see ``x ** -1`` (see docs/higher-order.md).
 """
 
+UNRESOLVED_INPUT: Final = "first-order finite differences along this input do not converge"
+"""Second-order finite differences along an input are not trusted where first-order ones did not converge."""
 BELOW_NORMAL: Final = "a Hessian entry below the normal range (underflow decides)"
 """Skip reason for second derivatives too small to compare.
 
@@ -554,7 +556,19 @@ class _Comparison:
         by_column: dict[int, list[int]] = {}
         for i, j in checked:
             by_column.setdefault(j, []).append(i)
+        # Where differences of the output along an input did not converge, the output varies on a scale
+        # finer than every step tried (tanh(x1 / 1e-125)); its gradients along that input are no better
+        # resolved, and differences that look converged there (all zero) are blind, not evidence.
+        unresolved = {
+            skip.node
+            for skip in self.skips
+            if skip.kind == "finite-difference" and skip.reason == "finite differences do not converge"
+        }
         for column, rows in by_column.items():
+            if column in unresolved:
+                for row in rows:
+                    self.skip("second-order-fd", UNRESOLVED_INPUT, column, self.downward[row] | self.downward[column])
+                continue
             estimates = gradient_finite_differences(program, column, gradients_at, errors, center)
             for row in rows:
                 estimate = estimates[row]
