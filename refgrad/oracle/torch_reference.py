@@ -442,7 +442,10 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
             if bool((side != side[0]).any()):
                 kink_ambiguous.append(node)
         value_tolerances = _tolerance(value_lanes, sites)
-        gradient_tolerances = _tolerance(gradient_lanes, sites)
+        rounding = _contribution_rounding(program, _floats(value_lanes[:, 0]), _floats(gradient_lanes[:, 0]))
+        gradient_tolerances = _tolerance(gradient_lanes, sites) + _IMPLEMENTATIONS * torch.tensor(
+            rounding, dtype=torch.float64
+        )
         input_lanes = gradient_lanes[: len(program.inputs)]
         deviations = (input_lanes[:, 1:] - input_lanes[:, :1]) / _ENLARGE
     return TorchResult(
@@ -593,6 +596,41 @@ def first_overflowing_edge_weight(program: Program) -> int | None:
             ):
                 return inputs + index
     return None
+
+
+def _contribution_rounding(program: Program, values: Sequence[float], adjoints: Sequence[float]) -> list[float]:
+    """A bound, per node, on the error of its gradient from rounding each backward contribution, not sampled.
+
+    The lanes round a contribution relative to the value the lane computed; where a node's value is
+    ill-conditioned (``log`` of a number within rounding of 1), the lanes' enlarged errors move it
+    far from lane 0 and their contributions with it, so their spread can miss the rounding of large
+    contributions that cancel (``n / n`` sends ``1 / n`` and ``-n / n**2`` back to ``n``). This is
+    the classical running bound instead: each contribution ``adjoint * partial`` rounds with its
+    op's ``partial_u`` relative to its own size, and errors travel back through ``|partial|``, from
+    lane 0's values and adjoints and the registry's partials. Where a partial is not finite the node
+    gets no bound here (the lanes and the domain checks speak for it).
+    """
+    bounds = [0.0] * program.node_count
+    for index in range(len(program.steps) - 1, -1, -1):
+        step = program.steps[index]
+        node = len(program.inputs) + index
+        operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        try:
+            raw = registry[step.op].partials(tuple(operands), values[node], step.params)
+        except (ArithmeticError, ValueError):
+            continue
+        # Outside a partial's domain Python may answer with a complex number (a negative base's power),
+        # whatever the rule's annotation says: read the answers as objects.
+        answers: tuple[object, ...] = tuple(raw)
+        partials = [float(p) if isinstance(p, float | int) else math.nan for p in answers]
+        u = TORCH_REFERENCES[step.op].partial_u * U
+        for operand, partial in zip(step.operands, partials, strict=True):
+            if not isinstance(operand, Ref) or not math.isfinite(partial):
+                continue
+            carried = _times(abs(partial), bounds[node]) + u * abs(_times(adjoints[node], partial))
+            if math.isfinite(carried):
+                bounds[operand.node] += carried
+    return bounds
 
 
 def _subnormal_allowance(program: Program, gradients: torch.Tensor) -> float:

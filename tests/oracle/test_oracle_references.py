@@ -17,7 +17,9 @@ from refgrad.oracle import (
     FiniteDifferenceSkip,
     Program,
     Ref,
+    RefgradEngine,
     Step,
+    check_program,
     finite_difference,
     programs,
     torch_reference,
@@ -287,3 +289,28 @@ def test_the_oracle_calls_the_torch_function_the_registry_names(spec: OpSpec) ->
     params = (2.5,) * len(spec.params)
     ours = TORCH_REFERENCES[spec.name].forward(*operands, *params)
     assert float(ours.item()).hex() == float(named(*operands, *params).item()).hex()
+
+
+def test_contributions_that_cancel_at_an_ill_conditioned_node_are_within_tolerance() -> None:
+    """n / n at n = log(exp(1 / 3.6e14)): torch's gradient at n is one rounding of 1.6e14-sized terms, not 0.
+
+    The lanes' enlarged errors move n itself (it is ill-conditioned), so only the running bound on
+    each contribution covers torch's 0.03125 there; refgrad's exact 0 must pass, and a gradient
+    off by more than that bound must not.
+    """
+    program = Program(
+        (360359999999999.94,),
+        (
+            Step("div", (Const(1.0), Ref(0))),
+            Step("exp", (Ref(1),)),
+            Step("log", (Ref(2),)),
+            Step("div", (Ref(3), Ref(3))),
+            Step("tanh", (Ref(4),)),
+        ),
+    )
+    reference = torch_reference(program)
+    assert reference.gradients[3] != 0.0  # torch's rounding, which refgrad (exactly 0) does not make
+    assert abs(reference.gradients[3]) <= reference.gradient_tolerances[3]
+    assert reference.gradient_tolerances[3] < 1e-14 * 1.6e14 * 100  # a few roundings of the terms, no more
+    outcome = check_program(program, RefgradEngine())
+    assert outcome.passed, [failure.detail for failure in outcome.failures]
