@@ -79,7 +79,9 @@ def test_hangs_and_deaths_are_named_failures_with_a_script(engine: str) -> None:
 
 def test_a_hang_is_killed_and_the_next_program_gets_a_fresh_worker() -> None:
     """One run times out (naming where the engine was stuck); the next run on a new worker answers."""
-    with IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=1.0) as engine:
+    # 3 s, not 1: the watchdog names the stuck line at 0.8 of the limit, and on a loaded machine a
+    # 1-second limit left it too little time to write before the kill (the hang is found either way).
+    with IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=3.0) as engine:
         hang = engine.run(Program((-1.0,), (Step("neg", (Ref(0),)), Step("neg", (Ref(1),)))))
         assert hang.failure is not None
         assert hang.failure.stage == "process"
@@ -257,7 +259,9 @@ def test_shrinking_waits_for_at_most_ten_hangs() -> None:
     Hangs before shrinking: one in the probe (which then stops probing) and the first failure; so at
     most 12 workers are killed, however many candidates hypothesis would like to try.
     """
-    with IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=1.0) as engine:
+    # 3 s, not 1: the watchdog names the stuck line at 0.8 of the limit, and on a loaded machine a
+    # 1-second limit left it too little time to write before the kill (the hang is found either way).
+    with IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=3.0) as engine:
         report = verify(engine, examples=60, seed_value=0)
         restarts = engine.restarts
     assert report.failure is not None
