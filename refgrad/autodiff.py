@@ -245,17 +245,29 @@ def _as_inputs(inputs: object, what: str) -> tuple[Value, ...]:
     return tuple(nodes)
 
 
-def _reverse_accumulate_graph(output: Value) -> dict[Value, Value]:
+def _depending_on(order: Sequence[Value], inputs: tuple[Value, ...]) -> set[Value]:
+    """The nodes of ``order`` (latest first) that are among ``inputs`` or depend on one of them."""
+    found = set(inputs)
+    for node in reversed(order):  # creation order: operands before the nodes that use them
+        if node not in found and any(inp in found for inp in node.inputs):
+            found.add(node)
+    return found
+
+
+def _reverse_accumulate_graph(output: Value, required: tuple[Value, ...]) -> dict[Value, Value]:
     """Like :func:`reverse_accumulate`, but every gradient is itself a node.
 
     The same partial-derivative rules, called on nodes: the result can be
-    differentiated again, to any order.
+    differentiated again, to any order. Only nodes that depend on ``required``
+    pass gradients on (as in torch, a branch that does not lead to an input is
+    never differentiated, so a partial that does not exist there does not matter).
     """
     order = _reverse_topological(output)
+    relevant = _depending_on(order, required)
     grads: dict[Value, Value] = {output: Value(1.0)}
     for node in order:
         inputs = node.inputs
-        if not inputs:
+        if not inputs or node not in relevant:
             continue
         op = node.op
         assert op is not None
@@ -267,6 +279,8 @@ def _reverse_accumulate_graph(output: Value) -> dict[Value, Value]:
         if len(partials) != len(inputs):
             raise ValueError(f"partials of op {op.name!r} returned {len(partials)} entries for {len(inputs)} inputs")
         for inp, partial in zip(inputs, partials, strict=True):
+            if inp not in relevant:
+                continue
             # A partial of exactly 1.0 (add, sub's first input) passes the cotangent on unchanged.
             contribution = cotangent if isinstance(partial, float) and partial == 1.0 else cotangent * partial
             previous = grads.get(inp)
@@ -300,7 +314,7 @@ def grad(
     if not isinstance(create_graph, bool):
         raise TypeError(f"create_graph must be a bool, got {type_name(create_graph)}")
     if create_graph:
-        graph_grads = _reverse_accumulate_graph(output)
+        graph_grads = _reverse_accumulate_graph(output, nodes)
         return tuple(graph_grads[node] if node in graph_grads else Value(0.0) for node in nodes)
     float_grads = reverse_accumulate(output, required=nodes)
     return tuple(float_grads.get(node, 0.0) for node in nodes)
@@ -334,9 +348,11 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
         for current in order:
             if current in seeded or not current.inputs:
                 continue  # inputs are independent variables; other leaves are constants
+            operands = current.inputs
+            if not any(inp in tangent for inp in operands):
+                continue  # depends on no input: no tangent, and its partials need not exist
             op = current.op
             assert op is not None
-            operands = current.inputs
             partials = op.partials(tuple(inp.data for inp in operands), current.data, current.params)
             total = 0.0
             for inp, partial in zip(operands, partials, strict=True):

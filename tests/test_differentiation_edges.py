@@ -216,3 +216,33 @@ def test_a_repeated_input_adds_its_tangents() -> None:
     """jvp with x given twice pushes the sum of its two tangents: d(x*x) = 2x * (1 + 2)."""
     x = Value(3.0)
     assert jvp(x * x, [x, x], [1.0, 2.0]) == 18.0
+
+
+def test_a_branch_that_depends_on_no_input_is_not_differentiated() -> None:
+    """jvp and create_graph skip nodes no input reaches, as grad and torch do: their partials need not exist.
+
+    log(k) at a subnormal k has the partial 1 / k = inf; it only multiplies y's tangent-free constant
+    side, so d(y * log(k)) / dy = log(k) in every mode.
+    """
+    y = Value(2.0)
+    k = Value(5e-324) * 1.0
+    out = y * k.log()
+    expected = math.log(5e-324)
+    assert grad(out, [y]) == (expected,)
+    assert jvp(out, [y], [1.0]) == expected
+    (graph,) = grad(out, [y], create_graph=True)
+    assert graph.data == expected
+    # A zero base that no input reaches: d/dx does not exist there, d/dy is 0 (torch: 0 too).
+    exponent = Value(0.5)
+    power = (Value(0.0) * 1.0) ** exponent
+    assert grad(power, [exponent]) == (0.0,)
+    assert jvp(power, [exponent], [1.0]) == 0.0
+
+
+def test_create_graph_keeps_the_dependence_on_nodes_it_does_not_differentiate() -> None:
+    """d(y * z)/dy is the node z itself, so differentiating it by z gives 1 (pruning must not freeze z)."""
+    y, z = Value(2.0), Value(3.0)
+    (dy,) = grad(y * z, [y], create_graph=True)
+    assert dy.data == 3.0
+    assert grad(dy, [z]) == (1.0,)
+    assert grad(dy, [y]) == (0.0,)
