@@ -5,7 +5,9 @@ and replayed before the random run; ``MODULE:CLASS`` engines run in a worker
 process with a time limit per program (:mod:`refgrad.oracle.worker`).
 
 Exit status: 0 when every check agreed, 1 when one disagreed (the shrunk
-counterexample is printed as a script), 2 for usage errors (one line), 130 when
+counterexample is printed as a script), 2 for usage errors (one line) and for
+``--replay`` when stored counterexamples found at ``--order 2`` could not be
+replayed (the engine cannot check second derivatives where it runs), 130 when
 interrupted.
 """
 
@@ -92,21 +94,45 @@ def _describe_outcome(title: str, outcome: Outcome, script: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO, order: Literal[1, 2]) -> bool:
-    """Check every stored counterexample again; print a line each and the first that still fails. True if all pass."""
+_Replayed = Literal["pass", "fail", "not replayed"]
+
+
+def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO) -> _Replayed:
+    """Check every stored counterexample again, each at the order it was found at; print a line each.
+
+    Prints the first that still fails. "fail" if one does, "not replayed" if none does but some
+    could not be checked (found at order 2, on an engine that cannot check that here), "pass" otherwise.
+    """
     still_failing: list[tuple[StoredExample, Outcome]] = []
+    not_replayed: list[StoredExample] = []
     for example in stored:
-        outcome = check_program(example.program, engine, order=order)
+        if example.order == 2 and not isinstance(engine, SecondOrderEngine):
+            # Checking it at order 1 could call a second-order bug fixed.
+            where = " in a worker process (run it in this process)" if isinstance(engine, IsolatedEngine) else ""
+            out.write(
+                f"  not replayed: {example.path.name} ({example.program.node_count} nodes): found at --order 2, "
+                f"which {engine.name} cannot check{where}\n"
+            )
+            not_replayed.append(example)
+            continue
+        outcome = check_program(example.program, engine, order=example.order)
         verdict = "passes now" if outcome.passed else "still fails"
-        out.write(f"  {verdict}: {example.path.name} ({example.program.node_count} nodes)\n")
+        at_order = " at --order 2" if example.order == 2 else ""
+        out.write(f"  {verdict}: {example.path.name} ({example.program.node_count} nodes){at_order}\n")
         if not outcome.passed:
             still_failing.append((example, outcome))
-    passing = len(stored) - len(still_failing)
-    out.write(f"stored counterexamples: {len(stored)} replayed, {passing} pass now, {len(still_failing)} still fail\n")
+    passing = len(stored) - len(still_failing) - len(not_replayed)
+    out.write(
+        f"stored counterexamples: {len(stored) - len(not_replayed)} replayed, {passing} pass now, "
+        f"{len(still_failing)} still fail"
+        + (f", {len(not_replayed)} not replayed (found at --order 2)" if not_replayed else "")
+        + "\n"
+    )
     if still_failing:
         example, outcome = still_failing[0]
         out.write("\n" + _describe_outcome(f"still failing: {example.path}", outcome, engine.script(outcome.program)))
-    return not still_failing
+        return "fail"
+    return "not replayed" if not_replayed else "pass"
 
 
 def _check_file(engine: Engine, path: str, out: TextIO, order: Literal[1, 2]) -> int:
@@ -232,10 +258,19 @@ def _run(
         if stored:
             where = store.directory(engine.name)
             err.write(f"refgrad verify: replaying {len(stored)} stored counterexample(s) from {where}\n")
-            if not _replay(engine, stored, out, order):
+            replayed = _replay(engine, stored, out)
+            if replayed == "fail":
                 if not replay:
                     out.write("\n(the random run was not started: fix the stored counterexamples first)\n")
                 return 1
+            if replayed == "not replayed":
+                # Not a pass: the bug those entries recorded may still be there.
+                err.write(
+                    f"refgrad: warning: stored counterexamples found at --order 2 were not replayed: "
+                    f"{engine.name} cannot check second derivatives here\n"
+                )
+                if replay:
+                    return 2
             if replay:
                 return 0
             out.write("\n")
@@ -249,7 +284,7 @@ def _run(
         return 2
     if report.failure is not None and store is not None:
         try:
-            path = store.save(engine.name, report.failure.program, report.failure.failures[0].detail)
+            path = store.save(engine.name, report.failure.program, report.failure.failures[0].detail, order=order)
         except OSError as error:
             err.write(f"refgrad: warning: could not store the counterexample in {store.root}: {error}\n")
         else:

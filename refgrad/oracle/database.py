@@ -1,7 +1,9 @@
 """The example database: counterexamples kept on disk, per engine, so that nothing ``verify`` finds is lost.
 
 Each counterexample is one small JSON file holding the engine's name, what
-failed, and the program in the IR's own JSON (:meth:`Program.to_dict`),
+failed, the order of derivatives it was checked at (``order``: 1, or 2 for
+``verify --order 2``; entries written before it was stored count as 1), and the
+program in the IR's own JSON (:meth:`Program.to_dict`),
 so entries survive changes to the strategies and the hypothesis version, and
 can be read, edited and checked by hand (``python -m refgrad verify
 --program FILE``). The layout::
@@ -27,7 +29,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, cast
+from typing import Final, Literal, cast
 
 from refgrad.oracle.program import MAX_PROGRAM_CHARACTERS, Program, parse_json
 
@@ -57,6 +59,8 @@ class StoredExample:
     engine: str
     failure: str
     program: Program
+    order: Literal[1, 2] = 1
+    """The order of derivatives the failure was found at: replay it at that order (2 checks second derivatives)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +130,21 @@ class ExampleDatabase:
         readable = _UNSAFE_IN_NAMES.sub("_", engine).strip("._")[:60] or "engine"
         return self._root / f"{readable}-{_digest(engine)[:12]}"
 
-    def save(self, engine: str, program: Program, failure: str) -> Path:
-        """Store ``program`` as a counterexample for ``engine`` (atomically); returns the entry's path.
+    def save(self, engine: str, program: Program, failure: str, *, order: Literal[1, 2] = 1) -> Path:
+        """Store ``program`` as a counterexample for ``engine``, found at ``order`` (atomically); returns its path.
 
-        Saving the same program again replaces its entry (with the new failure description).
+        Saving the same program again replaces its entry (with the new failure description and order).
         """
+        if isinstance(order, bool) or order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order!r}")
         program_json = program.to_json()
-        entry = {"format": ENTRY_FORMAT, "engine": engine, "failure": failure, "program": program.to_dict()}
+        entry = {
+            "format": ENTRY_FORMAT,
+            "engine": engine,
+            "failure": failure,
+            "order": order,
+            "program": program.to_dict(),
+        }
         text = _dumps(entry)
         directory = self.directory(engine)
         directory.mkdir(parents=True, exist_ok=True)
@@ -179,7 +191,11 @@ class ExampleDatabase:
             raise ValueError(f"stored for engine {stored_engine!r:.80}, not {engine!r}")
         if not isinstance(failure, str):
             raise ValueError(f"'failure' must be a string, got {failure!r:.80}")
-        return StoredExample(path, engine, failure, Program.from_dict(fields["program"]))
+        # Entries written before the order was stored were all found at order 1.
+        order = fields.get("order", 1)
+        if isinstance(order, bool) or order not in (1, 2):
+            raise ValueError(f"'order' must be 1 or 2, got {order!r:.80}")
+        return StoredExample(path, engine, failure, Program.from_dict(fields["program"]), 2 if order == 2 else 1)
 
 
 def _dumps(entry: Mapping[str, object]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from refgrad.oracle import Const, Program, Ref, Step
+from refgrad.ops import N, Params, primal, registry
+from refgrad.oracle import Const, Program, Ref, RefgradEngine, Step, command
 from refgrad.oracle.command import run_verify
 from refgrad.oracle.database import ENTRY_FORMAT, ExampleDatabase, read_program_file
 
@@ -277,3 +279,70 @@ def test_a_database_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path: Pa
     assert status == 1
     assert "counterexample: " in out
     assert "warning: could not store the counterexample" in err
+
+
+def _second_order_blind_mul(spec: str) -> RefgradEngine:
+    """For any ``spec``: refgrad, named so, whose mul partials are floats: right at first order, wrong at second."""
+    mul = registry["mul"]
+    original = mul.partials
+
+    def partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+        return tuple(primal(partial) for partial in original(inputs, output, params))
+
+    return RefgradEngine({"mul": dataclasses.replace(mul, partials=partials)}, name="refgrad")
+
+
+def test_entries_keep_the_order_they_were_found_at(tmp_path: Path) -> None:
+    """The order is stored with the entry; an entry written without one (before it was stored) reads as order 1."""
+    database = ExampleDatabase(tmp_path)
+    second = database.save("e", _SQUARE, "second order failed", order=2)
+    first = database.save("e", _TANH, "first order failed")
+    assert json.loads(second.read_text(encoding="utf-8"))["order"] == 2
+    old = json.loads(first.read_text(encoding="utf-8"))
+    del old["order"]
+    first.write_text(json.dumps(old), encoding="utf-8")
+    stored, corrupt = database.load("e")
+    assert corrupt == []
+    assert {example.program: example.order for example in stored} == {_SQUARE: 2, _TANH: 1}
+    entry = json.loads(second.read_text(encoding="utf-8"))
+    entry["order"] = 3
+    second.write_text(json.dumps(entry), encoding="utf-8")
+    (bad,) = database.load("e")[1]
+    assert "'order' must be 1 or 2, got 3" in bad.reason
+
+
+def test_an_entry_found_at_order_2_is_replayed_at_order_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second-order counterexample still fails on replay (a plain run at order 1 must not call it fixed)."""
+    monkeypatch.setattr(command, "load_engine", _second_order_blind_mul)
+    ExampleDatabase(tmp_path).save("refgrad", _SQUARE, "second derivative of x * x", order=2)
+    status, out, _ = _verify("refgrad", tmp_path, replay=True)
+    assert status == 1, out
+    assert "still fails: " in out
+    assert "at --order 2" in out
+    assert "1 replayed, 0 pass now, 1 still fail" in out
+
+
+def test_a_failure_found_at_order_2_is_stored_with_its_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify --order 2 stores its counterexample as an order-2 entry."""
+    monkeypatch.setattr(command, "load_engine", _second_order_blind_mul)
+    err = io.StringIO()
+    status = run_verify(
+        "refgrad", examples=300, seed=0, ops="mul", out=io.StringIO(), err=err, database=tmp_path, order=2
+    )
+    assert status == 1
+    assert "stored in the example database" in err.getvalue()
+    (entry,) = ExampleDatabase(tmp_path).load("refgrad")[0]
+    assert entry.order == 2
+
+
+def test_an_order_2_entry_on_an_engine_without_second_order_is_not_replayed(tmp_path: Path) -> None:
+    """refgrad in a worker cannot check second derivatives: the entry is reported as not replayed, --replay exits 2."""
+    database = ExampleDatabase(tmp_path)
+    database.save("refgrad", _SQUARE, "second derivative of x * x", order=2)
+    database.save("refgrad", _TANH, "once failed")
+    status, out, err = _verify("refgrad", tmp_path, replay=True, isolate=True)
+    assert status == 2
+    assert "not replayed: " in out
+    assert "found at --order 2, which refgrad cannot check in a worker process" in out
+    assert "1 replayed, 1 pass now, 0 still fail, 1 not replayed" in out
+    assert "were not replayed" in err
