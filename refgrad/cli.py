@@ -130,7 +130,27 @@ VERIFY_EXAMPLES = 10_000
 """Graphs ``python -m refgrad verify`` checks by default."""
 
 
+def _conflicting_verify_options(args: argparse.Namespace) -> str | None:
+    """Why the options cannot go together (one line), or None: an option that would be ignored is refused."""
+    if args.no_database and args.database is not None:
+        return "--database and --no-database do not go together"
+    random_run = [
+        flag
+        for flag, value in (("--ops", args.ops), ("--seed", args.seed), ("--examples", args.examples))
+        if value is not None
+    ]
+    if random_run and args.program is not None:
+        return f"--program checks one file, no random graphs: drop {', '.join(random_run)}"
+    if random_run and args.replay:
+        return f"--replay checks the stored counterexamples, no random graphs: drop {', '.join(random_run)}"
+    return None
+
+
 def _verify(args: argparse.Namespace) -> int:
+    conflict = _conflicting_verify_options(args)
+    if conflict is not None:
+        print(f"refgrad: error: {conflict}", file=sys.stderr)
+        return 2
     # torch and hypothesis are the oracle extra: import them only here, so the
     # other commands work without them.
     try:
@@ -146,8 +166,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     return run_verify(
         args.engine,
-        examples=args.examples,
-        seed=args.seed,
+        examples=VERIFY_EXAMPLES if args.examples is None else args.examples,
+        seed=0 if args.seed is None else args.seed,
         ops=args.ops,
         timeout=args.timeout,
         isolate=args.isolate,
@@ -181,10 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--engine", default="refgrad", help="refgrad (default), micrograd-compat, or MODULE:CLASS (micrograd-style)"
     )
-    verify.add_argument(
-        "--examples", type=int, default=VERIFY_EXAMPLES, help=f"graphs to check (default {VERIFY_EXAMPLES})"
-    )
-    verify.add_argument("--seed", type=int, default=0, help="the run's seed (default 0): same seed, same run")
+    # No defaults here (they are filled in by _verify): an option given with --program or --replay is refused.
+    verify.add_argument("--examples", type=int, help=f"graphs to check (default {VERIFY_EXAMPLES})")
+    verify.add_argument("--seed", type=int, help="the run's seed (default 0): same seed, same run")
     verify.add_argument("--ops", metavar="LIST", help="comma-separated ops to draw (default: every op in the registry)")
     verify.add_argument(
         "--timeout",

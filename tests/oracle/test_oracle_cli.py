@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from refgrad.cli import VERIFY_EXAMPLES, main
 from refgrad.ops import registry
 from refgrad.oracle.command import run_verify
 
@@ -154,3 +155,49 @@ def test_micrograd_0_1_0_runs_with_unsupported_ops_left_out() -> None:
         assert f"{op}: no method" in result.stdout or f"{op}: no abs method" in result.stdout
     rows = {line.split()[0] for line in result.stdout.split("\n\n", 1)[0].splitlines()[1:]}
     assert rows == {"add", "sub", "mul", "div", "neg", "pow", "relu"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--database", "somewhere", "--no-database"], "--database and --no-database do not go together"),
+        (["--program", "p.json", "--ops", "mul"], "--program checks one file, no random graphs: drop --ops"),
+        (["--program", "p.json", "--seed", "0"], "drop --seed"),
+        (["--program", "p.json", "--examples", "5", "--seed", "3"], "drop --seed, --examples"),
+        (
+            ["--replay", "--examples", "5"],
+            "--replay checks the stored counterexamples, no random graphs: drop --examples",
+        ),
+    ],
+)
+def test_options_that_would_be_ignored_are_usage_errors(
+    arguments: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An option the run would silently ignore: exit 2 and one line naming it, before anything runs."""
+    monkeypatch.chdir(tmp_path)  # nothing may be created in the current directory
+    status = main(["verify", *arguments])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert captured.err.startswith("refgrad: error: ")
+    assert captured.err.count("\n") == 1
+    assert message in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_defaults_apply_when_the_options_are_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --examples and --seed the command line runs the documented defaults (10,000 graphs, seed 0)."""
+    calls: list[dict[str, object]] = []
+
+    def recorded(engine: str, **options: object) -> int:
+        calls.append({"engine": engine, **options})
+        return 0
+
+    monkeypatch.setattr("refgrad.oracle.command.run_verify", recorded)
+    assert main(["verify"]) == 0
+    (call,) = calls
+    assert (call["examples"], call["seed"], call["ops"]) == (VERIFY_EXAMPLES, 0, None)
