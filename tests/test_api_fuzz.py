@@ -29,6 +29,7 @@ import math
 import numbers
 import operator
 import random
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -549,6 +550,10 @@ def check(call: Call, arguments: Sequence[object]) -> str:
     message = str(caught)
     assert message, f"{call.name}: {type(caught).__name__} without a message"
     if isinstance(caught, DomainError):
+        # Whole words, so that "exp" is not found in "expected" nor an argument "x" in "exceeds".
+        words = (*registry.names, *call.names)
+        named = [word for word in words if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", message)]
+        assert named, f"{call.name}: DomainError names no op of the registry nor any of {call.names}: {message!r}"
         return "DomainError"
     wanted = call.names if isinstance(caught, AttributeError) else (*call.names, *(type(a).__name__ for a in arguments))
     assert any(word in message for word in wanted), f"{call.name}: message names none of {wanted}: {message!r}"
@@ -635,6 +640,25 @@ def test_the_checker_catches_what_it_must() -> None:
     with pytest.raises(AssertionError, match="names none of"):
         check(Call("vague", lambda a: int("z"), ("argument",)), [1.0])
     assert check(Call("named", lambda a: int("z"), ("literal",)), [1.0]) == "ValueError"
+
+
+def _domain_error(message: str) -> Callable[[object], object]:
+    def fails(a: object) -> object:
+        raise DomainError(message)
+
+    return fails
+
+
+def test_the_checker_reads_domain_error_messages() -> None:
+    """A DomainError passes only if its message names an op of the registry (a whole word) or the call's argument."""
+    with pytest.raises(AssertionError, match="DomainError names no op"):
+        check(Call("vague domain", _domain_error("the result is not finite"), ("x",)), [1.0])
+    with pytest.raises(AssertionError, match="DomainError names no op"):
+        check(Call("exp inside a word", _domain_error("not what was expected"), ("x",)), [1.0])
+    assert check(Call("op named", _domain_error("log(-1.0) is not a finite real number"), ("x",)), [1.0]) == (
+        "DomainError"
+    )
+    assert check(Call("argument named", _domain_error("SGD step is not finite"), ("SGD",)), [1.0]) == "DomainError"
 
 
 # -- what the fuzzer found ------------------------------------------------------------------------
