@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from typing import Literal, TextIO
 
 from refgrad.ops import registry
+from refgrad.oracle._arguments import order_argument
 from refgrad.oracle.compare import Outcome, check_program
 from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file
 from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, SecondOrderEngine, load_engine
 from refgrad.oracle.report import format_report
 from refgrad.oracle.runner import Progress, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
+from refgrad.value import as_count
 
 __all__ = ["parse_ops", "run_verify"]
 
@@ -34,6 +36,8 @@ def parse_ops(text: str | None) -> tuple[str, ...] | None:
     """``"mul,tanh"`` as op names; ``ValueError`` naming an unknown op or an empty list."""
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise TypeError(f"--ops must be a str of comma-separated op names, got {type(text).__name__}")
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     if not names:
         raise ValueError("--ops needs at least one op name (comma-separated)")
@@ -70,6 +74,8 @@ def _progress(stream: TextIO) -> Progress:
 
 def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None) -> Engine:
     """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+        raise TypeError(f"--timeout must be a number of seconds, got {type(timeout).__name__}")
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
         raise ValueError(f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; got {timeout!r}")
     if isolate is False and timeout is not None:
@@ -175,17 +181,16 @@ def run_verify(
     stdout: TextIO = sys.stdout if out is None else out
     stderr: TextIO = sys.stderr if err is None else err
     try:
-        if examples < 1:
-            raise ValueError(f"--examples must be at least 1, got {examples}")
+        as_count(examples, "--examples")
+        as_count(seed, "--seed", minimum=None)
+        order_argument(order, "--order")
         if replay and program is not None:
             raise ValueError("--replay and --program do not go together: --program checks one file")
         if replay and database is None:
             raise ValueError("--replay needs a database")
-        if order not in (1, 2):
-            raise ValueError(f"--order must be 1 or 2, got {order}")
         names = parse_ops(ops)
         chosen = _open_engine(engine, isolate=isolate, timeout=timeout)
-    except (ValueError, EngineSpecError) as error:
+    except (TypeError, ValueError, EngineSpecError) as error:
         stderr.write(f"refgrad: error: {error}\n")
         return 2
     except KeyboardInterrupt:  # while a worker was loading the engine

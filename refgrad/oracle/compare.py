@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from refgrad.ops import registry
+from refgrad.oracle._arguments import engine_argument, flag_argument, order_argument, program_argument
 from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, ForwardModeEngine, SecondOrderEngine, start_run
 from refgrad.oracle.finite_differences import (
     REFINEMENTS,
@@ -670,8 +671,10 @@ def check_program(
     second-order checks and needs a
     :class:`~refgrad.oracle.engines.SecondOrderEngine` (``ValueError`` otherwise).
     """
-    if order not in (1, 2):
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    program = program_argument(program)
+    engine = engine_argument(engine)
+    finite_differences = flag_argument(finite_differences, "finite_differences")
+    order = order_argument(order)
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
     finish = start_run(engine, program)  # an engine in a worker process computes while torch does

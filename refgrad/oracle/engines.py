@@ -116,6 +116,7 @@ class EngineRun:
     failure: EngineFailure | None
 
 
+@runtime_checkable
 class Engine(Protocol):
     """What the oracle needs of an engine."""
 
@@ -501,8 +502,10 @@ def load_engine(spec: str) -> Engine:
     """The engine named by ``spec``: ``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``.
 
     ``MODULE`` is imported with the current directory on the path.
-    :class:`EngineSpecError` (one line) when that fails.
+    :class:`EngineSpecError` (one line) when that fails; ``TypeError`` if ``spec`` is not a str.
     """
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a str (refgrad, micrograd-compat or MODULE:CLASS), got {type(spec).__name__}")
     if spec == "refgrad":
         return RefgradEngine()
     if spec == "micrograd-compat":

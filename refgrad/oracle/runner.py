@@ -21,6 +21,7 @@ from typing import Final, Literal, Protocol, cast
 from hypothesis import Phase, Verbosity, given, seed, settings
 
 from refgrad.ops import registry
+from refgrad.oracle._arguments import engine_argument, op_names_argument, order_argument
 from refgrad.oracle.compare import CheckKind, Outcome, check_program
 from refgrad.oracle.engines import (
     Engine,
@@ -35,6 +36,7 @@ from refgrad.oracle.engines import (
 )
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
+from refgrad.value import as_count
 
 __all__ = ["OpStats", "Progress", "VerificationReport", "verify"]
 
@@ -272,6 +274,15 @@ class _DisagreementError(Exception):
         self.outcome = outcome
 
 
+def _check_the_rest(progress: object, max_steps: object, out_of_domain: object) -> int:
+    """``verify``'s other arguments checked; returns ``max_steps``."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable (done, total) or None, got {type(progress).__name__}")
+    if out_of_domain not in ("never", "sometimes", "always"):
+        raise ValueError(f"out_of_domain must be 'never', 'sometimes' or 'always', got {out_of_domain!r:.80}")
+    return as_count(max_steps, "max_steps")
+
+
 def verify(
     engine: Engine,
     *,
@@ -291,10 +302,12 @@ def verify(
     derivatives and needs an engine that can differentiate its own gradients
     (``ValueError`` naming the engine otherwise).
     """
-    if examples < 1:
-        raise ValueError(f"examples must be at least 1, got {examples}")
-    if order not in (1, 2):
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    engine = engine_argument(engine)
+    examples = as_count(examples, "examples")
+    seed_value = as_count(seed_value, "seed_value", minimum=None)
+    order = order_argument(order)
+    ops = None if ops is None else op_names_argument(ops)
+    max_steps = _check_the_rest(progress, max_steps, out_of_domain)
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(
             f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot "

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, registry
+from refgrad.oracle._arguments import op_names_argument
 from refgrad.oracle.program import Const, Form, Operand, Program, Ref, Step, forms_of
 from refgrad.value import evaluate
 
@@ -179,10 +180,7 @@ _OUT_EXPONENTS_STRATEGY: Final = st.sampled_from(_OUT_EXPONENTS)
 
 def all_forms(ops: Iterable[str] | None = None) -> tuple[tuple[str, Form], ...]:
     """Every (op, operand form) pair for ``ops`` (default: the whole registry), in registry order."""
-    names = registry.names if ops is None else tuple(ops)
-    for name in names:
-        if name not in registry:
-            raise ValueError(f"no op named {name!r}; known ops: {', '.join(registry.names)}")
+    names = registry.names if ops is None else op_names_argument(ops)
     wanted = set(names)
     return tuple((name, form) for name in registry.names if name in wanted for form in forms_of(name))
 

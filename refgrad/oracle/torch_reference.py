@@ -89,6 +89,7 @@ from typing import Any, Final, cast
 import torch
 
 from refgrad.ops import registry
+from refgrad.oracle._arguments import flag_argument, program_argument
 from refgrad.oracle.program import Const, Program, Ref, Step
 
 __all__ = [
@@ -381,6 +382,8 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
     With ``second_order`` the gradients are differentiated again: the result
     carries the Hessian with respect to the inputs and its tolerances.
     """
+    program = program_argument(program)
+    second_order = flag_argument(second_order, "second_order")
     lanes = _Lanes(program)
     for node, value in enumerate(program.inputs):
         lanes.add_input(node, value)
