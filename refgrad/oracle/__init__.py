@@ -26,7 +26,7 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
 from __future__ import annotations
 
 from refgrad.oracle.compare import Check, Outcome, Skip, check_program
-from refgrad.oracle.database import ExampleDatabase, read_program_file
+from refgrad.oracle.database import ExampleDatabase, read_program_file, read_program_file_and_order
 from refgrad.oracle.engines import (
     Engine,
     EngineFailure,
@@ -87,6 +87,7 @@ __all__ = [
     "probe",
     "programs",
     "read_program_file",
+    "read_program_file_and_order",
     "torch_jvp",
     "torch_reference",
     "verify",

@@ -22,7 +22,7 @@ from typing import Literal, TextIO
 from refgrad.ops import registry
 from refgrad.oracle._arguments import order_argument
 from refgrad.oracle.compare import Outcome, check_program
-from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file
+from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file_and_order
 from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, SecondOrderEngine, load_engine
 from refgrad.oracle.report import format_report
 from refgrad.oracle.runner import Progress, verify
@@ -142,7 +142,16 @@ def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO) -> _Re
 
 
 def _check_file(engine: Engine, path: str, out: TextIO, order: Literal[1, 2]) -> int:
-    program = read_program_file(path)
+    program, found_at = read_program_file_and_order(path)
+    if found_at > order:
+        # A stored entry found at --order 2: checking it at order 1 could call its bug fixed.
+        if not isinstance(engine, SecondOrderEngine):
+            raise ValueError(
+                f"{path} was found at --order 2, which {engine.name} cannot check"
+                + (" in a worker process (run it in this process)" if isinstance(engine, IsolatedEngine) else "")
+            )
+        out.write(f"{path} is a stored counterexample found at --order 2: checking it at order 2\n")
+        order = 2
     outcome = check_program(program, engine, order=order)
     if outcome.passed:
         kinds = sorted({check.kind for check in outcome.checks})

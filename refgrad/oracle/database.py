@@ -40,6 +40,7 @@ __all__ = [
     "ExampleDatabase",
     "StoredExample",
     "read_program_file",
+    "read_program_file_and_order",
 ]
 
 DEFAULT_DATABASE: Final = Path(".refgrad") / "examples"
@@ -103,14 +104,29 @@ def read_program_file(path: str | os.PathLike[str]) -> Program:
 
     ``ValueError`` naming the file and what is wrong with it otherwise.
     """
+    return read_program_file_and_order(path)[0]
+
+
+def read_program_file_and_order(path: str | os.PathLike[str]) -> tuple[Program, Literal[1, 2]]:
+    """The program in a file (as :func:`read_program_file`) and the order it was found at: an entry's, else 1."""
     file = Path(path)
     text = _read_text(file)
     try:
         data = parse_json(text)
         entry = _entry_fields(data)
-        return Program.from_dict(entry["program"] if entry is not None else data)
+        if entry is None:
+            return Program.from_dict(data), 1
+        return Program.from_dict(entry["program"]), _entry_order(entry)
     except ValueError as error:
         raise ValueError(f"{file}: {error}") from None
+
+
+def _entry_order(fields: Mapping[str, object]) -> Literal[1, 2]:
+    # Entries written before the order was stored were all found at order 1.
+    order = fields.get("order", 1)
+    if isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(f"'order' must be 1 or 2, got {order!r:.80}")
+    return 2 if order == 2 else 1
 
 
 class ExampleDatabase:
@@ -191,11 +207,7 @@ class ExampleDatabase:
             raise ValueError(f"stored for engine {stored_engine!r:.80}, not {engine!r}")
         if not isinstance(failure, str):
             raise ValueError(f"'failure' must be a string, got {failure!r:.80}")
-        # Entries written before the order was stored were all found at order 1.
-        order = fields.get("order", 1)
-        if isinstance(order, bool) or order not in (1, 2):
-            raise ValueError(f"'order' must be 1 or 2, got {order!r:.80}")
-        return StoredExample(path, engine, failure, Program.from_dict(fields["program"]), 2 if order == 2 else 1)
+        return StoredExample(path, engine, failure, Program.from_dict(fields["program"]), _entry_order(fields))
 
 
 def _dumps(entry: Mapping[str, object]) -> str:

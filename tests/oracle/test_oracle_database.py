@@ -15,7 +15,7 @@ from hypothesis import settings
 from refgrad.ops import N, Params, primal, registry
 from refgrad.oracle import Const, Program, Ref, RefgradEngine, Step, command
 from refgrad.oracle.command import run_verify
-from refgrad.oracle.database import ENTRY_FORMAT, ExampleDatabase, read_program_file
+from refgrad.oracle.database import ENTRY_FORMAT, ExampleDatabase, read_program_file, read_program_file_and_order
 
 _SQUARE = Program((0.5,), (Step("mul", (Ref(0), Ref(0))),))
 _TANH = Program((0.5,), (Step("tanh", (Ref(0),)),))
@@ -346,3 +346,22 @@ def test_an_order_2_entry_on_an_engine_without_second_order_is_not_replayed(tmp_
     assert "found at --order 2, which refgrad cannot check in a worker process" in out
     assert "1 replayed, 1 pass now, 0 still fail, 1 not replayed" in out
     assert "were not replayed" in err
+
+
+def test_program_option_checks_an_order_2_entry_at_order_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--program on an entry found at --order 2 checks it at order 2 (exit 1 while the bug is there), or refuses."""
+    entry = ExampleDatabase(tmp_path / "db").save("refgrad", _SQUARE, "second derivative of x * x", order=2)
+    bare = tmp_path / "square.json"
+    bare.write_text(_SQUARE.to_json(), encoding="utf-8")
+    assert read_program_file_and_order(entry) == (_SQUARE, 2)
+    assert read_program_file_and_order(bare) == (_SQUARE, 1)
+    isolated_status, _, isolated_err = _verify("refgrad", None, program=entry, isolate=True)
+    assert isolated_status == 2
+    assert "was found at --order 2, which refgrad cannot check in a worker process" in isolated_err
+    monkeypatch.setattr(command, "load_engine", _second_order_blind_mul)
+    status, out, _ = _verify("refgrad", None, program=entry)
+    assert status == 1, out
+    assert "found at --order 2: checking it at order 2" in out
+    assert "FAILED on refgrad" in out
+    bare_status, _, _ = _verify("refgrad", None, program=bare)
+    assert bare_status == 0  # a bare program has no order: the run's (1), where this bug does not show
