@@ -340,17 +340,16 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
     tangent: dict[Value, float] = {}
     for position, (node, t) in enumerate(zip(nodes, raw, strict=True)):
         tangent[node] = tangent.get(node, 0.0) + as_finite_float(t, f"tangents[{position}]")
-    seeded = set(tangent)
     order = _reverse_topological(output)
     order.reverse()
     current = output
     try:
         for current in order:
-            if current in seeded or not current.inputs:
-                continue  # inputs are independent variables; other leaves are constants
             operands = current.inputs
             if not any(inp in tangent for inp in operands):
-                continue  # depends on no input: no tangent, and its partials need not exist
+                # A leaf, or a node no input reaches: only a tangent it was given, and its
+                # partials need not exist.
+                continue
             op = current.op
             assert op is not None
             partials = op.partials(tuple(inp.data for inp in operands), current.data, current.params)
@@ -359,7 +358,10 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
                 incoming = tangent.get(inp)
                 if incoming is not None:
                     total += partial * incoming
-            tangent[current] = total
+            # An input computed from another input (y = 2 * x, both given) adds its own tangent to
+            # what reaches it, so the result is sum_i grad(output, inputs)[i] * tangents[i], as in
+            # reverse mode, where x's gradient includes the path through y.
+            tangent[current] = tangent.get(current, 0.0) + total
     except (ArithmeticError, ValueError) as error:
         raise _backward_domain_error(current, f"a partial derivative is not a finite real number ({error})") from None
     result = tangent.get(output, 0.0)

@@ -246,3 +246,16 @@ def test_create_graph_keeps_the_dependence_on_nodes_it_does_not_differentiate() 
     assert dy.data == 3.0
     assert grad(dy, [z]) == (1.0,)
     assert grad(dy, [y]) == (0.0,)
+
+
+def test_an_input_computed_from_another_input_is_consistent_with_reverse_mode() -> None:
+    """With y = 2 * x and both given, jvp is sum_i grad(out, inputs)[i] * t_i (x's gradient goes through y)."""
+    x = Value(1.5)
+    y = x * 2.0
+    out = y * y + x
+    tangents = (0.25, -3.0)
+    gradients = grad(out, [x, y])
+    assert gradients == (2.0 * 2.0 * y.data + 1.0, 2.0 * y.data)
+    expected = gradients[0] * tangents[0] + gradients[1] * tangents[1]
+    assert jvp(out, [x, y], tangents) == pytest.approx(expected, rel=1e-15)
+    assert jvp(out, [y], [1.0]) == gradients[1]  # y alone: x is a constant
