@@ -32,7 +32,7 @@ from refgrad.value import as_count
 __all__ = ["parse_ops", "run_verify"]
 
 
-def parse_ops(text: str | None) -> tuple[str, ...] | None:
+def parse_ops(text: object) -> tuple[str, ...] | None:
     """``"mul,tanh"`` as op names; ``ValueError`` naming an unknown op or an empty list."""
     if text is None:
         return None
@@ -72,12 +72,19 @@ def _progress(stream: TextIO) -> Progress:
     return show
 
 
+def _timeout_argument(timeout: object) -> float | None:
+    """``timeout`` checked (seconds per program, or None), before anything else reads it."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"--timeout must be a number of seconds, got {type(timeout).__name__}")
+    if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
+        raise ValueError(f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; got {timeout!r}")
+    return float(timeout)
+
+
 def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None) -> Engine:
     """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise."""
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
-        raise TypeError(f"--timeout must be a number of seconds, got {type(timeout).__name__}")
-    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
-        raise ValueError(f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; got {timeout!r}")
     if isolate is False and timeout is not None:
         raise ValueError("--timeout needs the engine in a worker process; drop --no-isolate")
     # Only built-in engines are trusted to run in this process by default; asking for a time limit asks for a worker.
@@ -198,7 +205,7 @@ def run_verify(
         if replay and database is None:
             raise ValueError("--replay needs a database")
         names = parse_ops(ops)
-        chosen = _open_engine(engine, isolate=isolate, timeout=timeout)
+        chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout))
     except (TypeError, ValueError, EngineSpecError) as error:
         stderr.write(f"refgrad: error: {error}\n")
         return 2

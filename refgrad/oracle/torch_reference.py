@@ -618,8 +618,11 @@ def _contribution_rounding(program: Program, values: Sequence[float], adjoints: 
         step = program.steps[index]
         node = len(program.inputs) + index
         operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        spec = registry[step.op]
+        if not spec.domain.contains(*operands, *step.params):
+            continue  # no finite result here, so no partials to bound (the domain checks speak)
         try:
-            raw = registry[step.op].partials(tuple(operands), values[node], step.params)
+            raw = spec.partials(tuple(operands), values[node], step.params)
         except (ArithmeticError, ValueError):
             continue
         # Outside a partial's domain Python may answer with a complex number (a negative base's power),
