@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from refgrad import Value, grad
-from refgrad.moons import svm_loss, train
+from refgrad.moons import TrainingRun, svm_loss
 from refgrad.nn import MLP, Layer, Neuron
 
 
@@ -253,9 +253,10 @@ def test_svm_loss_is_the_notebooks_formula() -> None:
 
 
 @pytest.mark.slow
-def test_training_reaches_full_accuracy_on_the_moons() -> None:
+@pytest.mark.xdist_group("moons-training")
+def test_training_reaches_full_accuracy_on_the_moons(moons_run: TrainingRun) -> None:
     """micrograd's recipe with the immutable API reaches 100% training accuracy within the demo's 100 steps."""
-    run = train(steps=100, seed=1337)
+    run = moons_run
     assert len(run.history) == 100
     assert run.final_accuracy == 1.0
     assert any(record.accuracy == 1.0 for record in run.history)
