@@ -14,7 +14,7 @@ nox.options.error_on_external_run = True
 # A local CPU build of torch; an open range would fetch a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 MICROGRAD = "micrograd==0.1.0"
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "numpy"]
+TEST_TOOLS = ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "numpy"]
 # The viz and demo extras: graph pictures and the moons plot are tested (and type-checked) too.
 PICTURES = ["graphviz>=0.20", "matplotlib>=3.7"]
 # pyright's wheel bundles its JavaScript; the nodejs extra brings Node.js as a wheel too, so nothing
@@ -26,6 +26,11 @@ MUTMUT = "mutmut==3.8.1"
 # The fast part of the suite: no slow-marked tests (deep graphs, the CLI in child processes, micrograd's
 # whole demo), no benchmarks.
 FAST_TESTS = ["-m", "not slow", "--ignore=tests/benchmarks"]
+# One pytest-xdist worker per core. loadgroup keeps the tests of an xdist_group on one worker, so a
+# session fixture they share (the moons training run) is computed once.
+PARALLEL = ["--numprocesses=auto", "--dist=loadgroup"]
+# The slowest tests and fixtures, printed at the end of each run so that the suite stays fast.
+DURATIONS = ["--durations=15", "--durations-min=2"]
 
 
 def _install_oracle(session: nox.Session) -> None:
@@ -49,14 +54,18 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references; branch coverage of refgrad/."""
     _install_oracle(session)
-    session.install(MICROGRAD, COVERAGE, *TEST_TOOLS, *PICTURES)
+    # typeguard: the typeguard pass's own helpers are tested here (tests/test_typeguard_policy.py).
+    session.install(MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
     # Settings in pyproject.toml ([tool.coverage]): branches, refgrad/ only, child processes included.
-    session.run("pytest", "--cov", "--cov-report=term-missing:skip-covered", *session.posargs)
+    session.run("pytest", *PARALLEL, *DURATIONS, "--cov", "--cov-report=term-missing:skip-covered", *session.posargs)
 
 
-@nox.session
-def tests_typeguard(session: nox.Session) -> None:
-    """The fast tests again, with typeguard checking every annotation in refgrad/ as values flow."""
+# The typeguard pass leaves out the fast tests listed here: every type flow each of them checks is
+# checked by a test that stays (tests/typeguard_repeats.py; `nox -s typeguard_flows` re-checks it).
+TYPEGUARD_REPEATS = "tests/typeguard_repeats.txt"
+
+
+def _typeguard_pytest(session: nox.Session, *args: str) -> None:
     _install_oracle(session)
     session.install(MICROGRAD, TYPEGUARD, *TEST_TOOLS, *PICTURES)
     session.run(
@@ -67,9 +76,26 @@ def tests_typeguard(session: nox.Session) -> None:
         "-p",
         "tests._typeguard_policy",
         "--typeguard-typecheck-fail-callback=tests._typeguard_policy:check_unless_a_test_passed_it",
+        *PARALLEL,
+        *DURATIONS,
         *FAST_TESTS,
-        *session.posargs,
+        *args,
     )
+
+
+@nox.session
+def tests_typeguard(session: nox.Session) -> None:
+    """The fast tests again (less repeats of checked flows), with typeguard checking every annotation in refgrad/."""
+    _typeguard_pytest(session, f"--typeguard-leave-out={TYPEGUARD_REPEATS}", *session.posargs)
+
+
+@nox.session
+def typeguard_flows(session: nox.Session) -> None:
+    """All fast tests under typeguard, recording type flows; checks (or with `write`, rewrites) the repeats list."""
+    flows = os.path.join(session.create_tmp(), "typeguard-flows.json")
+    _typeguard_pytest(session, f"--typeguard-flows={flows}")
+    check = [] if session.posargs == ["write"] else ["--check"]
+    session.run("python", "tests/typeguard_repeats.py", flows, TYPEGUARD_REPEATS, *check)
 
 
 @nox.session

@@ -1,0 +1,118 @@
+"""The typeguard pass's own machinery: which verdicts it may remember, and which tests it may leave out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import numbers
+import sys
+import typing
+from pathlib import Path
+from types import ModuleType
+from typing import Literal, NamedTuple, Protocol
+
+import pytest
+from typeguard import TypeCheckError, TypeCheckMemo
+
+from refgrad import Value
+from refgrad.ops.spec import N
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"under_test_{name}", HERE / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+policy = _load("_typeguard_policy")
+repeats = _load("typeguard_repeats")
+
+
+class Pair(NamedTuple):
+    first: float
+    second: float
+
+
+class HasData(Protocol):
+    data: float
+
+
+@pytest.mark.parametrize(
+    ("annotation", "names"),
+    [
+        (float, frozenset()),
+        (Value, frozenset()),
+        (None, frozenset()),
+        (typing.Any, frozenset()),
+        (float | Value, frozenset()),
+        (typing.Optional[Value], frozenset()),  # noqa: UP045 (the typing.Union spelling on purpose)
+        (N, frozenset({"Value"})),
+        (typing.ForwardRef("Value", module="refgrad.value"), frozenset({"Value"})),
+        (typing.ForwardRef("Value"), None),  # resolved in the caller's globals: not remembered
+        (numbers.Real, None),  # an ABC: registration, not the class hierarchy alone
+        (HasData, None),  # a protocol reads the value's attributes
+        (Pair, None),  # a NamedTuple's fields are checked one by one
+        (tuple[float, ...], None),  # a container's items are checked
+        (list[Value], None),
+        (Literal[1], None),
+        (float | tuple[float, ...], None),
+    ],
+)
+def test_only_verdicts_decided_by_the_class_are_remembered(annotation: object, names: frozenset[str] | None) -> None:
+    """A pass is remembered only where every value of the same class would pass too."""
+    assert policy.class_decided_names(annotation) == names
+
+
+def test_a_remembered_pass_never_hides_a_failure() -> None:
+    """After floats pass ``float | None``, a str is still checked in full and fails; its class is not remembered."""
+    memo = TypeCheckMemo(globals(), {})
+    policy.check_remembering_class_verdicts(0.5, float | None, memo)
+    assert (float | None, float) in policy._passed
+    with pytest.raises(TypeCheckError):
+        policy.check_remembering_class_verdicts("x", float | None, memo)
+    assert (float | None, str) not in policy._passed
+    # A forward reference shadowed by a local of the checked function is never taken from the memory.
+    shadowed = TypeCheckMemo(globals(), {"Value": int})
+    reference = typing.ForwardRef("Value", module="refgrad.value")
+    policy.check_remembering_class_verdicts(Value(1.0), reference, TypeCheckMemo(globals(), {}))
+    assert (reference, Value) in policy._passed
+    with pytest.raises(TypeCheckError):
+        policy.check_remembering_class_verdicts(Value(1.0), reference, shadowed)
+
+
+def _record(tmp_path: Path, records: dict[str, tuple[float, list[str]]]) -> Path:
+    path = tmp_path / "flows.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+def test_left_out_tests_only_repeat_flows_others_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Slowest first, a test is left out only while every flow it checks is still checked by one that stays."""
+    flows = _record(
+        tmp_path,
+        {
+            "slow_repeat": (90.0, ["f | x | float", "f | return | float"]),
+            "slow_unique": (80.0, ["g | x | str"]),
+            "twin_a": (30.0, ["h | x | int"]),
+            "twin_b": (20.0, ["h | x | int"]),
+            "cheap": (0.1, ["f | x | float", "f | return | float", "g | x | str"]),
+            "quick_repeat": (0.5, ["f | x | float"]),  # below MIN_SECONDS: never listed
+        },
+    )
+    listed = tmp_path / "repeats.txt"
+    assert repeats.main([str(flows), str(listed)]) == 0
+    # slow_unique goes too: its one flow is also checked by cheap, which stays (too quick to list);
+    # of the twins, the slower goes and the other stays for their shared flow.
+    assert repeats.read_list(listed) == ["slow_repeat", "slow_unique", "twin_a"]
+    assert repeats.main([str(flows), str(listed), "--check"]) == 0
+    assert "every flow is checked" in capsys.readouterr().out
+    # A list that leaves out the only test of a flow fails the check and names the flow.
+    listed.write_text("twin_a  # 30.0 s\ntwin_b  # 20.0 s\n", encoding="utf-8")
+    assert repeats.main([str(flows), str(listed), "--check"]) == 1
+    assert "h | x | int" in capsys.readouterr().out
