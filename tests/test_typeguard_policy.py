@@ -34,6 +34,9 @@ policy = _load("_typeguard_policy")
 repeats = _load("typeguard_repeats")
 
 
+NO_NAMES: frozenset[str] = frozenset()
+
+
 class Pair(NamedTuple):
     first: float
     second: float
@@ -46,12 +49,12 @@ class HasData(Protocol):
 @pytest.mark.parametrize(
     ("annotation", "names"),
     [
-        (float, frozenset()),
-        (Value, frozenset()),
-        (None, frozenset()),
-        (typing.Any, frozenset()),
-        (float | Value, frozenset()),
-        (typing.Optional[Value], frozenset()),  # noqa: UP045 (the typing.Union spelling on purpose)
+        (float, NO_NAMES),
+        (Value, NO_NAMES),
+        (None, NO_NAMES),
+        (typing.Any, NO_NAMES),
+        (float | Value, NO_NAMES),
+        (typing.Optional[Value], NO_NAMES),  # noqa: UP045 (the typing.Union spelling on purpose)
         (N, frozenset({"Value"})),
         (typing.ForwardRef("Value", module="refgrad.value"), frozenset({"Value"})),
         (typing.ForwardRef("Value"), None),  # resolved in the caller's globals: not remembered
