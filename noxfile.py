@@ -26,8 +26,10 @@ MUTMUT = "mutmut==3.8.1"
 # The fast part of the suite: no slow-marked tests (deep graphs, the CLI in child processes, micrograd's
 # whole demo), no benchmarks.
 FAST_TESTS = ["-m", "not slow", "--ignore=tests/benchmarks"]
-# One pytest-xdist worker per core. loadgroup keeps the tests of an xdist_group on one worker, so a
-# session fixture they share (the moons training run) is computed once.
+# One pytest-xdist worker per core. loadgroup is meant to keep the tests of an xdist_group on one
+# worker, so that a session fixture they share (the moons training run) is computed once; with
+# pytest 9.2 it silently does not (pytest-xdist issue 1386: the group suffix no longer reaches the
+# scheduler), so today each worker that gets one of those tests computes the fixture itself.
 PARALLEL = ["--numprocesses=auto", "--dist=loadgroup"]
 # The slowest tests and fixtures, printed at the end of each run so that the suite stays fast.
 DURATIONS = ["--durations=15", "--durations-min=2"]

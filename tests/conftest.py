@@ -55,9 +55,10 @@ def moons_run() -> TrainingRun:
 
     One run for the session: the run is immutable (an immutable model, tuples of records), and
     the tests that read it (full accuracy, micrograd's trajectory) ask the same question of the
-    same 100 steps. Under pytest-xdist those tests share the ``moons-training`` group, so one
-    worker trains once. Imported here, not at the top: the typeguard run instruments refgrad's
-    modules as they are first imported, which must come after its hook is in place.
+    same 100 steps. Under pytest-xdist those tests share the ``moons-training`` group, meant to
+    keep them on one worker (which pytest 9.2 defeats for now: see the noxfile). Imported here,
+    not at the top: the typeguard run instruments refgrad's modules as they are first imported,
+    which must come after its hook is in place.
     """
     from refgrad.moons import train
 

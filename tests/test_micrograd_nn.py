@@ -110,11 +110,11 @@ def _notebook_loop(value_type: Any, mlp_type: Any) -> DemoRun:
     return DemoRun(losses, accuracies, initial)
 
 
-# Session-scoped: under pytest-xdist the tests that read these run in one group, but another module's
-# test may run between them, which would tear a module-scoped fixture down and compute it again.
+# Session-scoped: on one worker another module's test may run between the tests that read these,
+# which would tear a module-scoped fixture down and compute it again.
 @pytest.fixture(scope="session")
 def micrograd_run() -> DemoRun:
-    """The notebook's loop on micrograd 0.1.0 itself (with the collector paused: seconds, not minutes)."""
+    """The notebook's loop on micrograd 0.1.0 itself (with the collector paused: under a minute, not five)."""
     return run_demo_notebook(micrograd.engine.Value, micrograd.nn.MLP)
 
 
