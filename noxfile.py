@@ -7,14 +7,23 @@ import shutil
 
 import nox
 
+# Sessions that run concurrently (--parallel, see below) came with nox 2026.10.
+nox.needs_version = ">=2026.10"
 nox.options.sessions = ["typecheck", "tests", "tests_typeguard", "lint", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
+# The default sessions run side by side, each in its own process with its output printed whole when
+# it ends: installing packages and type checking leave a core idle, which the tests take up.
+# `nox -j 1` runs them one after the other.
+nox.options.parallel = len(nox.options.sessions)
 
 # A local CPU build of torch; an open range would fetch a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 MICROGRAD = "micrograd==0.1.0"
-TEST_TOOLS = ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "numpy"]
+# pytest below 9.2: with 9.2, pytest-xdist's --dist=loadgroup silently stops grouping (pytest-xdist
+# issue 1386: the group suffix no longer reaches the scheduler), so fixtures meant to be computed once
+# per group were computed on each worker. Lift the cap when a pytest-xdist release works with 9.2.
+TEST_TOOLS = ["pytest>=8,<9.2", "pytest-xdist>=3.6", "hypothesis>=6.100", "numpy"]
 # The viz and demo extras: graph pictures and the moons plot are tested (and type-checked) too.
 PICTURES = ["graphviz>=0.20", "matplotlib>=3.7"]
 # pyright's wheel bundles its JavaScript; the nodejs extra brings Node.js as a wheel too, so nothing
@@ -26,10 +35,8 @@ MUTMUT = "mutmut==3.8.1"
 # The fast part of the suite: no slow-marked tests (deep graphs, the CLI in child processes, micrograd's
 # whole demo), no benchmarks.
 FAST_TESTS = ["-m", "not slow", "--ignore=tests/benchmarks"]
-# One pytest-xdist worker per core. loadgroup is meant to keep the tests of an xdist_group on one
-# worker, so that a session fixture they share (the moons training run) is computed once; with
-# pytest 9.2 it silently does not (pytest-xdist issue 1386: the group suffix no longer reaches the
-# scheduler), so today each worker that gets one of those tests computes the fixture itself.
+# One pytest-xdist worker per core. loadgroup keeps the tests of an xdist_group on one worker, so that
+# a session fixture they share (the moons training runs) is computed once.
 PARALLEL = ["--numprocesses=auto", "--dist=loadgroup"]
 # The slowest tests and fixtures, printed at the end of each run so that the suite stays fast.
 DURATIONS = ["--durations=15", "--durations-min=2"]
@@ -40,11 +47,11 @@ def _install_oracle(session: nox.Session) -> None:
     session.install("-e", ".[oracle]")
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright (strict) over refgrad/, tests/ and noxfile.py."""
     _install_oracle(session)
-    session.install("mypy>=1.10", PYRIGHT, "nox", MICROGRAD, TYPEGUARD, *TEST_TOOLS, *PICTURES)
+    session.install("mypy>=1.10", PYRIGHT, "nox", MICROGRAD, TYPEGUARD, COVERAGE, *TEST_TOOLS, *PICTURES)
     session.run("mypy")
     # This session's interpreter, where the optional libraries resolve (pyproject.toml names it too).
     python = os.path.join(session.bin, "python")
@@ -52,7 +59,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("pyright", "--pythonpath", python, env={"PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"})
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def tests(session: nox.Session) -> None:
     """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references; branch coverage of refgrad/."""
     _install_oracle(session)
@@ -62,6 +69,21 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *PARALLEL, *DURATIONS, "--cov", "--cov-report=term-missing:skip-covered", *session.posargs)
 
 
+# The tests session measures coverage with six 100-step trainings paused (tests/_coverage_repeats.py):
+# `nox -s coverage_repeats` runs the suite with and without them measured and checks that nothing is lost.
+@nox.session
+def coverage_repeats(session: nox.Session) -> None:
+    """The suite twice, repeats measured and not: the second run must measure each line and branch the first does."""
+    _install_oracle(session)
+    session.install(MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
+    tmp = session.create_tmp()
+    runs = {"everything": {"REFGRAD_COVERAGE_OF_REPEATS": "1"}, "paused": {}}
+    for name, env in runs.items():
+        data = os.path.join(tmp, f"{name}.coverage")
+        session.run("pytest", *PARALLEL, "--cov", "--cov-report=", *session.posargs, env={**env, "COVERAGE_FILE": data})
+    session.run("python", "tests/coverage_repeats.py", *(os.path.join(tmp, f"{name}.coverage") for name in runs))
+
+
 # The typeguard pass leaves out the fast tests listed here: every type flow each of them checks is
 # checked by a test that stays (tests/typeguard_repeats.py; `nox -s typeguard_flows` re-checks it).
 TYPEGUARD_REPEATS = "tests/typeguard_repeats.txt"
@@ -69,7 +91,8 @@ TYPEGUARD_REPEATS = "tests/typeguard_repeats.txt"
 
 def _typeguard_pytest(session: nox.Session, *args: str) -> None:
     _install_oracle(session)
-    session.install(MICROGRAD, TYPEGUARD, *TEST_TOOLS, *PICTURES)
+    # coverage: the check of the coverage pauses (tests/test_coverage_repeats.py) reads coverage data.
+    session.install(MICROGRAD, TYPEGUARD, COVERAGE, *TEST_TOOLS, *PICTURES)
     session.run(
         "python",
         "-m",  # puts the project directory on sys.path, for the tests._typeguard_policy plugin
@@ -85,7 +108,7 @@ def _typeguard_pytest(session: nox.Session, *args: str) -> None:
     )
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def tests_typeguard(session: nox.Session) -> None:
     """The fast tests again (less repeats of checked flows), with typeguard checking every annotation in refgrad/."""
     _typeguard_pytest(session, f"--typeguard-leave-out={TYPEGUARD_REPEATS}", *session.posargs)
@@ -111,7 +134,7 @@ def mutation(session: nox.Session) -> None:
     session.run("python", "tests/mutation/report.py", "docs/mutation.md")
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
@@ -119,7 +142,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def docs(session: nox.Session) -> None:
     """Build the documentation with Sphinx, warnings as errors."""
     session.install("-e", ".")

@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 import pytest
+from _coverage_repeats import coverage_paused
 from hypothesis import settings
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ def moons_run() -> TrainingRun:
     same 100 steps. Under pytest-xdist those tests share the ``moons-training`` group, meant to
     keep them on one worker (which pytest 9.2 defeats for now: see the noxfile). Imported here,
     not at the top: the typeguard run instruments refgrad's modules as they are first imported,
-    which must come after its hook is in place.
+    which must come after its hook is in place. Run with coverage paused: its steps repeat lines
+    and branches that shorter runs measure (tests/_coverage_repeats.py).
     """
     from refgrad.moons import train
 
-    return train(steps=100, seed=1337)
+    with coverage_paused():
+        return train(steps=100, seed=1337)

@@ -12,6 +12,7 @@ from typing import Any
 import micrograd.engine
 import micrograd.nn
 import pytest
+from _coverage_repeats import coverage_paused
 
 from refgrad.datasets import make_moons
 from refgrad.micrograd.engine import Value
@@ -65,9 +66,11 @@ def run_demo_notebook(value_type: Any, mlp_type: Any) -> DemoRun:
 
     Typed ``Any`` on purpose: the notebook's code is duck-typed, and the same lines run on
     micrograd 0.1.0 (which has no type information) and on refgrad.micrograd. It runs with
-    the collector paused (``collector_paused``), collecting once per step, for both engines.
+    the collector paused (``collector_paused``), collecting once per step, for both engines, and
+    with coverage paused: its 100 steps repeat lines and branches that the shorter tests here
+    measure (tests/_coverage_repeats.py).
     """
-    with collector_paused():
+    with collector_paused(), coverage_paused():
         return _notebook_loop(value_type, mlp_type)
 
 

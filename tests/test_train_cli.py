@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from _coverage_repeats import child_environment
 
 from refgrad.cli import main
 from refgrad.moons import ProgressBar, StepRecord
@@ -17,9 +18,16 @@ from refgrad.moons import ProgressBar, StepRecord
 FINAL_LINE = re.compile(r"^final loss (\d+\.\d+), accuracy (\d+\.\d)% after (\d+) steps$")
 
 
-def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, cwd: Path | None = None, measured: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m refgrad ARGS`` in a child process; ``measured=False``: a repeat, run without coverage."""
     return subprocess.run(
-        [sys.executable, "-m", "refgrad", *args], capture_output=True, text=True, timeout=600, check=False, cwd=cwd
+        [sys.executable, "-m", "refgrad", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=cwd,
+        env=None if measured else child_environment(),
     )
 
 
@@ -27,7 +35,8 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 def test_train_reaches_full_accuracy_and_plots(tmp_path: Path) -> None:
     """The demo command trains to 100% accuracy, reports it on its last line and writes a PNG plot."""
     plot = tmp_path / "moons.png"
-    result = _run("train", "--plot", str(plot))
+    # Its 100 steps repeat what the 3-step runs below measure (tests/_coverage_repeats.py).
+    result = _run("train", "--plot", str(plot), measured=False)
     assert result.returncode == 0, result.stderr
     last = result.stdout.splitlines()[-1]
     match = FINAL_LINE.match(last)
@@ -78,6 +87,19 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, tmp
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("refgrad: error:")
     assert message in result.stderr
+
+
+def test_a_short_run_plots_in_process(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """train --steps 3 --plot: the plot is written and said so before the final line (measured in-process)."""
+    plot = tmp_path / "short.png"
+    status = main(["train", "--steps", "3", "--seed", "5", "--plot", str(plot)])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert lines[-2] == f"plot written to {plot}"
+    match = FINAL_LINE.match(lines[-1])
+    assert match is not None, lines[-1]
+    assert match.group(3) == "3"
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_plot_without_matplotlib_names_the_extra(
