@@ -14,6 +14,8 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
   adapters for refgrad, ``refgrad.micrograd`` and any micrograd-style class;
 * :mod:`~refgrad.oracle.compare`: :func:`check_program`, every check for one
   program;
+* :mod:`~refgrad.oracle.findings`: the catalogue of finding kinds (defects and
+  warnings) and :class:`Finding`;
 * :mod:`~refgrad.oracle.runner`: :func:`verify`, a seeded run with per-op
   statistics and a shrunk counterexample;
 * :mod:`~refgrad.oracle.report`: the text ``python -m refgrad verify`` prints;
@@ -41,6 +43,7 @@ from refgrad.oracle.engines import (
     load_engine,
     probe,
 )
+from refgrad.oracle.findings import KINDS, Finding, FindingKind
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
@@ -49,6 +52,7 @@ from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, Tor
 from refgrad.oracle.worker import IsolatedEngine
 
 __all__ = [
+    "KINDS",
     "TORCH_REFERENCES",
     "Check",
     "Const",
@@ -57,6 +61,8 @@ __all__ = [
     "EngineRun",
     "EngineSpecError",
     "ExampleDatabase",
+    "Finding",
+    "FindingKind",
     "FiniteDifference",
     "FiniteDifferenceSkip",
     "Form",

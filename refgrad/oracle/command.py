@@ -300,7 +300,7 @@ def _run(
     err.write(f"refgrad verify: {examples} random graphs on {engine.name}, {what}seed {seed}, {scope}\n")
     report = verify(engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err), order=order)
     out.write(format_report(report))
-    if report.graphs == 0 and report.failure is None:
+    if report.graphs == 0 and report.passed:
         err.write("refgrad: error: the engine supports none of the ops asked for\n")
         return 2
     if report.failure is not None and store is not None:

@@ -53,12 +53,15 @@ __all__ = [
     "ForwardModeEngine",
     "ForwardModeRun",
     "MicrogradStyleEngine",
+    "Probed",
     "RefgradEngine",
     "SecondOrderEngine",
     "SecondOrderRun",
     "load_engine",
     "probe",
+    "probe_forms",
     "probe_program",
+    "refuses",
     "start_run",
 ]
 
@@ -553,33 +556,68 @@ def probe_program(op: str, form: Form) -> Program:
     raise ValueError(f"no probe point found for op {op!r}")
 
 
-def probe(engine: Engine, forms: Iterable[tuple[str, Form]]) -> dict[tuple[str, Form], str]:
-    """The (op, form) pairs ``engine`` cannot run, each with the reason.
+@dataclass(frozen=True, slots=True)
+class Probed:
+    """What probing found: forms the engine lacks, and forms it has that fail on an ordinary in-domain program."""
+
+    unsupported: Mapping[tuple[str, Form], str]
+    """Lacking, with the reason: no such method, Python's operator dispatch refusing the operand
+    types, ``NotImplementedError``, or an assertion refusing the operands."""
+    broken: Mapping[tuple[str, Form], tuple[EngineFailure, Program]]
+    """Present but failing inside, with the failure and the one-step program that shows it: any
+    other exception (``NameError``, ``RecursionError``, a ``TypeError`` from the method's own
+    signature, ...), or a result that is not a number (``None`` returned, a node in ``.data``)."""
+
+
+# Messages of the TypeError Python itself raises when no operator method accepts the operands.
+_DISPATCH_REFUSALS: Final = ("unsupported operand type(s) for", "bad operand type for")
+
+
+def refuses(failure: EngineFailure) -> bool:
+    """Whether a failure on an in-domain probe is the engine declining the operands, rather than failing inside."""
+    if failure.exception in ("NotImplementedError", "AssertionError"):
+        return True
+    return failure.exception == "TypeError" and failure.message.startswith(_DISPATCH_REFUSALS)
+
+
+def probe_forms(engine: Engine, forms: Iterable[tuple[str, Form]]) -> Probed:
+    """Which (op, form) pairs ``engine`` lacks, and which it has but cannot run on an ordinary point.
 
     A strict engine promises every registry op and is not probed. Others are
     asked first for the methods they need, then run on a small in-domain
-    program per pair: an exception other than a domain signal means
-    "unsupported". Changing a node in place, hanging or dying are findings,
-    not missing ops: after the first hang or death, only the methods are asked for.
+    program per pair (:func:`probe_program`). A domain signal there is left
+    to the run's checks; changing a node in place, hanging or dying are
+    findings of the run too: after the first hang or death, only the methods
+    are asked for.
     """
     unsupported: dict[tuple[str, Form], str] = {}
+    broken: dict[tuple[str, Form], tuple[EngineFailure, Program]] = {}
     if engine.strict:
-        return unsupported
+        return Probed(unsupported, broken)
     missing = engine.missing if isinstance(engine, _KnowsMissing) else None
     running = True
     for op, form in forms:
         reason = missing(op) if missing is not None else None
         if reason is None and running:
-            failure = engine.run(probe_program(op, form)).failure
+            program = probe_program(op, form)
+            failure = engine.run(program).failure
             if failure is not None and failure.stage == "process":
                 # A hang or a crash is not a missing op but a finding, for the run to report
                 # (with a shrunk program); probing on would only meet it again, a timeout each.
                 running = False
             elif failure is not None and not failure.domain_signal and failure.exception != "mutation":
-                reason = failure.describe()
+                if refuses(failure):
+                    reason = failure.describe()
+                else:
+                    broken[(op, form)] = (failure, program)
         if reason is not None:
             unsupported[(op, form)] = reason
-    return unsupported
+    return Probed(unsupported, broken)
+
+
+def probe(engine: Engine, forms: Iterable[tuple[str, Form]]) -> dict[tuple[str, Form], str]:
+    """The (op, form) pairs ``engine`` lacks, each with the reason (see :func:`probe_forms`)."""
+    return dict(probe_forms(engine, forms).unsupported)
 
 
 def describe_form(op: str, form: Form) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Final
 
+from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, Finding
 from refgrad.oracle.runner import OpStats, VerificationReport
 
-__all__ = ["format_failure", "format_report", "format_summary", "format_table"]
+__all__ = ["format_broken", "format_failure", "format_report", "format_summary", "format_table"]
 
 _COLUMNS = (
     "op",
@@ -99,11 +100,47 @@ def format_summary(report: VerificationReport) -> str:
     if report.unsupported:
         left_out = "; ".join(f"{what}: {reason}" for what, reason in report.unsupported.items())
         lines.append(f"left out (the engine does not support them): {left_out}")
+    lines.append(f"op forms checked: {report.forms_checked} of {report.forms_asked}")
+    lines += [_finding_line(finding) for finding in report.findings if finding.kind is not DISAGREEMENT]
     if report.passed:
         lines.append("OK: every check agreed with torch (float64) and finite differences")
     else:
-        lines.append("FAILED: a check disagreed (the shrunk counterexample follows)")
+        counted = len(report.defects)
+        lines.append(
+            f"FAILED: {counted} defect{'s' if counted != 1 else ''}"
+            + ("; a check disagreed (the shrunk counterexample follows)" if report.failure is not None else "")
+        )
     return "\n".join(lines)
+
+
+def _finding_line(finding: Finding) -> str:
+    """One finding: its severity and kind, the summary, and what it means and what to do."""
+    return (
+        f"{finding.severity.upper()} [{finding.kind.name}] {finding.summary}\n"
+        f"  ({finding.kind.meaning}; {finding.kind.advice})"
+    )
+
+
+def format_broken(report: VerificationReport) -> str:
+    """Each broken op form: its one-step program (as read and as JSON) and a script reproducing it."""
+    blocks: list[str] = []
+    for finding in report.findings:
+        if finding.kind is not BROKEN_OP or finding.program is None:
+            continue
+        blocks.append(
+            "\n".join(
+                [
+                    f"broken: {finding.summary}",
+                    f"  {finding.program}",
+                    f"  program (JSON): {finding.program.to_json()}",
+                    "",
+                    "reproduce it (engine, then torch):",
+                    "",
+                    finding.script or "",
+                ]
+            ).rstrip()
+        )
+    return "\n\n".join(blocks)
 
 
 def format_failure(report: VerificationReport) -> str:
@@ -127,6 +164,9 @@ def format_failure(report: VerificationReport) -> str:
 def format_report(report: VerificationReport) -> str:
     """Table, summary and (if any) the failure, as ``python -m refgrad verify`` prints them."""
     parts = [format_table(report), "", format_summary(report)]
+    broken = format_broken(report)
+    if broken:
+        parts += ["", broken]
     if report.failure is not None:
         parts += ["", format_failure(report)]
     return "\n".join(parts).rstrip() + "\n"

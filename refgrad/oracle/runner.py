@@ -28,12 +28,14 @@ from refgrad.oracle.engines import (
     EngineRun,
     ForwardModeEngine,
     ForwardModeRun,
+    Probed,
     SecondOrderEngine,
     SecondOrderRun,
     describe_form,
-    probe,
+    probe_forms,
     start_run,
 )
+from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, LITTLE_CHECKED, Finding
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
 from refgrad.value import as_count
@@ -152,11 +154,27 @@ class VerificationReport:
     """1: values and first derivatives; 2: second derivatives too."""
     forward_mode: bool = False
     """Whether the engine has forward mode, so forward-mode checks were made (they are made in every run if so)."""
+    findings: tuple[Finding, ...] = ()
+    """Everything the run found, defects first: broken ops, the shrunk disagreement, warnings."""
+    forms_checked: int = 0
+    """Operand forms (``pow (x, c)``, ``neg``, ...) drawn in the random programs."""
+    forms_asked: int = 0
+    """Operand forms the run was asked to check (every registry op's, or those of ``ops``)."""
 
     @property
     def passed(self) -> bool:
-        """No check disagreed."""
-        return self.failure is None
+        """No defect: nothing broken, no check disagreed (warnings do not fail a run)."""
+        return self.failure is None and not self.defects
+
+    @property
+    def defects(self) -> tuple[Finding, ...]:
+        """The findings that fail the run."""
+        return tuple(finding for finding in self.findings if finding.severity == "defect")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        """The findings that do not."""
+        return tuple(finding for finding in self.findings if finding.severity == "warning")
 
     @property
     def graphs_per_second(self) -> float:
@@ -274,13 +292,66 @@ class _DisagreementError(Exception):
         self.outcome = outcome
 
 
-def _check_the_rest(progress: object, max_steps: object, out_of_domain: object) -> int:
-    """``verify``'s other arguments checked; returns ``max_steps``."""
+def _counts(examples: object, seed_value: object, max_steps: object) -> tuple[int, int, int]:
+    """``verify``'s counts checked."""
+    return (
+        as_count(examples, "examples"),
+        as_count(seed_value, "seed_value", minimum=None),
+        as_count(max_steps, "max_steps"),
+    )
+
+
+def _check_the_rest(progress: object, out_of_domain: object) -> None:
+    """``verify``'s other arguments checked."""
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable (done, total) or None, got {type(progress).__name__}")
     if out_of_domain not in ("never", "sometimes", "always"):
         raise ValueError(f"out_of_domain must be 'never', 'sometimes' or 'always', got {out_of_domain!r:.80}")
-    return as_count(max_steps, "max_steps")
+
+
+def _check_order(engine: Engine, order: int) -> None:
+    if order == 2 and not isinstance(engine, SecondOrderEngine):
+        raise ValueError(
+            f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot "
+            "(its gradients are floats)"
+        )
+
+
+def _probe(engine: Engine, ops: Iterable[str] | None) -> tuple[Probed, tuple[tuple[str, Form], ...], int]:
+    """What probing found, the forms left to draw (neither unsupported nor broken), how many were asked for."""
+    candidates = all_forms(ops)
+    probed = probe_forms(engine, candidates)
+    forms = tuple(pair for pair in candidates if pair not in probed.unsupported and pair not in probed.broken)
+    return probed, forms, len(candidates)
+
+
+def _probe_findings(engine: Engine, probed: Probed, checked: int, asked: int) -> list[Finding]:
+    """Broken forms (defects), and a warning when fewer than half of the forms asked for can be checked."""
+    findings = [
+        Finding(
+            BROKEN_OP,
+            op,
+            describe_form(op, form),
+            f"{describe_form(op, form)}: {failure.describe()}",
+            program,
+            engine.script(program),
+        )
+        for (op, form), (failure, program) in probed.broken.items()
+    ]
+    if 2 * checked < asked:
+        findings.append(Finding(LITTLE_CHECKED, None, None, f"checked {checked} of {asked} op forms"))
+    return findings
+
+
+def _disagreement(failure: Outcome, script: str) -> Finding:
+    """The shrunk first disagreement as a finding, named by its op when it uses only one."""
+    first = failure.failures[0]
+    ops = sorted(failure.program.ops())
+    summary = (
+        f"{first.kind} check on a program of {len(failure.program.steps)} step(s) using "
+        f"{', '.join(ops) or 'no op'}: {first.detail}"
+    )
+    return Finding(DISAGREEMENT, ops[0] if len(ops) == 1 else None, None, summary, failure.program, script)
 
 
 def verify(
@@ -303,22 +374,16 @@ def verify(
     (``ValueError`` naming the engine otherwise).
     """
     engine = engine_argument(engine)
-    examples = as_count(examples, "examples")
-    seed_value = as_count(seed_value, "seed_value", minimum=None)
+    examples, seed_value, max_steps = _counts(examples, seed_value, max_steps)
     order = order_argument(order)
     ops = None if ops is None else op_names_argument(ops)
-    max_steps = _check_the_rest(progress, max_steps, out_of_domain)
-    if order == 2 and not isinstance(engine, SecondOrderEngine):
-        raise ValueError(
-            f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot "
-            "(its gradients are floats)"
-        )
+    _check_the_rest(progress, out_of_domain)
+    _check_order(engine, order)
     forward_mode = isinstance(engine, ForwardModeEngine)
     _load_every_refgrad_module()
-    candidates = all_forms(ops)
-    unsupported = probe(engine, candidates)
-    forms: tuple[tuple[str, Form], ...] = tuple(pair for pair in candidates if pair not in unsupported)
-    unsupported_text = {describe_form(op, form): reason for (op, form), reason in unsupported.items()}
+    probed, forms, asked = _probe(engine, ops)
+    unsupported_text = {describe_form(op, form): reason for (op, form), reason in probed.unsupported.items()}
+    findings = _probe_findings(engine, probed, len(forms), asked)
     used = {op for op, _ in forms}
     tally = _Tally({spec.name: OpStats() for spec in registry if spec.name in used})
     started = time.perf_counter()
@@ -340,6 +405,9 @@ def verify(
             None,
             order=order,
             forward_mode=forward_mode,
+            findings=tuple(findings),
+            forms_checked=len(forms),
+            forms_asked=asked,
         )
     failing = False
     generation_ended: float | None = None
@@ -384,6 +452,8 @@ def verify(
         run()
     except _DisagreementError as found:
         failure = found.outcome
+    if failure is not None:
+        findings.insert(len(probed.broken), _disagreement(failure, engine.script(failure.program)))
     # Shrinking is not checking new graphs: the rate counts the generation phase only.
     seconds = (generation_ended or time.perf_counter()) - started
     graphs = max(tally.graphs, 1)
@@ -404,4 +474,7 @@ def verify(
         failure_script=None if failure is None else engine.script(failure.program),
         order=order,
         forward_mode=forward_mode,
+        findings=tuple(findings),
+        forms_checked=len(forms),
+        forms_asked=asked,
     )

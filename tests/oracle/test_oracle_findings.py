@@ -1,0 +1,173 @@
+"""Broken versus unsupported: an op the engine lacks is left out, an op it has that fails inside is a defect.
+
+Each engine below is the toy engine with one or more methods written the way published engines
+get them wrong; every broken method is reported in the same run, each with its one-step program.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from _toy_engine import ToyValue
+
+from refgrad.oracle import MicrogradStyleEngine, verify
+from refgrad.oracle.engines import probe_forms
+from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, KINDS, LITTLE_CHECKED, FindingKind
+from refgrad.oracle.report import format_report
+from refgrad.oracle.strategies import all_forms
+
+
+class ThreeBrokenMethods(ToyValue):
+    """A relu without ``return out``, a tanh calling a name never imported, a __neg__ with an extra parameter."""
+
+    def relu(self) -> Any:
+        self._make(max(self.data, 0.0), (self,), lambda: (1.0 if self.data > 0 else 0.0,))
+
+    def tanh(self) -> ToyValue:
+        value = float(numpy_tanh(self.data))  # type: ignore[name-defined]  # noqa: F821  # pyright: ignore[reportUndefinedVariable]  # the planted NameError
+        return self._make(value, (self,), lambda: (1.0 - value * value,))
+
+    def __neg__(self, other: Any) -> ToyValue:  # type: ignore[override]  # noqa: PLE0302  # the planted extra parameter
+        return self * -1.0
+
+
+class RecursivePower(ToyValue):
+    """__pow__ and __rpow__ handing a node exponent to each other until RecursionError."""
+
+    def __pow__(self, exponent: Any) -> ToyValue:
+        if isinstance(exponent, RecursivePower):
+            return exponent.__rpow__(self)
+        return super().__pow__(exponent)
+
+    def __rpow__(self, base: Any) -> ToyValue:
+        return base**self  # type: ignore[no-any-return]
+
+
+class LacksMost:
+    """Only add and mul (no reflections, no other methods): the other ops are absent, not broken."""
+
+    def __init__(self, data: float, children: tuple[LacksMost, ...] = (), partials: tuple[float, ...] = ()) -> None:
+        self.data = data
+        self.grad = 0.0
+        self._children = children
+        self._partials = partials
+
+    def __add__(self, other: Any) -> LacksMost:
+        other = other if isinstance(other, LacksMost) else LacksMost(other)
+        return LacksMost(self.data + other.data, (self, other), (1.0, 1.0))
+
+    def __mul__(self, other: Any) -> LacksMost:
+        other = other if isinstance(other, LacksMost) else LacksMost(other)
+        return LacksMost(self.data * other.data, (self, other), (other.data, self.data))
+
+    def backward(self) -> None:
+        order: list[LacksMost] = []
+        seen: set[int] = set()
+
+        def visit(node: LacksMost) -> None:
+            if id(node) not in seen:
+                seen.add(id(node))
+                for child in node._children:
+                    visit(child)
+                order.append(node)
+
+        visit(self)
+        self.grad = 1.0
+        for node in reversed(order):
+            for child, partial in zip(node._children, node._partials, strict=True):
+                child.grad += partial * node.grad
+
+
+class AssertsFloatExponents(ToyValue):
+    """micrograd's way of refusing a node exponent: an assertion on the operand's type (unsupported, not broken)."""
+
+    def __pow__(self, exponent: Any) -> ToyValue:
+        assert isinstance(exponent, int | float), "only supporting int/float powers for now"
+        return super().__pow__(exponent)
+
+
+def test_broken_methods_are_defects_and_all_are_reported_in_one_run() -> None:
+    """relu returning None, tanh's NameError and __neg__'s extra parameter: three defects, nothing left out."""
+    report = verify(MicrogradStyleEngine(ThreeBrokenMethods), examples=50, seed_value=1)
+    assert not report.passed
+    broken = {(finding.op, finding.form) for finding in report.defects if finding.kind is BROKEN_OP}
+    # sub is built from neg in no form here, so only neg's own form is broken.
+    assert broken == {("relu", "relu"), ("tanh", "tanh"), ("neg", "neg")}
+    by_op = {finding.op: finding for finding in report.defects}
+    assert "NameError" in by_op["tanh"].summary
+    assert "numpy_tanh" in by_op["tanh"].summary
+    assert "TypeError" in by_op["neg"].summary
+    assert "without .data" in by_op["relu"].summary
+    for finding in report.defects:
+        assert finding.program is not None
+        assert finding.op in finding.program.ops()
+    assert {"relu", "tanh", "neg"}.isdisjoint(report.stats)  # not drawn: each is reported once, by its probe
+    assert not any(what.startswith(("relu", "tanh", "neg")) for what in report.unsupported)
+    text = format_report(report)
+    assert "DEFECT [broken-op] tanh: NameError" in text
+    assert "FAILED: 3 defects" in text
+
+
+def test_mutual_recursion_is_broken_in_the_node_exponent_forms_only() -> None:
+    """RecursionError from __pow__ and __rpow__: node ** node is broken; x ** 2.0 still works and is checked."""
+    probed = probe_forms(MicrogradStyleEngine(RecursivePower), all_forms(["pow", "vpow"]))
+    assert {op for op, _ in probed.broken} == {"vpow"}
+    assert all(failure.exception == "RecursionError" for failure, _ in probed.broken.values())
+    assert ("pow", ("node",)) not in probed.broken
+    assert not probed.unsupported
+
+
+def test_missing_methods_and_refusing_assertions_are_unsupported_not_defects() -> None:
+    """Absent methods and micrograd's type assertion are left out; the run says how little it checked."""
+    report = verify(MicrogradStyleEngine(LacksMost), examples=30, seed_value=2)
+    assert report.passed, [finding.summary for finding in report.defects]
+    assert set(report.stats) == {"add", "mul"}
+    assert report.unsupported["sub (x, x)"].startswith("TypeError building node 2: unsupported operand type(s) for -")
+    assert report.unsupported["exp"] == "no method 'exp'"
+    assert report.forms_checked < report.forms_asked / 2
+    (warning,) = report.warnings
+    assert warning.kind is LITTLE_CHECKED
+    assert warning.summary == f"checked {report.forms_checked} of {report.forms_asked} op forms"
+    text = format_report(report)
+    assert f"op forms checked: {report.forms_checked} of {report.forms_asked}" in text
+    assert "WARNING [little-checked]" in text
+    asserting = probe_forms(MicrogradStyleEngine(AssertsFloatExponents), all_forms(["vpow"]))
+    assert not asserting.broken
+    assert any("AssertionError" in reason for reason in asserting.unsupported.values())
+
+
+def test_a_correct_engine_has_no_findings() -> None:
+    """The toy engine itself: every form checked, nothing found."""
+    report = verify(MicrogradStyleEngine(ToyValue), examples=30, seed_value=3)
+    assert report.passed
+    assert report.findings == ()
+    assert report.forms_checked == report.forms_asked == len(all_forms())
+
+
+def test_a_disagreement_is_a_defect_finding_with_its_program() -> None:
+    """The shrunk disagreement is a finding too, named by its op when it uses only one."""
+
+    class WrongExp(ToyValue):
+        def exp(self) -> ToyValue:
+            value = math.exp(self.data)
+            return self._make(value, (self,), lambda: (2.0 * value,))
+
+    report = verify(MicrogradStyleEngine(WrongExp), examples=300, seed_value=4)
+    (finding,) = report.defects
+    assert finding.kind is DISAGREEMENT
+    assert finding.op == "exp"
+    assert report.failure is not None
+    assert finding.program == report.failure.program
+
+
+@pytest.mark.parametrize("kind", list(KINDS.values()), ids=list(KINDS))
+def test_every_kind_says_what_it_means_and_what_to_do(kind: FindingKind) -> None:
+    """The catalogue: each kind under its own name, a severity, and a sentence each of meaning and advice."""
+    assert KINDS[kind.name] is kind
+    assert kind.severity in ("defect", "warning")
+    assert kind.meaning[:1].islower()
+    assert not kind.meaning.endswith(".")
+    assert kind.advice[:1].islower()
+    assert not kind.advice.endswith(".")
