@@ -24,12 +24,13 @@ Two more things make the run fit in minutes without checking less:
   what it let through is sent to the controller, which lists the whole run's.
 
 ``--typeguard-flows PATH`` writes what the run checked: every distinct (function, argument or
-return value, the value's class with the classes of its first items) that typeguard saw, one per
-line. ``nox -s typeguard_flows`` compares the default pass with the whole fast suite by it.
+return value, the shape of the value: what of it the check can depend on, see ``_shape``) that
+typeguard saw. ``nox -s typeguard_flows`` compares the default pass with the whole fast suite by it.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import json
 import re
@@ -196,23 +197,62 @@ def pytest_runtest_protocol(item: pytest.Item) -> typing.Generator[None, object,
         _current[0] = set()
 
 
-def _shape(value: object, depth: int = 0) -> str:
-    """The value's class, with the shapes of the items typeguard looks at (a tuple's first four, others' first)."""
+# What a flow says of a value its annotation accepts whatever it is (``object``, ``Any``).
+_ANYTHING = "*"
+# Annotations whose check typeguard makes on the first item only (its default collection strategy).
+_FIRST_ITEM_ORIGINS = frozenset(
+    {
+        list,
+        set,
+        frozenset,
+        collections.abc.Sequence,
+        collections.abc.MutableSequence,
+        collections.abc.Iterable,
+        collections.abc.Collection,
+        collections.abc.Set,
+    }
+)
+_MAPPING_ORIGINS = frozenset({dict, collections.abc.Mapping, collections.abc.MutableMapping})
+
+
+def _shape(value: object, annotation: object = None, depth: int = 0) -> str:
+    """What of ``value`` typeguard's check against ``annotation`` can depend on: its class and its items' shapes.
+
+    Read with the annotation where it is a plain container type: a ``tuple[X, ...]`` by the set of
+    its items' shapes (each item is checked against ``X``, in any order and number), a fixed
+    tuple item by item, a list, set or mapping by its first item (all typeguard checks), and a
+    value whose annotation accepts anything (``object``, ``Any``) as ``*``. Without such an
+    annotation (a union, a forward reference, a nested item), by the class of the value and of
+    its first items, as typeguard reads it: a tuple's first four, others' first.
+    """
+    if annotation is object or annotation is typing.Any:
+        return _ANYTHING
     cls = type(value)
     name = f"{cls.__module__}.{cls.__qualname__}"
-    if depth >= 2:
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if depth >= 3 or (origin is None and depth >= 2):
         return name
-    items: list[object]
     if isinstance(value, tuple):
-        items = list(typing.cast("tuple[object, ...]", value)[:4])
-    elif isinstance(value, dict):
+        items: list[object] = list(typing.cast("tuple[object, ...]", value))
+        if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
+            shapes = sorted({_shape(item, arguments[0], depth + 1) for item in items})
+            return f"{name}[{' | '.join(shapes)}, ...]"
+        if origin is tuple and len(arguments) == len(items):
+            return f"{name}[{', '.join(_shape(i, a, depth + 1) for i, a in zip(items, arguments, strict=True))}]"
+        return f"{name}[{', '.join(_shape(item, None, depth + 1) for item in items[:4])}]"
+    if isinstance(value, dict):
         first = next(iter(typing.cast("dict[object, object]", value).items()), None)
-        items = [] if first is None else list(first)
-    elif isinstance(value, list | set | frozenset):
-        items = list(typing.cast("list[object]", value))[:1]
-    else:
-        return name
-    return f"{name}[{', '.join(_shape(item, depth + 1) for item in items)}]"
+        if first is None:
+            return f"{name}[]"
+        if origin in _MAPPING_ORIGINS and len(arguments) == 2:
+            return f"{name}[{_shape(first[0], arguments[0], depth + 1)}, {_shape(first[1], arguments[1], depth + 1)}]"
+        return f"{name}[{_shape(first[0], None, depth + 1)}, {_shape(first[1], None, depth + 1)}]"
+    if isinstance(value, list | set | frozenset):
+        head = list(typing.cast("list[object]", value))[:1]
+        element = arguments[0] if origin in _FIRST_ITEM_ORIGINS and len(arguments) == 1 else None
+        return f"{name}[{', '.join(_shape(item, element, depth + 1) for item in head)}]"
+    return name
 
 
 def _record_flows() -> None:
@@ -224,12 +264,12 @@ def _record_flows() -> None:
         func_name: str, arguments: dict[str, tuple[object, object]], memo: TypeCheckMemo
     ) -> typing.Literal[True]:
         module = memo.globals.get("__name__", "?")
-        for name, (value, _) in arguments.items():
-            _current[0].add(f"{module}.{func_name} | {name} | {_shape(value)}")
+        for name, (value, annotation) in arguments.items():
+            _current[0].add(f"{module}.{func_name} | {name} | {_shape(value, annotation)}")
         return check_arguments(func_name, arguments, memo)
 
     def recording_return(func_name: str, retval: object, annotation: object, memo: TypeCheckMemo) -> object:
-        _current[0].add(f"{memo.globals.get('__name__', '?')}.{func_name} | return | {_shape(retval)}")
+        _current[0].add(f"{memo.globals.get('__name__', '?')}.{func_name} | return | {_shape(retval, annotation)}")
         return check_return(func_name, retval, annotation, memo)
 
     replacements: dict[str, Callable[..., object]] = {

@@ -119,3 +119,25 @@ def test_left_out_tests_only_repeat_flows_others_check(tmp_path: Path, capsys: p
     listed.write_text("twin_a  # 30.0 s\ntwin_b  # 20.0 s\n", encoding="utf-8")
     assert repeats.main([str(flows), str(listed), "--check"]) == 1
     assert "h | x | int" in capsys.readouterr().out
+
+
+IntRows = tuple[tuple[int, ...], ...]
+
+
+def test_a_flow_tells_values_apart_only_where_the_check_could_tell() -> None:
+    """Shapes: a tuple[X, ...] by the set of its items' shapes, a fixed tuple item by item, object as anything."""
+    shape = policy._shape
+    # Each item of a tuple[X, ...] is checked against X: their order and number change nothing.
+    assert shape(((), (1, 2, 3), (4,)), IntRows) == shape(((5,), ()), IntRows)
+    assert shape(((1,),), IntRows) != shape(((1,), ("a",)), IntRows)
+    assert shape(((1,),), IntRows) != shape((), IntRows)  # nothing checked is not something checked
+    # A fixed tuple is checked item by item.
+    assert shape((1, "a"), tuple[int, str]) != shape(("a", 1), tuple[int, str])
+    # A list is checked on its first item only (typeguard's default), against its item type.
+    assert shape([1.0, "b"], list[float]) == shape([2.0], list[float]) != shape(["b", 1.0], list[float])
+    assert shape({"a": 1}, dict[str, int]) != shape({"a": "b"}, dict[str, int])
+    # Whatever is passed as object or Any passes: the flow says nothing of its class.
+    assert shape(Value(1.0), object) == shape(None, typing.Any) == "*"
+    assert shape([Value(1.0)], list[object]) == shape([None], list[object]) == "builtins.list[*]"
+    # Without a plain container annotation (a union here), the classes of the first items tell.
+    assert shape((1, 2), tuple[int, ...] | None) != shape((1, 2, 3), tuple[int, ...] | None)

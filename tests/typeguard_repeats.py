@@ -1,9 +1,9 @@
 """Which fast tests the typeguard pass may leave out: those whose every type flow other tests check too.
 
 The typeguard pass (``nox -s tests_typeguard``) exists to check refgrad's annotations against the
-values that really flow: each argument and return value of each refgrad function, by class. A
+values that really flow: each argument and return value of each refgrad function, by shape. A
 test that only repeats flows other tests already show (100 training steps of the calls one step
-makes, 300 hypothesis examples of the classes ten examples have) adds time, not checks. This
+makes, 300 hypothesis examples of the shapes ten examples have) adds time, not checks. This
 script reads a recording of the whole fast suite under typeguard (``--typeguard-flows``: per test,
 its seconds and its distinct flows) and writes the list of tests the pass leaves out:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 MIN_SECONDS = 1.0
 HEADER = """\
 # Fast tests the typeguard pass leaves out (nox -s tests_typeguard): every type flow each of them
-# checks (function, argument or return value, the value's class) is checked by a test that stays.
+# checks (function, argument or return value, the value's shape) is checked by a test that stays.
 # Written by tests/typeguard_repeats.py from a recording of the whole fast suite under typeguard;
 # `python -m nox -s typeguard_flows` records again and checks that this still holds.
 # They all run in `nox -s tests`. One pytest node id per line, with its seconds under typeguard.
