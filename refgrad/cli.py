@@ -175,6 +175,9 @@ def _verify(args: argparse.Namespace) -> int:
         replay=args.replay,
         program=args.program,
         order=args.order,
+        data=args.data,
+        grad=args.grad,
+        backward=args.backward,
     )
 
 
@@ -233,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(1, 2),
         default=1,
         help="2: also check second derivatives (engines that differentiate their own gradients; default 1)",
+    )
+    names = "of a micrograd-style MODULE:CLASS"
+    verify.add_argument("--data", default="data", help=f"the attribute holding a node's value ({names}; default data)")
+    verify.add_argument(
+        "--grad", default="grad", help=f"the attribute holding a node's gradient ({names}; default grad)"
+    )
+    verify.add_argument(
+        "--backward", default="backward", help=f"the method differentiating the output ({names}; default backward)"
     )
     verify.set_defaults(run=_verify)
     return parser

@@ -23,7 +23,14 @@ from refgrad.ops import registry
 from refgrad.oracle._arguments import order_argument
 from refgrad.oracle.compare import Outcome, check_program
 from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file_and_order
-from refgrad.oracle.engines import ENGINE_NAMES, Engine, EngineSpecError, SecondOrderEngine, load_engine
+from refgrad.oracle.engines import (
+    ENGINE_NAMES,
+    Attributes,
+    Engine,
+    EngineSpecError,
+    SecondOrderEngine,
+    load_engine,
+)
 from refgrad.oracle.report import format_report
 from refgrad.oracle.runner import Progress, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
@@ -83,17 +90,17 @@ def _timeout_argument(timeout: object) -> float | None:
     return float(timeout)
 
 
-def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None) -> Engine:
+def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None, attributes: Attributes) -> Engine:
     """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise."""
     if isolate is False and timeout is not None:
         raise ValueError("--timeout needs the engine in a worker process; drop --no-isolate")
     # Only built-in engines are trusted to run in this process by default; asking for a time limit asks for a worker.
     in_worker = isolate if isolate is not None else (spec not in ENGINE_NAMES or timeout is not None)
     if not in_worker:
-        return load_engine(spec)
+        return load_engine(spec, attributes)
     if spec not in ENGINE_NAMES and ":" not in spec:
         load_engine(spec)  # the one-line "unknown engine" error, without starting a worker
-    return IsolatedEngine(spec, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+    return IsolatedEngine(spec, timeout=DEFAULT_TIMEOUT if timeout is None else timeout, attributes=attributes)
 
 
 def _describe_outcome(title: str, outcome: Outcome, script: str) -> str:
@@ -184,6 +191,9 @@ def run_verify(
     replay: bool = False,
     program: str | os.PathLike[str] | None = None,
     order: int = 1,
+    data: str = "data",
+    grad: str = "grad",
+    backward: str = "backward",
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -192,7 +202,10 @@ def run_verify(
     directory (None: none), whose entries for the engine are replayed first;
     ``replay`` checks only those; ``program`` checks only the program in that file.
     ``order=2`` also checks second derivatives; on an engine that cannot
-    differentiate its own gradients that is a usage error (exit 2).
+    differentiate its own gradients that is a usage error (exit 2). ``data``,
+    ``grad`` and ``backward`` name a micrograd-style class's value, gradient
+    and backward method; a class that cannot be driven with them is a usage
+    error too, one line naming what is missing and what was found.
     """
     stdout: TextIO = sys.stdout if out is None else out
     stderr: TextIO = sys.stderr if err is None else err
@@ -205,7 +218,8 @@ def run_verify(
         if replay and database is None:
             raise ValueError("--replay needs a database")
         names = parse_ops(ops)
-        chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout))
+        attributes = Attributes(data, grad, backward)
+        chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)
     except (TypeError, ValueError, EngineSpecError) as error:
         stderr.write(f"refgrad: error: {error}\n")
         return 2

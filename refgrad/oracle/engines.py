@@ -46,6 +46,8 @@ from refgrad.value import Value, apply
 
 __all__ = [
     "ENGINE_NAMES",
+    "MICROGRAD_ATTRIBUTES",
+    "Attributes",
     "Engine",
     "EngineFailure",
     "EngineRun",
@@ -353,6 +355,70 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """What a micrograd-style engine calls things: the value's attribute, the gradient's, the backward method."""
+
+    data: str = "data"
+    grad: str = "grad"
+    backward: str = "backward"
+
+    def __post_init__(self) -> None:
+        given: tuple[tuple[str, object], ...] = (
+            ("--data", self.data),
+            ("--grad", self.grad),
+            ("--backward", self.backward),
+        )
+        for option, name in given:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"{option} must name an attribute (a Python identifier), got {name!r:.60}")
+
+
+MICROGRAD_ATTRIBUTES: Final = Attributes()
+"""micrograd's names: ``.data``, ``.grad``, ``.backward()``."""
+
+
+def _numbers_on(node: object) -> dict[str, float]:
+    """The node's own attributes (instance dict and slots) that hold real numbers, by name."""
+    names: list[str] = list(getattr(node, "__dict__", {}))
+    for klass in type(node).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    found: dict[str, float] = {}
+    for name in names:
+        try:
+            value = _real(getattr(node, name))
+        except Exception:  # a property or slot that raises or is unset: not a candidate
+            continue
+        if value is not None:
+            found[name] = value
+    return found
+
+
+def _suggest_attribute(node: object, expected: float, option: str) -> str:
+    """``"; it has 'value' = 0.5: try --data value"``, or the numbers it does have, or nothing."""
+    numbers = _numbers_on(node)
+    matching = [name for name, value in numbers.items() if value == expected]
+    if matching:
+        return f"; it has {matching[0]!r} = {numbers[matching[0]]!r}: try {option} {matching[0]}"
+    if numbers:
+        shown = ", ".join(f"{name!r} = {value!r}" for name, value in list(numbers.items())[:4])
+        return f"; its numbers are {shown}"
+    return ""
+
+
+def _suggest_method(cls: type) -> str:
+    """``"; it has backprop(): try --backward backprop"`` for a likely backward method, or nothing."""
+    likely = [
+        name
+        for name in dir(cls)
+        if not name.startswith("__")
+        and any(word in name.lower() for word in ("back", "prop", "grad", "diff"))
+        and callable(getattr(cls, name, None))
+    ]
+    return f"; it has {likely[0]}(): try --backward {likely[0]}" if likely else ""
+
+
 class MicrogradStyleEngine:
     """Any micrograd-style class: ``V(x)`` leaves, operators and methods, ``.data``, ``.backward()``, ``.grad``.
 
@@ -362,10 +428,19 @@ class MicrogradStyleEngine:
     the engine saying "not a finite real number".
     """
 
-    def __init__(self, cls: type, *, name: str | None = None, strict: bool = False) -> None:
-        """An adapter for ``cls``, reported as ``name`` (default ``module:Class``)."""
+    def __init__(
+        self, cls: type, *, name: str | None = None, strict: bool = False, attributes: Attributes = MICROGRAD_ATTRIBUTES
+    ) -> None:
+        """An adapter for ``cls``, reported as ``name`` (default ``module:Class``).
+
+        ``attributes`` names where the class keeps its value and gradient and
+        what its backward method is called (default ``data``, ``grad``, ``backward``).
+        """
         if not isinstance(cls, type):
             raise TypeError(f"a micrograd-style engine is a class, got {type(cls).__name__}")
+        if not isinstance(attributes, Attributes):
+            raise TypeError(f"attributes must be an Attributes, got {type(attributes).__name__}")
+        self._attributes = attributes
         self._cls: Callable[[float], object] = cls
         self._module = cls.__module__
         self._class_name = cls.__qualname__
@@ -412,7 +487,7 @@ class MicrogradStyleEngine:
     def _changed(self, nodes: Sequence[object], seen: Sequence[float], which: Iterable[int]) -> str | None:
         """The first of the nodes ``which`` whose ``.data`` is no longer what was read when it was built."""
         for index in which:
-            now = self._read(nodes[index], "data")
+            now = self._read(nodes[index], self._attributes.data)
             # The sign too: a reference must notice 0.0 turned into -0.0 in place.
             before = seen[index]
             if isinstance(now, _NotReal) or now != before or math.copysign(1.0, now) != math.copysign(1.0, before):
@@ -434,7 +509,7 @@ class MicrogradStyleEngine:
                 nodes.append(self._cls(x))
             except _FINDINGS as error:
                 return EngineRun((), (), _failure("forward", position, error, False))
-            leaf = self._read(nodes[-1], "data")
+            leaf = self._read(nodes[-1], self._attributes.data)
             if isinstance(leaf, _NotReal) or not math.isfinite(leaf):
                 return EngineRun((), (), self._bad_number("forward", position, leaf))
             seen.append(leaf)
@@ -449,7 +524,7 @@ class MicrogradStyleEngine:
                     built = SURFACE[step.op].build(*operands, *step.params)
             except _FINDINGS as error:
                 return EngineRun(tuple(values), (), _failure("forward", node, error, isinstance(error, self._signals)))
-            value = self._read(built, "data")
+            value = self._read(built, self._attributes.data)
             if isinstance(value, _NotReal) or not math.isfinite(value):
                 return EngineRun(tuple(values), (), self._bad_number("forward", node, value))
             changed = self._changed(nodes, seen, (o.node for o in step.operands if isinstance(o, Ref)))
@@ -462,7 +537,7 @@ class MicrogradStyleEngine:
         if changed is not None:
             return EngineRun(tuple(values), (), _mutation("forward", None, changed))
         try:
-            nodes[-1].backward()  # type: ignore[attr-defined]  # the micrograd-style protocol
+            getattr(nodes[-1], self._attributes.backward)()
         except _FINDINGS as error:
             return EngineRun(tuple(values), (), _failure("backward", None, error, isinstance(error, self._signals)))
         changed = self._changed(nodes, seen, range(len(nodes)))
@@ -470,7 +545,7 @@ class MicrogradStyleEngine:
             return EngineRun(tuple(values), (), _mutation("backward", None, changed))
         gradients: list[float] = []
         for built_node in nodes:
-            gradient = self._read(built_node, "grad")
+            gradient = self._read(built_node, self._attributes.grad)
             if isinstance(gradient, _NotReal) or not math.isfinite(gradient):
                 return EngineRun(tuple(values), (), self._bad_number("backward", None, gradient))
             gradients.append(gradient)
@@ -498,14 +573,49 @@ class MicrogradStyleEngine:
             engine_import=engine_import,
             differentiate="backward",
             abs_method=self._abs_method,
+            data=self._attributes.data,
+            grad=self._attributes.grad,
+            backward=self._attributes.backward,
         )
 
+    def undrivable(self) -> str | None:
+        """Why the class cannot be driven at all, in one line naming what is missing and what was found; or None.
 
-def load_engine(spec: str) -> Engine:
+        Asks ``Class(0.5)`` for its value and backward method, and, after
+        calling it, for its gradient: ``"Value(0.5) has no attribute 'data';
+        it has 'value' = 0.5: try --data value"``.
+        """
+        names = self._attributes
+        label = f"{self._class_name}(0.5)"
+        try:
+            leaf = self._cls(0.5)
+            has_data = hasattr(leaf, names.data)
+            backward = getattr(leaf, names.backward, None)
+        except Exception as error:  # the engine's own code failing: say what it raised
+            return f"{label} raised {type(error).__name__}: {_first_line(error)}"
+        if not has_data:
+            return f"{label} has no attribute {names.data!r}" + _suggest_attribute(leaf, 0.5, "--data")
+        if not callable(backward):
+            return f"{label} has no method {names.backward!r}" + _suggest_method(type(leaf))
+        try:
+            backward()
+            has_grad = hasattr(leaf, names.grad)
+        except Exception:  # a leaf's backward may refuse; the run will say what it does on real graphs
+            return None
+        if not has_grad:
+            return f"{label}.{names.backward}() leaves no attribute {names.grad!r}" + _suggest_attribute(
+                leaf, 1.0, "--grad"
+            )
+        return None
+
+
+def load_engine(spec: str, attributes: Attributes = MICROGRAD_ATTRIBUTES) -> Engine:
     """The engine named by ``spec``: ``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``.
 
-    ``MODULE`` is imported with the current directory on the path.
-    :class:`EngineSpecError` (one line) when that fails; ``TypeError`` if ``spec`` is not a str.
+    ``MODULE`` is imported with the current directory on the path; ``attributes``
+    names the class's value, gradient and backward method.
+    :class:`EngineSpecError` (one line) when that fails or the class cannot be
+    driven (:meth:`MicrogradStyleEngine.undrivable`); ``TypeError`` if ``spec`` is not a str.
     """
     if not isinstance(spec, str):
         raise TypeError(f"spec must be a str (refgrad, micrograd-compat or MODULE:CLASS), got {type(spec).__name__}")
@@ -531,7 +641,11 @@ def load_engine(spec: str) -> Engine:
         found = getattr(found, part)
     if not isinstance(found, type):
         raise EngineSpecError(f"--engine {spec}: {class_name!r} is a {type(found).__name__}, not a class")
-    return MicrogradStyleEngine(found, name=spec)
+    engine = MicrogradStyleEngine(found, name=spec, attributes=attributes)
+    why = engine.undrivable()
+    if why is not None:
+        raise EngineSpecError(f"--engine {spec} cannot be driven: {why}")
+    return engine
 
 
 _PROBE_VALUES: Final = (1.5, 0.75, 2.0, 0.5, 3.0)

@@ -211,6 +211,30 @@ class Program:
                     alive[operand.node] = True
         return tuple(alive)
 
+    def pruned(self) -> Program:
+        """The program with only the inputs and steps the output depends on (nodes renumbered in order).
+
+        The output's value and every remaining node's gradient are unchanged:
+        what the output does not depend on contributes nothing to either.
+        """
+        alive = self.live()
+        if all(alive):
+            return self
+        number: dict[int, int] = {}
+        inputs = [value for node, value in enumerate(self.inputs) if alive[node]]
+        for node in range(len(self.inputs)):
+            if alive[node]:
+                number[node] = len(number)
+        steps: list[Step] = []
+        for index, step in enumerate(self.steps):
+            node = len(self.inputs) + index
+            if not alive[node]:
+                continue
+            operands = tuple(Ref(number[o.node]) if isinstance(o, Ref) else o for o in step.operands)
+            number[node] = len(inputs) + len(steps)
+            steps.append(Step(step.op, operands, step.params))
+        return Program(tuple(inputs), tuple(steps))
+
     def depth(self) -> int:
         """Ops on the longest path from an input to the output."""
         depths = [0] * self.node_count
@@ -310,13 +334,18 @@ class Program:
         engine_import: str = "from refgrad import Value",
         differentiate: str = "gradients",
         abs_method: bool = True,
+        data: str = "data",
+        grad: str = "grad",
+        backward: str = "backward",
     ) -> str:
         """A standalone Python script computing the program on an engine and on torch (float64).
 
         ``engine_import`` must bind ``Value``; ``differentiate`` is
         ``"gradients"`` (refgrad: ``out.backward()`` returns the gradients of
         every node, and fails if any is not finite) or ``"backward"``
-        (micrograd-style: ``out.backward()``, then each input's ``.grad``).
+        (micrograd-style: ``out.backward()``, then each input's ``.grad``);
+        ``data``, ``grad`` and ``backward`` rename those for an engine that
+        calls them something else.
         """
         if differentiate not in ("gradients", "backward"):
             raise ValueError(f"differentiate must be 'gradients' or 'backward', got {differentiate!r}")
@@ -325,7 +354,10 @@ class Program:
         if differentiate == "gradients":
             backward, engine_grads = "grads = out.backward()\n", "[grads[x] for x in xs]"
         else:
-            backward, engine_grads = "out.backward()\n", "[x.grad for x in xs]"
+            for attribute in (data, grad, backward):
+                if not attribute.isidentifier():
+                    raise ValueError(f"attribute names must be identifiers, got {attribute!r:.60}")
+            backward, engine_grads = f"out.{backward}()\n", f"[x.{grad} for x in xs]"
         inputs = ", ".join(_literal(value, parenthesize=False) for value in self.inputs)
         return (
             '"""refgrad oracle: run this to compare the engine with PyTorch (float64) on one program."""\n\n'
@@ -339,7 +371,7 @@ class Program:
             "try:\n"
             "    out = f(*xs)\n"
             f"    {backward}"
-            f'    print("engine:", out.data, {engine_grads})\n'
+            f'    print("engine:", out.{data}, {engine_grads})\n'
             "except Exception as error:  # the engine's way of refusing\n"
             '    print("engine:", type(error).__name__, error)\n\n'
             "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"

@@ -26,8 +26,10 @@ from refgrad.oracle.compare import CheckKind, Outcome, check_program
 from refgrad.oracle.engines import (
     Engine,
     EngineRun,
+    EngineSpecError,
     ForwardModeEngine,
     ForwardModeRun,
+    MicrogradStyleEngine,
     Probed,
     SecondOrderEngine,
     SecondOrderRun,
@@ -309,6 +311,28 @@ def _check_the_rest(progress: object, out_of_domain: object) -> None:
         raise ValueError(f"out_of_domain must be 'never', 'sometimes' or 'always', got {out_of_domain!r:.80}")
 
 
+def _without_dead_steps(failure: Outcome, engine: Engine, order: Literal[1, 2]) -> Outcome:
+    """The shrunk failure on its program pruned to what the output depends on, if that still fails.
+
+    Shrinking usually gets there, but not always (hypothesis stops shrinking after a few minutes,
+    and a dead step can be as small as hypothesis can make it). An engine whose answer depends on
+    nodes the output does not use keeps its unpruned counterexample.
+    """
+    pruned = failure.program.pruned()
+    if pruned == failure.program:
+        return failure
+    outcome = check_program(pruned, engine, order=order)
+    return failure if outcome.passed else outcome
+
+
+def _check_drivable(engine: Engine) -> None:
+    """``EngineSpecError`` (one line) for a micrograd-style class that cannot be driven at all."""
+    if isinstance(engine, MicrogradStyleEngine):
+        why = engine.undrivable()
+        if why is not None:
+            raise EngineSpecError(f"{engine.name} cannot be driven: {why}")
+
+
 def _check_order(engine: Engine, order: int) -> None:
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(
@@ -374,6 +398,7 @@ def verify(
     (``ValueError`` naming the engine otherwise).
     """
     engine = engine_argument(engine)
+    _check_drivable(engine)
     examples, seed_value, max_steps = _counts(examples, seed_value, max_steps)
     order = order_argument(order)
     ops = None if ops is None else op_names_argument(ops)
@@ -451,7 +476,7 @@ def verify(
     try:
         run()
     except _DisagreementError as found:
-        failure = found.outcome
+        failure = _without_dead_steps(found.outcome, watched, order)
     if failure is not None:
         findings.insert(len(probed.broken), _disagreement(failure, engine.script(failure.program)))
     # Shrinking is not checking new graphs: the rate counts the generation phase only.

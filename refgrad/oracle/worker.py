@@ -49,6 +49,8 @@ from typing import IO, Final, Literal, cast, get_args
 
 from refgrad.ops import registry
 from refgrad.oracle.engines import (
+    MICROGRAD_ATTRIBUTES,
+    Attributes,
     EngineFailure,
     EngineRun,
     EngineSpecError,
@@ -116,14 +118,14 @@ def _stop(process: subprocess.Popen[bytes], log_path: str) -> None:
 class _Worker:
     """One child process running the engine, its answer queue and its stderr log."""
 
-    def __init__(self, spec: str, watchdog: float) -> None:
+    def __init__(self, spec: str, watchdog: float, attributes: Attributes) -> None:
         handle, self.log_path = tempfile.mkstemp(prefix="refgrad-worker-", suffix=".log")
         os.close(handle)
         # The child imports what this process would: the same refgrad, the engine's module from the same path.
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
         with open(self.log_path, "ab") as log:  # append mode: the child's writes never clobber each other
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, spec, repr(watchdog)],
+                [sys.executable, "-c", _BOOTSTRAP, spec, repr(watchdog), _attributes_argument(attributes)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -273,9 +275,20 @@ class IsolatedEngine:
     """
 
     def __init__(
-        self, spec: str, *, timeout: float = DEFAULT_TIMEOUT, startup_timeout: float = STARTUP_TIMEOUT
+        self,
+        spec: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        startup_timeout: float = STARTUP_TIMEOUT,
+        attributes: Attributes = MICROGRAD_ATTRIBUTES,
     ) -> None:
-        """Start the worker for ``spec`` and wait (up to ``startup_timeout`` s) until the engine is loaded."""
+        """Start the worker for ``spec`` and wait (up to ``startup_timeout`` s) until the engine is loaded.
+
+        ``attributes`` names the class's value, gradient and backward method (see :class:`Attributes`).
+        """
+        if not isinstance(attributes, Attributes):
+            raise TypeError(f"attributes must be an Attributes, got {type(attributes).__name__}")
+        self._attributes = attributes
         if not (0 < timeout <= MAX_TIMEOUT and 0 < startup_timeout <= MAX_TIMEOUT):  # also refuses NaN
             raise ValueError(
                 f"timeouts must be positive numbers of seconds, at most {MAX_TIMEOUT:g}; "
@@ -289,7 +302,7 @@ class IsolatedEngine:
         self._restarts = 0
         self._broken: str | None = None  # why the worker cannot be restarted, once that happened
         self._uncollected = False  # a program was sent and its answer not read yet
-        self._worker: _Worker | None = _Worker(spec, self._watchdog)
+        self._worker: _Worker | None = _Worker(spec, self._watchdog, attributes)
         ready = self._handshake(self._worker)
         if isinstance(ready, str):
             self.close()
@@ -358,7 +371,7 @@ class IsolatedEngine:
             return self._broken
         worker = self._worker
         if worker is None:
-            worker = _Worker(self._spec, self._watchdog)
+            worker = _Worker(self._spec, self._watchdog, self._attributes)
             self._restarts += 1
             ready = self._handshake(worker)
             if isinstance(ready, str):
@@ -451,7 +464,14 @@ class IsolatedEngine:
                 return cast("str", answer["script"])
             self._discard(worker)
         module, _, class_name = self._spec.partition(":")
-        return program.to_script(engine_import=f"from {module} import {class_name} as Value", differentiate="backward")
+        names = self._attributes
+        return program.to_script(
+            engine_import=f"from {module} import {class_name} as Value",
+            differentiate="backward",
+            data=names.data,
+            grad=names.grad,
+            backward=names.backward,
+        )
 
     def close(self) -> None:
         """Stop the worker (idempotent)."""
@@ -484,7 +504,16 @@ def _encode_run(run: EngineRun) -> dict[str, object]:
     return {"values": list(run.values), "gradients": list(run.gradients), "failure": described}
 
 
-def _serve(spec: str, watchdog: float) -> int:
+def _attributes_argument(attributes: Attributes) -> str:
+    return json.dumps([attributes.data, attributes.grad, attributes.backward])
+
+
+def _read_attributes(argument: str) -> Attributes:
+    data, grad, backward = json.loads(argument)
+    return Attributes(data, grad, backward)
+
+
+def _serve(spec: str, watchdog: float, attributes: Attributes) -> int:
     """The worker's loop: load the engine, then answer requests until stdin closes."""
     protocol_out = os.fdopen(os.dup(1), "wb")
     protocol_in = os.fdopen(os.dup(0), "rb")
@@ -498,7 +527,7 @@ def _serve(spec: str, watchdog: float) -> int:
         protocol_out.flush()
 
     try:
-        engine = load_engine(spec)
+        engine = load_engine(spec, attributes)
     except EngineSpecError as error:
         send({"error": str(error)})
         return 0
@@ -529,12 +558,15 @@ def _serve(spec: str, watchdog: float) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m refgrad.oracle.worker SPEC [WATCHDOG_SECONDS]``: serve one engine over stdin and stdout."""
-    if len(argv) not in (1, 2):
-        print("usage: python -m refgrad.oracle.worker MODULE:CLASS [WATCHDOG_SECONDS]", file=sys.stderr)
+    """``python -m refgrad.oracle.worker SPEC [WATCHDOG_SECONDS [ATTRIBUTES_JSON]]``: serve one engine over stdio."""
+    if len(argv) not in (1, 2, 3):
+        print(
+            "usage: python -m refgrad.oracle.worker MODULE:CLASS [WATCHDOG_SECONDS [ATTRIBUTES_JSON]]", file=sys.stderr
+        )
         return 2
-    watchdog = float(argv[1]) if len(argv) == 2 else 0.8 * DEFAULT_TIMEOUT
-    return _serve(argv[0], watchdog)
+    watchdog = float(argv[1]) if len(argv) >= 2 else 0.8 * DEFAULT_TIMEOUT
+    attributes = _read_attributes(argv[2]) if len(argv) == 3 else MICROGRAD_ATTRIBUTES
+    return _serve(argv[0], watchdog, attributes)
 
 
 if __name__ == "__main__":

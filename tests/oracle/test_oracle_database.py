@@ -16,6 +16,7 @@ from refgrad.ops import N, Params, primal, registry
 from refgrad.oracle import Const, Program, Ref, RefgradEngine, Step, command
 from refgrad.oracle.command import run_verify
 from refgrad.oracle.database import ENTRY_FORMAT, ExampleDatabase, read_program_file, read_program_file_and_order
+from refgrad.oracle.engines import MICROGRAD_ATTRIBUTES, Attributes
 
 _SQUARE = Program((0.5,), (Step("mul", (Ref(0), Ref(0))),))
 _TANH = Program((0.5,), (Step("tanh", (Ref(0),)),))
@@ -281,8 +282,8 @@ def test_a_database_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path: Pa
     assert "warning: could not store the counterexample" in err
 
 
-def _second_order_blind_mul(spec: str) -> RefgradEngine:
-    """For any ``spec``: refgrad, named so, whose mul partials are floats: right at first order, wrong at second."""
+def _second_order_blind_mul(spec: str, attributes: Attributes = MICROGRAD_ATTRIBUTES) -> RefgradEngine:
+    """For any ``spec`` (any names): refgrad, named so, with float mul partials: right at order 1, wrong at 2."""
     mul = registry["mul"]
     original = mul.partials
 

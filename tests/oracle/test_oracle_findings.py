@@ -6,14 +6,18 @@ get them wrong; every broken method is reported in the same run, each with its o
 
 from __future__ import annotations
 
+import io
 import math
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, TypedDict
 
 import pytest
 from _toy_engine import ToyValue
 
-from refgrad.oracle import MicrogradStyleEngine, verify
-from refgrad.oracle.engines import probe_forms
+from refgrad.oracle import MicrogradStyleEngine, Program, Ref, Step, load_engine, verify
+from refgrad.oracle.command import run_verify
+from refgrad.oracle.engines import Attributes, probe_forms
 from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, KINDS, LITTLE_CHECKED, FindingKind
 from refgrad.oracle.report import format_report
 from refgrad.oracle.strategies import all_forms
@@ -171,3 +175,100 @@ def test_every_kind_says_what_it_means_and_what_to_do(kind: FindingKind) -> None
     assert not kind.meaning.endswith(".")
     assert kind.advice[:1].islower()
     assert not kind.advice.endswith(".")
+
+
+_OTHER_NAMES = '''
+class Node:
+    """A correct engine for add and mul that calls its number .value, its gradient .gradient, and backprop()."""
+
+    def __init__(self, value, parents=(), partials=()):
+        self.value, self.gradient, self.parents, self.partials = value, 0.0, parents, partials
+
+    def __add__(self, other):
+        other = other if isinstance(other, Node) else Node(other)
+        return Node(self.value + other.value, (self, other), (1.0, 1.0))
+
+    def __mul__(self, other):
+        other = other if isinstance(other, Node) else Node(other)
+        return Node(self.value * other.value, (self, other), (other.value, self.value))
+
+    def backprop(self):
+        order, seen = [], set()
+
+        def visit(node):
+            if id(node) not in seen:
+                seen.add(id(node))
+                for parent in node.parents:
+                    visit(parent)
+                order.append(node)
+
+        visit(self)
+        self.gradient = 1.0
+        for node in reversed(order):
+            for parent, partial in zip(node.parents, node.partials):
+                parent.gradient += partial * node.gradient
+'''
+
+
+class _Names(TypedDict):
+    data: str
+    grad: str
+    backward: str
+
+
+def _options(names: Attributes) -> _Names:
+    return {"data": names.data, "grad": names.grad, "backward": names.backward}
+
+
+@pytest.fixture
+def other_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A module ``other_names_engine`` with the class ``Node``, importable here and in a worker."""
+    (tmp_path / "other_names_engine.py").write_text(_OTHER_NAMES, encoding="utf-8")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # the worker imports from the same path
+    monkeypatch.delitem(sys.modules, "other_names_engine", raising=False)
+    return "other_names_engine:Node"
+
+
+@pytest.mark.parametrize(
+    ("names", "said"),
+    [
+        (Attributes(), "Node(0.5) has no attribute 'data'; it has 'value' = 0.5: try --data value"),
+        (Attributes(data="value"), "Node(0.5) has no method 'backward'; it has backprop(): try --backward backprop"),
+        (
+            Attributes(data="value", backward="backprop"),
+            "Node(0.5).backprop() leaves no attribute 'grad'; it has 'gradient' = 1.0: try --grad gradient",
+        ),
+    ],
+    ids=["data", "backward", "grad"],
+)
+def test_an_engine_that_cannot_be_driven_gets_one_line_naming_what_to_try(
+    other_names: str, names: Attributes, said: str
+) -> None:
+    """Exit 2, nothing on stdout, one line on stderr saying what is missing, what was found, and the option."""
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify(other_names, examples=5, seed=0, ops=None, out=out, err=err, database=None, **_options(names))
+    assert status == 2
+    assert out.getvalue() == ""
+    assert err.getvalue() == f"refgrad: error: --engine {other_names} cannot be driven: {said}\n"
+
+
+def test_with_its_names_given_the_engine_is_checked_and_its_script_uses_them(other_names: str) -> None:
+    """--data value --grad gradient --backward backprop: the run checks add and mul; the script says backprop()."""
+    out, err = io.StringIO(), io.StringIO()
+    names = Attributes(data="value", grad="gradient", backward="backprop")
+    status = run_verify(
+        other_names, examples=40, seed=0, ops="add,mul", out=out, err=err, database=None, **_options(names)
+    )
+    assert status == 0, out.getvalue() + err.getvalue()
+    assert "OK: every check agreed" in out.getvalue()
+    engine = load_engine(other_names, names)
+    script = engine.script(Program((2.0, 3.0), (Step("mul", (Ref(0), Ref(1))),)))
+    assert "out.backprop()" in script
+    assert "[x.gradient for x in xs]" in script
+    assert "out.value" in script
+
+
+def test_attribute_names_must_be_identifiers() -> None:
+    """A name that is no attribute name is a ValueError naming the option."""
+    with pytest.raises(ValueError, match="--grad must name an attribute"):
+        Attributes(grad="grad()")

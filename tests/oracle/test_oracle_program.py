@@ -145,3 +145,30 @@ def test_script_spells_every_form() -> None:
     assert lines == ["n1 = (-2.0) ** x0", "n2 = (-0.5) - n1", "n3 = abs(n2)", "n4 = n3 ** (-1.0)"]
     assert "n3 = n2.abs()" in program.expression_lines()
     assert str(program).startswith("program(x0=1.0): n1 = (-2.0) ** x0")
+
+
+def test_pruning_keeps_only_what_the_output_depends_on() -> None:
+    """Dead steps and unread inputs go, the rest is renumbered: a relu after eight unused doublings is one step."""
+    doublings = tuple(Step("add", (Ref(k), Ref(k))) for k in range(8))
+    program = Program((0.0,), (*doublings, Step("relu", (Ref(0),))))
+    assert program.pruned() == Program((0.0,), (Step("relu", (Ref(0),)),))
+    unread = Program((1.0, 2.0, 3.0), (Step("neg", (Ref(2),)), Step("mul", (Ref(3), Const(2.0)))))
+    assert unread.pruned() == Program((3.0,), (Step("neg", (Ref(0),)), Step("mul", (Ref(1), Const(2.0)))))
+    assert unread.pruned().pruned() == unread.pruned()
+
+
+@given(programs(max_steps=12))
+def test_a_pruned_program_has_the_same_output_and_gradients(program: Program) -> None:
+    """The output's value, and the gradient of every input kept, are the same bits after pruning."""
+    pruned = program.pruned()
+    assert all(pruned.live())
+    kept = [node for node, alive in enumerate(program.live()[: len(program.inputs)]) if alive]
+    assert pruned.inputs == tuple(program.inputs[node] for node in kept)
+    engine = RefgradEngine()
+    full, small = engine.run(program), engine.run(pruned)
+    if full.failure is not None:  # out of a domain, perhaps at a step the output does not use
+        return
+    assert small.failure is None
+    assert math.copysign(1.0, full.values[-1]) == math.copysign(1.0, small.values[-1])
+    assert full.values[-1] == small.values[-1]
+    assert [full.gradients[node] for node in kept] == list(small.gradients[: len(kept)])
