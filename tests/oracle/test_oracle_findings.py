@@ -17,7 +17,7 @@ from _toy_engine import ToyValue
 
 from refgrad.oracle import MicrogradStyleEngine, Program, Ref, Step, load_engine, verify
 from refgrad.oracle.command import run_verify
-from refgrad.oracle.engines import Attributes, probe_forms
+from refgrad.oracle.engines import Attributes, EngineSpecError, probe_forms
 from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, KINDS, LITTLE_CHECKED, FindingKind
 from refgrad.oracle.report import format_report
 from refgrad.oracle.strategies import all_forms
@@ -272,3 +272,100 @@ def test_attribute_names_must_be_identifiers() -> None:
     """A name that is no attribute name is a ValueError naming the option."""
     with pytest.raises(ValueError, match="--grad must name an attribute"):
         Attributes(grad="grad()")
+
+
+class _Slotted:
+    """Its number in a slot named val, its gradient in g."""
+
+    __slots__ = ("g", "val")
+
+    def __init__(self, value: float) -> None:
+        self.val = value
+        self.g = 0.0
+
+    def backward(self) -> None:
+        self.g = 1.0
+
+
+class _Doubled:
+    """Keeps twice its number, and has no method that looks like a backward pass."""
+
+    def __init__(self, value: float) -> None:
+        self.twice = 2 * value
+
+
+class _Empty:
+    def __init__(self, value: float) -> None:
+        del value
+
+
+class _Refuses:
+    def __init__(self, value: float) -> None:
+        raise RuntimeError(f"no floats like {value} here")
+
+
+class _LeafBackwardFails:
+    """A leaf's backward raises: the diagnosis leaves that to the run, which sees real graphs."""
+
+    def __init__(self, value: float) -> None:
+        self.data, self.grad = value, 0.0
+
+    def backward(self) -> None:
+        raise RuntimeError("a leaf has nothing to differentiate")
+
+
+@pytest.mark.parametrize(
+    ("cls", "attributes", "said"),
+    [
+        (_Slotted, Attributes(), "_Slotted(0.5) has no attribute 'data'; it has 'val' = 0.5: try --data val"),
+        (
+            _Slotted,
+            Attributes(data="val"),
+            "_Slotted(0.5).backward() leaves no attribute 'grad'; it has 'g' = 1.0: try --grad g",
+        ),
+        (_Doubled, Attributes(), "_Doubled(0.5) has no attribute 'data'; its numbers are 'twice' = 1.0"),
+        (_Doubled, Attributes(data="twice"), "_Doubled(0.5) has no method 'backward'"),
+        (_Empty, Attributes(), "_Empty(0.5) has no attribute 'data'"),
+        (_Refuses, Attributes(), "_Refuses(0.5) raised RuntimeError: no floats like 0.5 here"),
+        (_LeafBackwardFails, Attributes(), None),
+        (ToyValue, Attributes(), None),
+    ],
+    ids=["slot-data", "slot-grad", "numbers", "no-backward", "nothing", "raises", "leaf-backward", "toy"],
+)
+def test_the_diagnosis_says_what_is_missing_and_what_was_found(
+    cls: type, attributes: Attributes, said: str | None
+) -> None:
+    """In this process: instance dicts and slots are read, a near miss is named, a raising class is quoted."""
+    assert MicrogradStyleEngine(cls, attributes=attributes).undrivable() == said
+
+
+def test_an_undrivable_class_is_refused_before_anything_runs(other_names: str) -> None:
+    """load_engine and verify both refuse it with the one line (EngineSpecError, a ValueError)."""
+    with pytest.raises(EngineSpecError, match=r"cannot be driven: Node\(0\.5\) has no attribute 'data'"):
+        load_engine(other_names)
+    with pytest.raises(EngineSpecError, match="try --data val$"):
+        verify(MicrogradStyleEngine(_Slotted), examples=5)
+    with pytest.raises(TypeError, match="attributes must be an Attributes"):
+        MicrogradStyleEngine(ToyValue, attributes="data")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="attribute names must be identifiers"):
+        Program((1.0,), (Step("neg", (Ref(0),)),)).to_script(differentiate="backward", grad="grad()")
+
+
+class _OnlyLeaves:
+    """A drivable class with no op at all."""
+
+    def __init__(self, value: float) -> None:
+        self.data, self.grad = value, 0.0
+
+    def backward(self) -> None:
+        self.grad = 1.0
+
+
+def test_an_engine_supporting_none_of_the_ops_asked_for_checks_nothing_and_says_so() -> None:
+    """No graphs, every form left out, and the little-checked warning: 0 of 2 op forms."""
+    report = verify(MicrogradStyleEngine(_OnlyLeaves), examples=5, ops=["add"])
+    assert report.graphs == 0
+    assert report.forms_checked == 0
+    assert report.forms_asked == len(all_forms(["add"]))
+    assert [finding.kind for finding in report.findings] == [LITTLE_CHECKED]
+    assert report.passed
