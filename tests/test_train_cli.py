@@ -89,6 +89,9 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, tmp
     assert message in result.stderr
 
 
+# Slow: the plot evaluates the model on a grid of points, and under typeguard (the fast tests' pass)
+# that took minutes; like the 100-step `train --plot` it runs in `nox -s tests` only.
+@pytest.mark.slow
 def test_a_short_run_plots_in_process(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """train --steps 3 --plot: the plot is written and said so before the final line (measured in-process)."""
     plot = tmp_path / "short.png"

@@ -473,6 +473,8 @@ class MicrogradStyleEngine:
 
     def _read(self, node: object, attribute: str) -> float | _NotReal:
         """The attribute as a float, or why it is not one (reading it may run the engine's code)."""
+        if node is None:
+            return _NotReal("None (the method returned nothing)", complex_number=False)
         try:
             if not hasattr(node, attribute):
                 return _NotReal(f"a node without .{attribute}", complex_number=False)
@@ -665,8 +667,9 @@ def probe_program(op: str, form: Form) -> Program:
                 operands = tuple(
                     Ref(position) if kind == "node" else Const(args[position]) for position, kind in enumerate(form)
                 )
-                # Nothing but the op itself: an engine lacking other ops is still probed fairly.
-                return Program((first, second), (Step(op, operands, params),))
+                # Nothing but the op itself: an engine lacking other ops is still probed fairly. Only
+                # the inputs the step reads: a broken form's program is shown as it is.
+                return Program((first, second), (Step(op, operands, params),)).pruned()
     raise ValueError(f"no probe point found for op {op!r}")
 
 
