@@ -7,8 +7,10 @@ line on standard error, no traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from refgrad.autodiff import grad
 from refgrad.ops import registry
@@ -146,11 +148,21 @@ def _conflicting_verify_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _cache_directory() -> Path:
+    """refgrad's folder in the user's cache directory (``$XDG_CACHE_HOME``, or ``~/.cache``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "refgrad"
+
+
 def _verify(args: argparse.Namespace) -> int:
     conflict = _conflicting_verify_options(args)
     if conflict is not None:
         print(f"refgrad: error: {conflict}", file=sys.stderr)
         return 2
+    # hypothesis keeps a cache (the literals it reads from the loaded modules) in .hypothesis/ under
+    # the current directory: for a user checking an engine that is their folder, so the cache goes
+    # to their cache directory instead, unless they chose a place for it.
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_cache_directory() / "hypothesis"))
     # torch and hypothesis are the oracle extra: import them only here, so the
     # other commands work without them.
     try:

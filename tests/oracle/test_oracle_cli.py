@@ -108,6 +108,24 @@ def test_a_passing_run_prints_the_table_and_is_deterministic() -> None:
 
 
 @pytest.mark.slow
+def test_a_run_leaves_nothing_in_the_users_folder(tmp_path: Path) -> None:
+    """hypothesis's cache goes to refgrad's folder in the cache directory, not .hypothesis/ where the user is."""
+    folder, cache = tmp_path / "work", tmp_path / "cache"
+    folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "refgrad", "verify", "--examples", "20", "--ops", "mul", "--no-database"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "XDG_CACHE_HOME": str(cache)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(folder.iterdir()) == []
+    assert (cache / "refgrad" / "hypothesis").is_dir()
+
+
 def test_ops_restricts_the_run() -> None:
     """--ops draws only the ops listed."""
     result = _verify("--examples", "60", "--ops", "mul,tanh", "--engine", "micrograd-compat")
