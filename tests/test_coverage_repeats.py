@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import pytest
 from _coverage_repeats import EVERYTHING, child_environment, coverage_paused
+from _scripts import load_script
 from coverage import CoverageData
 
 if TYPE_CHECKING:
     from _typeshed import TraceFunction
 
-HERE = Path(__file__).resolve().parent
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"under_test_{name}", HERE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-check = _load("coverage_repeats")
+check = load_script("coverage_repeats")
 
 
 def _data(path: Path, root: str, arcs: dict[str, list[tuple[int, int]]]) -> Path:

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import numbers
-import sys
 import typing
 from pathlib import Path
-from types import ModuleType
 from typing import Literal, NamedTuple, Protocol
 
 import pytest
+from _scripts import load_script
 from typeguard import TypeCheckError, TypeCheckMemo
 
 from refgrad import Value
 from refgrad.ops.spec import N
 
-HERE = Path(__file__).resolve().parent
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"under_test_{name}", HERE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-policy = _load("_typeguard_policy")
-repeats = _load("typeguard_repeats")
+policy = load_script("_typeguard_policy")
+repeats = load_script("typeguard_repeats")
 
 
 NO_NAMES: frozenset[str] = frozenset()
