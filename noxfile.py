@@ -167,6 +167,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The oracle: random graphs checked against torch (float64) and finite differences; posargs go to verify."""
+    """The oracle on refgrad, --strict: structured and random graphs against torch (float64) and finite differences.
+
+    posargs go to verify after --strict (refgrad's engines are held to every finding, warnings included).
+    """
     _install_oracle(session)
-    session.run("python", "-m", "refgrad", "verify", *session.posargs)
+    session.run("python", "-m", "refgrad", "verify", "--strict", *session.posargs)

@@ -190,6 +190,8 @@ def _verify(args: argparse.Namespace) -> int:
         data=args.data,
         grad=args.grad,
         backward=args.backward,
+        strict=args.strict,
+        output_format=args.format,
     )
 
 
@@ -256,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--backward", default="backward", help=f"the method differentiating the output ({names}; default backward)"
+    )
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on warnings too (fragile formulas at edge inputs, other kink conventions, accuracy)",
+    )
+    verify.add_argument(
+        "--format",
+        choices=("text", "json", "junit"),
+        default="text",
+        help="text: the report card (default); json: one JSON object; junit: JUnit XML (on standard output)",
     )
     verify.set_defaults(run=_verify)
     return parser

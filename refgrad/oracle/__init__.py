@@ -16,9 +16,13 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
   program;
 * :mod:`~refgrad.oracle.findings`: the catalogue of finding kinds (defects and
   warnings) and :class:`Finding`;
+* :mod:`~refgrad.oracle.campaigns` and :mod:`~refgrad.oracle.diagnosis`: the
+  structured programs run first (each op alone, at kinks and edges, shared
+  nodes, chains) and how failures become findings;
 * :mod:`~refgrad.oracle.runner`: :func:`verify`, a seeded run with per-op
-  statistics and a shrunk counterexample;
-* :mod:`~refgrad.oracle.report`: the text ``python -m refgrad verify`` prints;
+  statistics and every finding, each with a small counterexample;
+* :mod:`~refgrad.oracle.report`: the card ``python -m refgrad verify`` prints
+  (text, JUnit XML), and :func:`check_engine`, one call for a test suite;
 * :mod:`~refgrad.oracle.worker`: :class:`IsolatedEngine`, an engine in a worker
   process with a time limit per program, so that no engine can crash or hang the oracle;
 * :mod:`~refgrad.oracle.database`: :class:`ExampleDatabase`, where ``verify``
@@ -46,6 +50,7 @@ from refgrad.oracle.engines import (
 from refgrad.oracle.findings import KINDS, Finding, FindingKind
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
+from refgrad.oracle.report import check_engine, format_junit, format_report
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
 from refgrad.oracle.strategies import all_forms, constants, exponents, input_values, programs
 from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, TorchResult, torch_jvp, torch_reference
@@ -83,10 +88,13 @@ __all__ = [
     "TorchResult",
     "VerificationReport",
     "all_forms",
+    "check_engine",
     "check_program",
     "constants",
     "exponents",
     "finite_difference",
+    "format_junit",
+    "format_report",
     "forms_of",
     "input_values",
     "load_engine",

@@ -31,12 +31,14 @@ from refgrad.oracle.engines import (
     SecondOrderEngine,
     load_engine,
 )
-from refgrad.oracle.report import format_report
+from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
 from refgrad.value import as_count
 
 __all__ = ["parse_ops", "run_verify"]
+
+_FORMATS = ("text", "json", "junit")
 
 
 def parse_ops(text: object) -> tuple[str, ...] | None:
@@ -54,25 +56,22 @@ def parse_ops(text: object) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def _progress(stream: TextIO) -> Progress:
-    interactive = stream.isatty()
+def _progress(stream: TextIO) -> Progress | None:
+    """A progress line rewritten in place on a terminal; nothing at all when ``stream`` is a file or a pipe."""
+    if not stream.isatty():
+        return None
     last = 0.0
     started = time.perf_counter()
 
     def show(done: int, total: int) -> None:
         nonlocal last
         now = time.perf_counter()
-        if interactive:
-            if now - last < 0.2 and done < total:
-                return
-            rate = done / max(now - started, 1e-9)
-            stream.write(f"\r  {done}/{total} graphs checked ({rate:.0f}/s)")
-            if done >= total:
-                stream.write("\n")
-        elif done == total or done % max(1, total // 10) == 0:
-            stream.write(f"  {done}/{total} graphs checked\n")
-        else:
+        if now - last < 0.2 and done < total:
             return
+        rate = done / max(now - started, 1e-9)
+        stream.write(f"\r  {done}/{total} graphs checked ({rate:.0f}/s)")
+        if done >= total:
+            stream.write("\n")
         last = now
         stream.flush()
 
@@ -194,6 +193,8 @@ def run_verify(
     data: str = "data",
     grad: str = "grad",
     backward: str = "backward",
+    strict: bool = False,
+    output_format: str = "text",
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -206,6 +207,9 @@ def run_verify(
     ``grad`` and ``backward`` name a micrograd-style class's value, gradient
     and backward method; a class that cannot be driven with them is a usage
     error too, one line naming what is missing and what was found.
+    ``strict`` fails the run on warnings too; ``output_format`` is ``"text"``
+    (the card), ``"json"`` (one JSON object on ``out``, everything else on ``err``) or
+    ``"junit"`` (JUnit XML on ``out``: a testcase per op form and for the compositions).
     """
     stdout: TextIO = sys.stdout if out is None else out
     stderr: TextIO = sys.stderr if err is None else err
@@ -217,6 +221,10 @@ def run_verify(
             raise ValueError("--replay and --program do not go together: --program checks one file")
         if replay and database is None:
             raise ValueError("--replay needs a database")
+        if output_format not in _FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(_FORMATS)}; got {output_format!r:.80}")
+        if output_format != "text" and program is not None:
+            raise ValueError(f"--format {output_format} is for a verification run, not --program")
         names = parse_ops(ops)
         attributes = Attributes(data, grad, backward)
         chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)
@@ -252,6 +260,8 @@ def run_verify(
             out=stdout,
             err=stderr,
             order=2 if order == 2 else 1,
+            strict=strict,
+            output_format=output_format,
         )
     except KeyboardInterrupt:
         stderr.write("\nrefgrad: interrupted\n")
@@ -273,7 +283,11 @@ def _run(
     out: TextIO,
     err: TextIO,
     order: Literal[1, 2],
+    strict: bool,
+    output_format: str,
 ) -> int:
+    # With --format json or junit, standard output carries the one document and nothing else.
+    card, out = out, err if output_format != "text" else out
     if program is not None:
         try:
             return _check_file(engine, os.fspath(program), out, order)
@@ -312,14 +326,21 @@ def _run(
     scope = "all ops" if names is None else ", ".join(names)
     what = "second order, " if order == 2 else ""
     err.write(f"refgrad verify: {examples} random graphs on {engine.name}, {what}seed {seed}, {scope}\n")
-    report = verify(engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err), order=order)
-    out.write(format_report(report))
-    if report.graphs == 0 and report.passed:
+    report = verify(
+        engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err), order=order, strict=strict
+    )
+    if output_format == "json":
+        card.write(report.to_json() + "\n")
+    else:
+        card.write(format_junit(report) if output_format == "junit" else format_report(report))
+    if report.forms_checked == 0:
         err.write("refgrad: error: the engine supports none of the ops asked for\n")
         return 2
     if report.failure is not None and store is not None:
         try:
-            path = store.save(engine.name, report.failure.program, report.failure.failures[0].detail, order=order)
+            failures = report.failure.failures
+            why = failures[0].detail if failures else report.defects[0].summary
+            path = store.save(engine.name, report.failure.program, why, order=order)
         except OSError as error:
             err.write(f"refgrad: warning: could not store the counterexample in {store.root}: {error}\n")
         else:

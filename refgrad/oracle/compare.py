@@ -72,6 +72,7 @@ __all__ = [
     "Skip",
     "check_program",
     "output_error_bound",
+    "relative_and_ulps",
     "tangents_for",
 ]
 
@@ -115,11 +116,32 @@ class Check:
     ops: frozenset[str]
     ratio: float
     detail: str = ""
+    got: float | None = None
+    """The engine's number, for checks comparing numbers (not for domain checks)."""
+    expected: float | None = None
+    """The reference's number it was compared with."""
 
     @property
     def passed(self) -> bool:
         """Whether the engine agreed with the reference."""
         return self.ratio <= 1.0
+
+    @property
+    def relative_error(self) -> float | None:
+        """``|got - expected| / |expected|`` (infinite when only the expected number is 0), for numeric checks."""
+        if self.got is None or self.expected is None:
+            return None
+        error = abs(self.got - self.expected)
+        if error == 0.0:
+            return 0.0
+        return error / abs(self.expected) if self.expected != 0.0 else math.inf
+
+    @property
+    def ulps(self) -> float | None:
+        """The difference in units in the last place of the expected number, for numeric checks."""
+        if self.got is None or self.expected is None:
+            return None
+        return abs(self.got - self.expected) / math.ulp(self.expected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +161,8 @@ class Outcome:
     program: Program
     checks: tuple[Check, ...]
     skips: tuple[Skip, ...]
+    engine_failure: EngineFailure | None = None
+    """How the engine's run stopped, if it did (an exception, or its worker hanging or dying)."""
     failures: tuple[Check, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -179,10 +203,17 @@ def _cones(program: Program, live: tuple[bool, ...]) -> tuple[list[frozenset[str
     return upward, [frozenset(found) for found in downward]
 
 
+def relative_and_ulps(got: float, expected: float) -> str:
+    """``relative 1.2e-06, 5.4e+09 ulps``: how far ``got`` is from ``expected``, in words reports use."""
+    error = abs(got - expected)
+    relative = "n/a (expected 0)" if expected == 0.0 else f"{error / abs(expected):.2g}"
+    return f"relative {relative}, {error / math.ulp(expected):.3g} ulps"
+
+
 def _describe_number(kind: str, node: int, *, engine: float, expected: float, tolerance: float, reference: str) -> str:
     return (
         f"{kind} of node {node}: engine {engine!r}, {reference} {expected!r} "
-        f"(difference {abs(engine - expected):.3g}, tolerance {tolerance:.3g})"
+        f"(difference {abs(engine - expected):.3g}, {relative_and_ulps(engine, expected)}; tolerance {tolerance:.3g})"
     )
 
 
@@ -322,7 +353,7 @@ class _Comparison:
                 detail = _describe_number(
                     "value", node, engine=got, expected=expected, tolerance=tolerance, reference="torch"
                 )
-            self.checks.append(Check("value", node, self.upward[node], ratio, detail))
+            self.checks.append(Check("value", node, self.upward[node], ratio, detail, got, expected))
 
     def gradients(self) -> None:
         reference, run, live = self.reference, self.run, self.live
@@ -346,7 +377,7 @@ class _Comparison:
                 detail = _describe_number(
                     "d output / d node", node, engine=got, expected=expected, tolerance=tolerance, reference="torch"
                 )
-            self.checks.append(Check("gradient", node, self.downward[node], ratio, detail))
+            self.checks.append(Check("gradient", node, self.downward[node], ratio, detail, got, expected))
 
     def finite_differences(self) -> None:
         program = self.program
@@ -385,7 +416,7 @@ class _Comparison:
                 tolerance=tolerance,
                 reference=f"finite differences (h={estimate.step:.3g})",
             )
-        self.checks.append(Check("finite-difference", node, self.downward[node], ratio, detail))
+        self.checks.append(Check("finite-difference", node, self.downward[node], ratio, detail, got, estimate.estimate))
 
     def forward_mode(self, engine: ForwardModeEngine) -> None:
         """The engine's jvp along seeded random tangents, against torch.func.jvp and its own reverse mode."""
@@ -662,7 +693,12 @@ def output_error_bound(program: Program, reference: TorchResult) -> float:
 
 
 def check_program(
-    program: Program, engine: Engine, *, finite_differences: bool = True, order: Literal[1, 2] = 1
+    program: Program,
+    engine: Engine,
+    *,
+    finite_differences: bool = True,
+    order: Literal[1, 2] = 1,
+    reference: TorchResult | None = None,
 ) -> Outcome:
     """Run ``program`` on ``engine``, torch and finite differences, and compare everything.
 
@@ -670,6 +706,8 @@ def check_program(
     (:class:`~refgrad.oracle.engines.ForwardModeEngine`); ``order=2`` adds the
     second-order checks and needs a
     :class:`~refgrad.oracle.engines.SecondOrderEngine` (``ValueError`` otherwise).
+    ``reference`` is torch's result for this very program, when it was computed
+    before (with second order for ``order=2``); otherwise it is computed here.
     """
     program = program_argument(program)
     engine = engine_argument(engine)
@@ -678,7 +716,8 @@ def check_program(
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
     finish = start_run(engine, program)  # an engine in a worker process computes while torch does
-    reference = torch_reference(program, second_order=order == 2)
+    if reference is None:
+        reference = torch_reference(program, second_order=order == 2)
     run = finish()
     comparison = _Comparison(program, engine, run, reference)
     if reference.finiteness_ambiguous:
@@ -694,7 +733,7 @@ def check_program(
             comparison.forward_mode(engine)
         if order == 2 and isinstance(engine, SecondOrderEngine):
             comparison.second_order(engine, finite_differences=finite_differences)
-    return Outcome(program, tuple(comparison.checks), tuple(comparison.skips))
+    return Outcome(program, tuple(comparison.checks), tuple(comparison.skips), run.failure)
 
 
 def _ancestors(program: Program, node: int) -> set[int]:

@@ -352,7 +352,14 @@ def _first_line(error: BaseException) -> str:
         text = str(error)
     except Exception as failure:  # a broken __str__ in the engine's exception class
         return f"<str() of the exception raised {type(failure).__name__}>"
-    return text.splitlines()[0] if text else ""
+    return printable(text.splitlines()[0]) if text else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with each control or non-printable character escaped (``\\x1b``): engine text drives no terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 @dataclass(frozen=True, slots=True)

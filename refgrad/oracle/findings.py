@@ -3,9 +3,12 @@
 Each kind of finding is one named entry here, with its severity and the words a report uses
 for it; the rest of the oracle refers to kinds by these entries, never by comparing strings.
 
-* A **defect** is a wrong answer or a broken method at ordinary inputs: the run fails.
+* A **defect** is a wrong answer or a broken method at ordinary inputs (magnitudes from about
+  1e-4 to 1e4, no operand at a kink): the run fails.
 * A **warning** says how far a passing run can be trusted (little was checked, say) or where
-  the engine is fragile; it does not fail the run.
+  the engine is fragile: a rule right at ordinary inputs whose formula overflows, divides by zero
+  or loses precision at edge inputs, another convention at a kink, a recursive backward on a deep
+  graph, an accuracy a few dozen ulps off. It fails the run only under ``strict``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from refgrad.oracle.compare import Outcome
 from refgrad.oracle.program import Program
 
-__all__ = ["BROKEN_OP", "DISAGREEMENT", "KINDS", "LITTLE_CHECKED", "Finding", "FindingKind", "Severity"]
+__all__ = [
+    "ACCURACY",
+    "BROKEN_OP",
+    "COMPOSITION",
+    "DEEP_GRAPH",
+    "DISAGREEMENT",
+    "FRAGILE",
+    "KINDS",
+    "KINK_CONVENTION",
+    "LITTLE_CHECKED",
+    "NONDETERMINISTIC",
+    "WRONG_DERIVATIVE",
+    "WRONG_VALUE",
+    "Finding",
+    "FindingKind",
+    "Severity",
+]
 
 Severity = Literal["defect", "warning"]
 """``"defect"``: the run fails; ``"warning"``: reported, the run still passes."""
@@ -38,11 +58,57 @@ BROKEN_OP: Final = FindingKind(
     "the op exists but fails on ordinary inputs (an exception from inside it, or no number in the result)",
     "run the reproduce script and read the traceback: the method is there, so the engine means to support the op",
 )
-DISAGREEMENT: Final = FindingKind(
-    "disagreement",
+WRONG_VALUE: Final = FindingKind(
+    "wrong-value",
     "defect",
-    "a value or gradient disagrees with torch (float64) and finite differences",
-    "the shrunk program below shows it; its script prints the engine's numbers beside torch's",
+    "the op's forward computes the wrong number at ordinary inputs",
+    "compare the method with the formula shown; an operand order swapped (c - x for x - c) looks like this",
+)
+WRONG_DERIVATIVE: Final = FindingKind(
+    "wrong-derivative",
+    "defect",
+    "the op's local derivative in one operand is wrong at ordinary inputs (its value is right)",
+    "compare the rule in the op's backward with the registry's formula shown",
+)
+COMPOSITION: Final = FindingKind(
+    "composition",
+    "defect",
+    "each op is right alone, but gradients through several nodes are wrong",
+    "look at how backward() orders the nodes (reverse topological order) and accumulates (+=) into a node "
+    "used more than once",
+)
+DISAGREEMENT: Final = COMPOSITION
+"""The name this kind had before ops were checked alone first: a random program's disagreement."""
+NONDETERMINISTIC: Final = FindingKind(
+    "nondeterministic",
+    "defect",
+    "the same program gave different results on different runs",
+    "look for iteration over a set (or dict of ids) in backward(): its order changes from run to run",
+)
+FRAGILE: Final = FindingKind(
+    "fragile",
+    "warning",
+    "the rule is right at ordinary inputs, but its formula fails at edge inputs where the result is finite",
+    "rewrite the formula so that no intermediate overflows or divides by zero there (math.tanh for a tanh "
+    "from exp, 0 for the derivative of x ** 0, a case for each sign in a sigmoid)",
+)
+KINK_CONVENTION: Final = FindingKind(
+    "kink-convention",
+    "warning",
+    "at a point where the op is not differentiable the engine uses another derivative than PyTorch's convention",
+    "any value there is defensible; PyTorch's is shown, and matching it makes engines comparable",
+)
+DEEP_GRAPH: Final = FindingKind(
+    "deep-graph",
+    "warning",
+    "backward() fails on a deep graph (a recursive topological sort stops at Python's recursion limit)",
+    "walk the graph with an explicit stack instead of recursion",
+)
+ACCURACY: Final = FindingKind(
+    "accuracy",
+    "warning",
+    "a value or gradient is a few dozen ulps off at ordinary inputs: a less accurate but legitimate formula",
+    "use the math module's function for the op (math.exp, not math.e ** x)",
 )
 LITTLE_CHECKED: Final = FindingKind(
     "little-checked",
@@ -51,7 +117,21 @@ LITTLE_CHECKED: Final = FindingKind(
     "add the missing methods or reflected operators, or name the ops to check with --ops",
 )
 
-KINDS: Final[Mapping[str, FindingKind]] = {kind.name: kind for kind in (BROKEN_OP, DISAGREEMENT, LITTLE_CHECKED)}
+KINDS: Final[Mapping[str, FindingKind]] = {
+    kind.name: kind
+    for kind in (
+        BROKEN_OP,
+        WRONG_VALUE,
+        WRONG_DERIVATIVE,
+        COMPOSITION,
+        NONDETERMINISTIC,
+        FRAGILE,
+        KINK_CONVENTION,
+        DEEP_GRAPH,
+        ACCURACY,
+        LITTLE_CHECKED,
+    )
+}
 """Every kind, by name."""
 
 
@@ -71,8 +151,23 @@ class Finding:
     program: Program | None = None
     script: str | None = None
     """A standalone script running ``program`` on the engine and on torch, when there is a program."""
+    outcome: Outcome | None = None
+    """Every check made on ``program``, where the finding comes from comparing the engine's run."""
 
     @property
     def severity(self) -> Severity:
         """The kind's severity."""
         return self.kind.severity
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: severity, kind, op, form, summary, program (its JSON form, or None), meaning and advice."""
+        return {
+            "severity": self.severity,
+            "kind": self.kind.name,
+            "op": self.op,
+            "form": self.form,
+            "summary": self.summary,
+            "program": None if self.program is None else self.program.to_dict(),
+            "meaning": self.kind.meaning,
+            "advice": self.kind.advice,
+        }

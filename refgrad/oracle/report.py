@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, Finding
-from refgrad.oracle.runner import OpStats, VerificationReport
+from refgrad.oracle.engines import Engine, MicrogradStyleEngine, printable
+from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, Finding
+from refgrad.oracle.runner import OpStats, VerificationReport, verify
 
-__all__ = ["format_broken", "format_failure", "format_report", "format_summary", "format_table"]
+__all__ = [
+    "check_engine",
+    "format_findings",
+    "format_junit",
+    "format_report",
+    "format_summary",
+    "format_table",
+    "format_verdict",
+]
 
 _COLUMNS = (
     "op",
+    "status",
     "graphs",
     "value",
     "gradient",
@@ -32,8 +44,17 @@ def _worst(stats: OpStats) -> str:
     return "inf" if math.isinf(stats.worst) else f"{stats.worst:.3g}"
 
 
+def _status(report: VerificationReport, op: str) -> str:
+    status = report.status(op)
+    return "DEFECT" if status == "defect" else status
+
+
 def format_table(report: VerificationReport) -> str:
-    """One row per op drawn: graphs using it, checks exercising it by kind, skips, worst error / tolerance.
+    """One row per op drawn: its status, graphs using it, checks exercising it by kind, skips, worst error / tolerance.
+
+    ``status`` is ``DEFECT`` or ``warning`` when a finding names the op (findings about
+    compositions name no op), ``ok`` otherwise; ``worst err/tol`` is the closest call among
+    the checks that agreed (those that did not are the findings).
 
     A check exercises every op it depends on (a node's value: the ops that
     computed it; a gradient: the ops between its node and the output), so
@@ -49,6 +70,7 @@ def format_table(report: VerificationReport) -> str:
         rows.append(
             (
                 op,
+                _status(report, op),
                 str(stats.graphs),
                 str(stats.value),
                 str(stats.gradient),
@@ -69,14 +91,31 @@ def format_table(report: VerificationReport) -> str:
     return "\n".join(lines)
 
 
+def format_verdict(report: VerificationReport) -> str:
+    """The card's first line: pass or fail, how many defects and warnings, how much was checked."""
+    defects, warnings = len(report.defects), len(report.warnings)
+    counts = f"{defects} defect{'s' if defects != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+    checked = (
+        f"{report.forms_checked} of {report.forms_asked} op forms, {report.structured} structured programs, "
+        f"{report.graphs} random graphs"
+    )
+    strict = " (--strict: warnings fail too)" if report.strict else ""
+    return f"{report.verdict.upper()}: {report.engine}: {counts}{strict}; checked {checked}"
+
+
 def format_summary(report: VerificationReport) -> str:
-    """How much was checked, how fast, what was skipped and left out, and the verdict."""
+    """How much was checked, how fast, what was skipped and left out, each finding, and the verdict."""
     lines = [
         f"{report.graphs} graphs checked on {report.engine} (seed {report.seed}): "
         f"mean {report.mean_nodes:.1f} nodes, deepest {report.deepest} ops, "
         f"{report.out_of_domain} leaving a domain",
-        f"{report.seconds:.1f} s, {report.graphs_per_second:.0f} graphs/s",
+        f"{report.structured} structured programs first: each op form alone at ordinary points, "
+        "at its kinks and at edge inputs; shared nodes; chains",
+        f"{report.total_seconds:.1f} s in all; random graphs {report.seconds:.1f} s, "
+        f"{report.graphs_per_second:.0f} graphs/s",
     ]
+    if report.random_skipped is not None:
+        lines.append(f"random graphs: none drawn: {report.random_skipped}")
     if report.checks:
         made = ", ".join(
             f"{report.checks.get(kind, 0)} {kind}" for kind in ("value", "gradient", "finite-difference", "domain")
@@ -101,16 +140,25 @@ def format_summary(report: VerificationReport) -> str:
         left_out = "; ".join(f"{what}: {reason}" for what, reason in report.unsupported.items())
         lines.append(f"left out (the engine does not support them): {left_out}")
     lines.append(f"op forms checked: {report.forms_checked} of {report.forms_asked}")
-    lines += [_finding_line(finding) for finding in report.findings if finding.kind is not DISAGREEMENT]
-    if report.passed:
-        lines.append("OK: every check agreed with torch (float64) and finite differences")
-    else:
-        counted = len(report.defects)
-        lines.append(
-            f"FAILED: {counted} defect{'s' if counted != 1 else ''}"
-            + ("; a check disagreed (the shrunk counterexample follows)" if report.failure is not None else "")
-        )
+    lines += [_finding_line(finding) for finding in report.findings]
+    lines.append(_closing_line(report))
     return "\n".join(lines)
+
+
+def _closing_line(report: VerificationReport) -> str:
+    defects, warnings = len(report.defects), len(report.warnings)
+    plural = "s" if warnings != 1 else ""
+    if not report.findings:
+        return "OK: every check agreed with torch (float64) and finite differences"
+    if report.passed:
+        return (
+            f"PASSED with {warnings} warning{plural}: no defect; the warnings say where the engine is fragile "
+            "(--strict fails on them)"
+        )
+    if defects == 0:
+        return f"FAILED (--strict): {warnings} warning{plural}"
+    also = f", {warnings} warning{plural}" if warnings else ""
+    return f"FAILED: {defects} defect{'s' if defects != 1 else ''}{also}"
 
 
 def _finding_line(finding: Finding) -> str:
@@ -121,52 +169,122 @@ def _finding_line(finding: Finding) -> str:
     )
 
 
-def format_broken(report: VerificationReport) -> str:
-    """Each broken op form: its one-step program (as read and as JSON) and a script reproducing it."""
+def format_findings(report: VerificationReport) -> str:
+    """Each finding with a program: the program (as read and as JSON), what disagreed, and for defects a script.
+
+    Defects come first, each with a standalone script that runs the program on the engine and on
+    torch; a warning shows its program and the JSON to check it again with ``--program``.
+    """
     blocks: list[str] = []
-    for finding in report.findings:
-        if finding.kind is not BROKEN_OP or finding.program is None:
+    for number, finding in enumerate(report.findings, start=1):
+        program = finding.program
+        if program is None:
             continue
-        blocks.append(
-            "\n".join(
-                [
-                    f"broken: {finding.summary}",
-                    f"  {finding.program}",
-                    f"  program (JSON): {finding.program.to_json()}",
-                    "",
-                    "reproduce it (engine, then torch):",
-                    "",
-                    finding.script or "",
-                ]
-            ).rstrip()
-        )
+        title = "counterexample" if finding.kind is not BROKEN_OP else "broken"
+        lines = [
+            f"{title}: {finding.severity} {number} [{finding.kind.name}]: {len(program.steps)} step(s) on "
+            f"{len(program.inputs)} input(s), {program.node_count} nodes",
+            f"  {program}" if len(program.steps) <= 40 else f"  a program of {len(program.steps)} steps",
+        ]
+        outcome = finding.outcome
+        if outcome is not None:
+            lines += [f"  disagreement: {check.detail}" for check in outcome.failures[:5]]
+            if len(outcome.failures) > 5:
+                lines.append(f"  ... and {len(outcome.failures) - 5} more")
+            if outcome.engine_failure is not None and not outcome.failures:
+                lines.append(f"  the engine: {outcome.engine_failure.describe()}")
+        if len(program.steps) <= 40:
+            lines.append(f"  program (JSON): {program.to_json()}")
+        if finding.severity == "defect" and finding.script is not None:
+            lines += ["", "reproduce it (engine, then torch):", "", finding.script]
+        blocks.append("\n".join(lines).rstrip())
     return "\n\n".join(blocks)
 
 
-def format_failure(report: VerificationReport) -> str:
-    """The shrunk counterexample: what disagreed, the program as JSON, and a script reproducing it."""
-    outcome = report.failure
-    if outcome is None:
-        return ""
-    program = outcome.program
-    lines = [
-        f"counterexample: {len(program.steps)} step(s) on {len(program.inputs)} input(s), {program.node_count} nodes",
-        f"  {program}",
-    ]
-    lines += [f"  disagreement: {check.detail}" for check in outcome.failures[:5]]
-    if len(outcome.failures) > 5:
-        lines.append(f"  ... and {len(outcome.failures) - 5} more")
-    lines += [f"  program (JSON): {program.to_json()}", "", "reproduce it (engine, then torch):", ""]
-    lines.append(report.failure_script or "")
-    return "\n".join(lines)
-
-
 def format_report(report: VerificationReport) -> str:
-    """Table, summary and (if any) the failure, as ``python -m refgrad verify`` prints them."""
-    parts = [format_table(report), "", format_summary(report)]
-    broken = format_broken(report)
-    if broken:
-        parts += ["", broken]
-    if report.failure is not None:
-        parts += ["", format_failure(report)]
+    """Verdict, table, summary and each finding, as ``python -m refgrad verify`` prints them."""
+    parts = [format_verdict(report), "", format_table(report), "", format_summary(report)]
+    findings = format_findings(report)
+    if findings:
+        parts += ["", findings]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _junit_case(suite: ET.Element, name: str, failures: Sequence[Finding], warnings: Sequence[Finding]) -> None:
+    case = ET.SubElement(suite, "testcase", classname="refgrad.verify", name=name)
+    if failures:
+        first = failures[0]
+        failure = ET.SubElement(case, "failure", message=printable(first.summary), type=first.kind.name)
+        failure.text = "\n".join(
+            f"{finding.severity} [{finding.kind.name}] {printable(finding.summary)}"
+            + (f"\n  program (JSON): {finding.program.to_json()}" if finding.program is not None else "")
+            for finding in failures
+        )
+    if warnings:
+        out = ET.SubElement(case, "system-out")
+        out.text = "\n".join(f"warning [{finding.kind.name}] {printable(finding.summary)}" for finding in warnings)
+
+
+def format_junit(report: VerificationReport) -> str:
+    """The card as JUnit XML: a testcase per op form (checked or broken), per unsupported form (skipped), and more.
+
+    A testcase fails on the defects about it (under ``strict``, on its warnings too); other
+    warnings are its ``system-out``. Findings about no op (compositions, the deep chain, a
+    nondeterministic backward) belong to the ``compositions`` testcase; ``coverage`` carries the
+    little-checked warning. Everything the engine wrote is escaped by the XML writer.
+    """
+    suite = ET.Element(
+        "testsuite",
+        name=f"refgrad verify {report.engine}",
+        tests="0",
+        failures="0",
+        errors="0",
+        skipped=str(len(report.unsupported)),
+        time=f"{report.total_seconds:.3f}",
+    )
+
+    def split(findings: Sequence[Finding]) -> tuple[list[Finding], list[Finding]]:
+        failing = [f for f in findings if f.severity == "defect" or report.strict]
+        return failing, [f for f in findings if f not in failing]
+
+    placed: set[int] = set()
+    broken = [f.form for f in report.findings if f.kind is BROKEN_OP and f.form is not None]
+    for form in dict.fromkeys([*report.checked, *broken]):
+        op = form.split(" ", 1)[0]
+        mine = [f for f in report.findings if f.op == op and f.form in (form, None) and id(f) not in placed]
+        # A finding naming the op but no form (from a random program) goes with the op's first form.
+        placed.update(id(f) for f in mine)
+        _junit_case(suite, form, *split(mine))
+    for form, reason in report.unsupported.items():
+        case = ET.SubElement(suite, "testcase", classname="refgrad.verify", name=form)
+        ET.SubElement(case, "skipped", message=f"unsupported: {printable(reason)}")
+    rest = [f for f in report.findings if id(f) not in placed and f.kind is not LITTLE_CHECKED]
+    _junit_case(suite, "compositions", *split(rest))
+    _junit_case(suite, "coverage", *split([f for f in report.findings if f.kind is LITTLE_CHECKED]))
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for case in cases if case.find("failure") is not None)))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def check_engine(
+    engine: Engine | type[object],
+    *,
+    examples: int = 1000,
+    seed_value: int = 0,
+    ops: Iterable[str] | None = None,
+    strict: bool = False,
+) -> VerificationReport:
+    """One call for a test suite: verify ``engine`` (an ``Engine``, or a micrograd-style class) and return the card.
+
+    Raises ``AssertionError`` whose message is the whole card when the run fails (a defect;
+    under ``strict``, any finding), so pytest shows every finding with its counterexample::
+
+        def test_my_engine():
+            check_engine(mymodule.Value, examples=500)
+    """
+    chosen = MicrogradStyleEngine(engine) if isinstance(engine, type) else engine
+    report = verify(chosen, examples=examples, seed_value=seed_value, ops=ops, strict=strict)
+    if not report.passed:
+        raise AssertionError(format_report(report))
+    return report

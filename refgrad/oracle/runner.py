@@ -1,15 +1,18 @@
-"""A verification run: many random programs on one engine, tallied per op, the first failure shrunk.
+"""A verification run: structured programs, then random ones, on one engine; every finding in one report.
 
-:func:`verify` draws programs with hypothesis (seeded, no example database, so
-the same seed gives the same run), checks each with
-:func:`~refgrad.oracle.compare.check_program`, and lets hypothesis shrink the
-first disagreement to a small counterexample. Ops the engine cannot run are
-found by probing first and left out (:func:`~refgrad.oracle.engines.probe`).
+:func:`verify` probes which op forms the engine has (:func:`~refgrad.oracle.engines.probe_forms`),
+runs the structured programs of :mod:`refgrad.oracle.campaigns` (each op alone, at kinks and
+edges, shared nodes, chains), then draws random programs with hypothesis (seeded, no example
+database, so the same seed gives the same run), checks each with
+:func:`~refgrad.oracle.compare.check_program`, and lets hypothesis shrink a failure at ordinary
+inputs to a small counterexample. :mod:`refgrad.oracle.diagnosis` turns each failure into a
+finding of a kind from :mod:`refgrad.oracle.findings`, a defect or a warning.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import pkgutil
 import time
@@ -19,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol, cast
 
 from hypothesis import Phase, Verbosity, given, seed, settings
+from hypothesis.errors import Flaky
 
 from refgrad.ops import registry
-from refgrad.oracle._arguments import engine_argument, op_names_argument, order_argument
+from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
 from refgrad.oracle.compare import CheckKind, Outcome, check_program
+from refgrad.oracle.diagnosis import edge_failure, failing, random_finding, run_structured
 from refgrad.oracle.engines import (
     Engine,
     EngineRun,
@@ -37,7 +42,7 @@ from refgrad.oracle.engines import (
     probe_forms,
     start_run,
 )
-from refgrad.oracle.findings import BROKEN_OP, DISAGREEMENT, LITTLE_CHECKED, Finding
+from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, NONDETERMINISTIC, Finding
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
 from refgrad.value import as_count
@@ -103,15 +108,19 @@ class _Tally:
     skip_reasons: Counter[str] = field(default_factory=Counter[str])
     kinds: Counter[str] = field(default_factory=Counter[str])
     graphs: int = 0
+    structured: int = 0
     nodes: int = 0
     deepest: int = 0
     out_of_domain: int = 0
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: Outcome, *, structured: bool = False) -> None:
         program = outcome.program
-        self.graphs += 1
-        self.nodes += program.node_count
-        self.deepest = max(self.deepest, program.depth())
+        if structured:
+            self.structured += 1
+        else:
+            self.graphs += 1
+            self.nodes += program.node_count
+            self.deepest = max(self.deepest, program.depth())
         for op in program.ops():
             self.stats[op].graphs += 1
         for check in outcome.checks:
@@ -121,7 +130,9 @@ class _Tally:
             for op in check.ops:
                 stats = self.stats[op]
                 _count(stats, check.kind)
-                stats.worst = max(stats.worst, check.ratio)
+                if check.passed:
+                    # The closest call among agreeing checks; disagreements are findings, told apart there.
+                    stats.worst = max(stats.worst, check.ratio)
         for skip in outcome.skips:
             self.skip_reasons[f"{skip.kind}: {skip.reason}"] += 1
             for op in skip.ops:
@@ -136,8 +147,9 @@ class VerificationReport:
     seed: int
     requested: int
     graphs: int
-    """Programs checked before the first failure (all of them if none failed)."""
+    """Random programs checked (all that were asked for, unless a failure ended a round early)."""
     seconds: float
+    """Wall time of drawing and checking the random programs (their rate: :attr:`graphs_per_second`)."""
     stats: Mapping[str, OpStats]
     """Per op, in registry order (ops left out are absent)."""
     unsupported: Mapping[str, str]
@@ -150,7 +162,7 @@ class VerificationReport:
     out_of_domain: int
     """Programs whose outcome was a domain check (torch not finite, or the engine signalled)."""
     failure: Outcome | None
-    """The shrunk first disagreement, if any."""
+    """The counterexample of the first finding that fails the run (a defect; under ``strict`` any), if one has one."""
     failure_script: str | None
     order: int = 1
     """1: values and first derivatives; 2: second derivatives too."""
@@ -162,11 +174,61 @@ class VerificationReport:
     """Operand forms (``pow (x, c)``, ``neg``, ...) drawn in the random programs."""
     forms_asked: int = 0
     """Operand forms the run was asked to check (every registry op's, or those of ``ops``)."""
+    strict: bool = False
+    """Whether warnings fail the run too."""
+    structured: int = 0
+    """Fixed programs checked before the random ones: each op alone, at kinks and edges, shared nodes, chains."""
+    total_seconds: float = 0.0
+    """Wall time of the whole run: probing, structured programs, random programs, shrinking."""
+    random_skipped: str | None = None
+    """Why no random program was drawn, when none was (a composition defect every one would show)."""
+    checked: tuple[str, ...] = ()
+    """The op forms checked, as reports write them (``pow``, ``sub (c, x)``)."""
 
     @property
     def passed(self) -> bool:
-        """No defect: nothing broken, no check disagreed (warnings do not fail a run)."""
-        return self.failure is None and not self.defects
+        """No defect (and under ``strict``, no warning either)."""
+        return not self.defects and not (self.strict and self.warnings)
+
+    def status(self, op: str) -> str:
+        """``"defect"`` when a defect names ``op``, ``"warning"`` when only warnings do, ``"ok"`` otherwise."""
+        return _op_status(self, op)
+
+    @property
+    def verdict(self) -> Literal["pass", "fail"]:
+        """``"pass"`` or ``"fail"``, as :attr:`passed` says."""
+        return "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict[str, object]:
+        """The card as a JSON-ready dictionary (what ``verify --format json`` prints)."""
+        return {
+            "engine": self.engine,
+            "verdict": self.verdict,
+            "strict": self.strict,
+            "seed": self.seed,
+            "checked": list(self.checked),
+            "unsupported": dict(self.unsupported),
+            "graphs": self.graphs,
+            "structured": self.structured,
+            "seconds": round(self.total_seconds, 3),
+            "defects": len(self.defects),
+            "warnings": len(self.warnings),
+            "ops": {
+                op: {
+                    "status": _op_status(self, op),
+                    "graphs": stats.graphs,
+                    "checks": stats.checks,
+                    "skipped": stats.skipped,
+                    "worst": _json_ratio(stats),
+                }
+                for op, stats in self.stats.items()
+            },
+            "findings": [finding.to_dict() for finding in self.findings],
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as one line of JSON."""
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     @property
     def defects(self) -> tuple[Finding, ...]:
@@ -182,6 +244,17 @@ class VerificationReport:
     def graphs_per_second(self) -> float:
         """Programs checked per second of wall time (generation, references and engine together)."""
         return self.graphs / self.seconds if self.seconds > 0 else math.inf
+
+
+def _op_status(report: VerificationReport, op: str) -> str:
+    """``"defect"`` when a defect names the op, ``"warning"`` when only warnings do, ``"ok"`` otherwise."""
+    severities = {finding.severity for finding in report.findings if finding.op == op}
+    return "defect" if "defect" in severities else "warning" if severities else "ok"
+
+
+def _json_ratio(stats: OpStats) -> float | None:
+    """The worst error / tolerance for JSON: None where nothing was checked or a check had no tolerance."""
+    return stats.worst if stats.checks and math.isfinite(stats.worst) else None
 
 
 def _load_every_refgrad_module() -> None:
@@ -367,15 +440,174 @@ def _probe_findings(engine: Engine, probed: Probed, checked: int, asked: int) ->
     return findings
 
 
-def _disagreement(failure: Outcome, script: str) -> Finding:
-    """The shrunk first disagreement as a finding, named by its op when it uses only one."""
-    first = failure.failures[0]
-    ops = sorted(failure.program.ops())
-    summary = (
-        f"{first.kind} check on a program of {len(failure.program.steps)} step(s) using "
-        f"{', '.join(ops) or 'no op'}: {first.detail}"
-    )
-    return Finding(DISAGREEMENT, ops[0] if len(ops) == 1 else None, None, summary, failure.program, script)
+_ROUNDS: Final = 4
+"""Random rounds at most: a round ends at a failure; the next leaves out the op it blamed."""
+_EDGE_CANDIDATES: Final = 6
+"""Edge failures of random programs (the smallest, each with another set of ops) reduced and diagnosed."""
+
+
+@dataclass(slots=True)
+class _Round:
+    """One hypothesis run over random programs: how many it checked, and what ended it."""
+
+    graphs: int = 0
+    failure: Outcome | None = None
+    flaky: Program | None = None
+    generation_seconds: float = 0.0
+
+
+class _RandomPhase:
+    """Random programs in rounds: ordinary failures are shrunk by hypothesis, edge failures kept aside."""
+
+    def __init__(
+        self,
+        engine: _Watched,
+        tally: _Tally,
+        *,
+        examples: int,
+        max_steps: int,
+        out_of_domain: OutOfDomain,
+        order: Literal[1, 2],
+        progress: Progress | None,
+    ) -> None:
+        self.engine = engine
+        self.tally = tally
+        self.examples = examples
+        self.max_steps = max_steps
+        self.out_of_domain: OutOfDomain = out_of_domain
+        self.order: Literal[1, 2] = order
+        self.progress = progress
+        self.edges: dict[frozenset[str], Outcome] = {}
+        """The smallest edge failure seen for each set of ops."""
+
+    def keep_edge(self, outcome: Outcome) -> None:
+        ops = outcome.program.ops()
+        kept = self.edges.get(ops)
+        if kept is None or outcome.program.node_count < kept.program.node_count:
+            self.edges[ops] = outcome
+
+    def round(self, forms: Sequence[tuple[str, Form]], examples: int, seed_value: int) -> _Round:
+        """Check up to ``examples`` programs of ``forms``; the first ordinary failure ends the round, shrunk."""
+        result = _Round()
+        failing = False
+        started = time.perf_counter()
+        stops_while_shrinking = 0
+        failed: dict[Program, Outcome] = {}
+        engine, tally, progress = self.engine, self.tally, self.progress
+
+        def check(program: Program) -> None:
+            nonlocal failing, stops_while_shrinking
+            if stops_while_shrinking >= _MAX_SHRINK_STOPS:
+                # Enough timeouts: hypothesis sees every new candidate pass, so shrinking ends at the
+                # smallest failure so far, and its final replay of that one fails as before.
+                if program in failed:
+                    raise _DisagreementError(failed[program])
+                return
+            outcome = check_program(program, engine, order=self.order)
+            if failing and engine.stopped:
+                stops_while_shrinking += 1
+            if not failing:
+                tally.add(outcome)
+                result.graphs += 1
+                if progress is not None:
+                    progress(tally.graphs, self.examples)
+            if outcome.passed:
+                return
+            if edge_failure(outcome):
+                # Perhaps a fragile formula, not a wrong rule: set aside, diagnosed after the run
+                # (hypothesis sees a pass, so it neither stops nor shrinks towards edges).
+                if not failing:
+                    self.keep_edge(outcome)
+                return
+            if not failing:
+                failing = True
+                result.generation_seconds = time.perf_counter() - started
+            failed[program] = outcome
+            raise _DisagreementError(outcome)
+
+        run = settings(
+            max_examples=examples,
+            database=None,
+            deadline=None,
+            phases=(Phase.generate, Phase.shrink),
+            verbosity=Verbosity.quiet,
+            report_multiple_bugs=False,
+            print_blob=False,
+            suppress_health_check=(),
+        )(
+            seed(seed_value)(
+                given(programs(forms=forms, max_steps=self.max_steps, out_of_domain=self.out_of_domain))(check)
+            )
+        )
+        try:
+            run()
+        except _DisagreementError as found:
+            result.failure = _without_dead_steps(found.outcome, engine, self.order)
+        except Flaky:
+            # The same program failed and then passed: the engine's answers vary from run to run.
+            result.flaky = min(failed, key=lambda program: program.node_count) if failed else None
+        if not failing:
+            result.generation_seconds = time.perf_counter() - started
+        return result
+
+    def run(
+        self, forms: Sequence[tuple[str, Form]], seed_value: int, findings: list[Finding], stop_at: int, strict: bool
+    ) -> float:
+        """Rounds until the examples are checked; findings appended; the generation phases' wall time returned.
+
+        A round's failure at ordinary inputs is a finding; if it blames one op the next round
+        leaves that op out, if it blames several the rounds end. Edge failures are diagnosed last.
+        """
+        remaining, seconds = self.examples, 0.0
+        drawn: list[tuple[str, Form]] = list(forms)
+        for round_index in range(_ROUNDS):
+            if remaining <= 0 or not drawn or failing(findings, strict) >= stop_at:
+                break
+            result = self.round(drawn, remaining, seed_value + round_index)
+            remaining -= result.graphs
+            seconds += result.generation_seconds
+            if result.flaky is not None:
+                findings.append(_nondeterministic(self.engine, result.flaky))
+                break
+            if result.failure is None:
+                break
+            finding = random_finding(result.failure, self.engine, self.order, at_edge=False)
+            if not _duplicate(finding, findings):
+                findings.append(finding)
+            stopped = result.failure.engine_failure
+            if finding.op is None or (stopped is not None and stopped.stage == "process"):
+                break  # several ops to blame; or a hang or a crash, which another round would wait for again
+            blamed = finding.op
+            drawn = [pair for pair in drawn if pair[0] != blamed]
+        candidates = sorted(self.edges.values(), key=lambda outcome: outcome.program.node_count)
+        for outcome in candidates[:_EDGE_CANDIDATES]:
+            finding = random_finding(outcome, self.engine, self.order, at_edge=True)
+            if not _duplicate(finding, findings):
+                findings.append(finding)
+        return seconds
+
+
+def _nondeterministic(engine: Engine, program: Program | None) -> Finding:
+    summary = "the same program failed on one run and passed on another"
+    if program is not None:
+        summary += f": {program}"
+    script = None if program is None else engine.script(program)
+    return Finding(NONDETERMINISTIC, None, None, summary, program, script)
+
+
+def _duplicate(finding: Finding, findings: Sequence[Finding]) -> bool:
+    """The same kind of finding about the same op (or, for a composition, the same set of ops) is already there."""
+    for other in findings:
+        if finding.op is not None and other.op == finding.op and other.severity == finding.severity:
+            return True
+        ops = finding.program.ops() if finding.program is not None else frozenset[str]()
+        if finding.op is None and other.kind is finding.kind:
+            other_ops = other.program.ops() if other.program is not None else frozenset[str]()
+            if other.op is None and other_ops == ops:
+                return True
+        if finding.op is None and finding.severity == "warning" and other.op in ops and other.severity == "warning":
+            return True  # a fragility of an op alone explains the same op's in a composition
+    return False
 
 
 def verify(
@@ -388,99 +620,72 @@ def verify(
     max_steps: int = 40,
     out_of_domain: OutOfDomain = "sometimes",
     order: Literal[1, 2] = 1,
+    strict: bool = False,
+    max_defects: int = 20,
 ) -> VerificationReport:
-    """Check ``examples`` random programs on ``engine``; shrink and return the first failure, if any.
+    """Check ``engine`` on structured programs, then ``examples`` random ones; every finding in one report.
+
+    First each op form alone (at ordinary points, at its kinks, at edge inputs), then shared
+    nodes and chains, then random programs in rounds: a round's first failure at ordinary inputs
+    is shrunk to a small counterexample, and the next round leaves out the op it blamed (a
+    failure of several ops ends the random phase); failures at edge inputs are reduced and checked
+    at ordinary points afterwards (a defect if they fail there too, else a fragility).
 
     ``ops`` restricts the ops drawn (default: all of the registry); ops or
     operand forms the engine cannot run are probed for and left out. Forward
     mode is checked whenever the engine has it; ``order=2`` also checks second
     derivatives and needs an engine that can differentiate its own gradients
-    (``ValueError`` naming the engine otherwise).
+    (``ValueError`` naming the engine otherwise). ``strict`` fails the run on
+    warnings too; the run stops early once ``max_defects`` findings fail it
+    (defects, and under ``strict`` warnings too).
     """
     engine = engine_argument(engine)
     _check_drivable(engine)
     examples, seed_value, max_steps = _counts(examples, seed_value, max_steps)
+    max_defects = as_count(max_defects, "max_defects")
+    strict = flag_argument(strict, "strict")
     order = order_argument(order)
     ops = None if ops is None else op_names_argument(ops)
     _check_the_rest(progress, out_of_domain)
     _check_order(engine, order)
     forward_mode = isinstance(engine, ForwardModeEngine)
     _load_every_refgrad_module()
+    began = time.perf_counter()
     probed, forms, asked = _probe(engine, ops)
     unsupported_text = {describe_form(op, form): reason for (op, form), reason in probed.unsupported.items()}
     findings = _probe_findings(engine, probed, len(forms), asked)
     used = {op for op, _ in forms}
     tally = _Tally({spec.name: OpStats() for spec in registry if spec.name in used})
-    started = time.perf_counter()
-    if not forms:
-        return VerificationReport(
-            engine.name,
-            seed_value,
-            examples,
-            0,
-            0.0,
-            tally.stats,
-            unsupported_text,
-            {},
-            {},
-            0.0,
-            0,
-            0,
-            None,
-            None,
-            order=order,
-            forward_mode=forward_mode,
-            findings=tuple(findings),
-            forms_checked=len(forms),
-            forms_asked=asked,
-        )
-    failing = False
-    generation_ended: float | None = None
     watched = _watch(engine)
-    stops_while_shrinking = 0
-    failed: dict[Program, Outcome] = {}
-
-    def check(program: Program) -> None:
-        nonlocal failing, generation_ended, stops_while_shrinking
-        if stops_while_shrinking >= _MAX_SHRINK_STOPS:
-            # Enough timeouts: hypothesis sees every new candidate pass, so shrinking ends at the
-            # smallest failure so far, and its final replay of that one fails as before.
-            if program in failed:
-                raise _DisagreementError(failed[program])
-            return
-        outcome = check_program(program, watched, order=order)
-        if failing and watched.stopped:
-            stops_while_shrinking += 1
-        if not failing:
-            tally.add(outcome)
-            if progress is not None:
-                progress(tally.graphs, examples)
-        if not outcome.passed and not failing:
-            failing = True
-            generation_ended = time.perf_counter()
-        if not outcome.passed:
-            failed[program] = outcome
-            raise _DisagreementError(outcome)
-
-    run = settings(
-        max_examples=examples,
-        database=None,
-        deadline=None,
-        phases=(Phase.generate, Phase.shrink),
-        verbosity=Verbosity.quiet,
-        report_multiple_bugs=False,
-        print_blob=False,
-        suppress_health_check=(),
-    )(seed(seed_value)(given(programs(forms=forms, max_steps=max_steps, out_of_domain=out_of_domain))(check)))
-    failure: Outcome | None = None
-    try:
-        run()
-    except _DisagreementError as found:
-        failure = _without_dead_steps(found.outcome, watched, order)
-    if failure is not None:
-        findings.insert(len(probed.broken), _disagreement(failure, engine.script(failure.program)))
-    # Shrinking is not checking new graphs: the rate counts the generation phase only.
-    seconds = (generation_ended or time.perf_counter()) - started
+    seconds = 0.0
+    random_skipped: str | None = None
+    if forms:
+        structured = run_structured(
+            watched,
+            forms,
+            order=order,
+            record=lambda outcome: tally.add(outcome, structured=True),
+            max_defects=max_defects - failing(findings, strict),
+            strict=strict,
+        )
+        findings += structured.findings
+        phase = _RandomPhase(
+            watched,
+            tally,
+            examples=examples,
+            max_steps=max_steps,
+            out_of_domain=out_of_domain,
+            order=order,
+            progress=progress,
+        )
+        random_forms: list[tuple[str, Form]] = [pair for pair in forms if pair not in structured.defective]
+        if structured.composition:
+            # Shared nodes or chains are wrong: every random program would fail again for that reason.
+            random_skipped = "shared nodes or chains are wrong (the composition defect), every random program would be"
+        else:
+            seconds = phase.run(random_forms, seed_value, findings, max_defects, strict)
+    findings.sort(key=lambda finding: finding.severity != "defect")
+    first = next((f.outcome for f in findings if failing((f,), strict) and f.outcome is not None), None)
     graphs = max(tally.graphs, 1)
     return VerificationReport(
         engine=engine.name,
@@ -495,11 +700,16 @@ def verify(
         mean_nodes=tally.nodes / graphs,
         deepest=tally.deepest,
         out_of_domain=tally.out_of_domain,
-        failure=failure,
-        failure_script=None if failure is None else engine.script(failure.program),
+        failure=first,
+        failure_script=None if first is None else engine.script(first.program),
         order=order,
         forward_mode=forward_mode,
         findings=tuple(findings),
         forms_checked=len(forms),
         forms_asked=asked,
+        strict=strict,
+        structured=tally.structured,
+        total_seconds=time.perf_counter() - began,
+        random_skipped=random_skipped,
+        checked=tuple(describe_form(op, form) for op, form in forms),
     )

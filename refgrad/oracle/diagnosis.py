@@ -1,0 +1,447 @@
+"""From failing checks to findings: what is wrong, where, in words a learner acts on.
+
+:func:`run_structured` runs the fixed programs of :mod:`refgrad.oracle.campaigns` (each op alone at
+ordinary points, at its kinks and at edge inputs; shared nodes and chains; a deep chain) and turns
+each failure into a :class:`~refgrad.oracle.findings.Finding` of the right kind and severity.
+:func:`random_finding` does the same for a random program's failure, after the run has checked
+whether the failure holds at ordinary inputs (a defect) or only at the edge where it was found (a
+fragility).
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from refgrad.ops import registry
+from refgrad.oracle.campaigns import (
+    PatternProgram,
+    at_kink,
+    composition_programs,
+    deep_chain,
+    edge_programs,
+    is_ordinary,
+    kink_programs,
+    ordinary_programs,
+    redrawn,
+)
+from refgrad.oracle.compare import Check, Outcome, check_program, relative_and_ulps
+from refgrad.oracle.engines import Engine, describe_form
+from refgrad.oracle.findings import (
+    ACCURACY,
+    BROKEN_OP,
+    COMPOSITION,
+    DEEP_GRAPH,
+    FRAGILE,
+    KINK_CONVENTION,
+    NONDETERMINISTIC,
+    WRONG_DERIVATIVE,
+    WRONG_VALUE,
+    Finding,
+    FindingKind,
+)
+from refgrad.oracle.program import Form, Program, Ref
+from refgrad.oracle.torch_reference import TorchResult, torch_reference
+
+__all__ = [
+    "ACCURACY_ULPS",
+    "PRECISION_LOSS",
+    "Structured",
+    "edge_failure",
+    "failing",
+    "random_finding",
+    "run_structured",
+    "smallest_failing_part",
+]
+
+ACCURACY_ULPS: Final = 64.0
+"""A disagreement within this many ulps of the reference, at ordinary inputs, is an accuracy warning."""
+
+_NUMERIC: Final = ("value", "gradient", "finite-difference")
+# Exceptions that are a formula giving up at an edge (overflow, division by zero, a domain signal, the
+# recursion limit), rather than a method that cannot run.
+_RECURSION: Final = "RecursionError"
+
+Record = Callable[[Outcome], None]
+
+_HIGHER: Final = {
+    "second-order": "second derivatives",
+    "second-order-fd": "second derivatives",
+    "forward-mode": "forward-mode derivative",
+    "forward-vs-reverse": "forward-mode derivative",
+}
+"""Check kinds beyond first-order reverse mode, as a wrong-derivative finding names them."""
+
+
+@dataclass(slots=True)
+class Structured:
+    """What the structured programs found: findings in order, and the forms with a defect of their own."""
+
+    findings: list[Finding] = field(default_factory=list[Finding])
+    defective: set[tuple[str, Form]] = field(default_factory=set[tuple[str, Form]])
+    programs: int = 0
+    composition: bool = False
+    """Shared nodes or chains came out wrong: every random program would show it again."""
+    stopped: bool = False
+    """The engine's worker hung or died on one of them, which ended the structured phase."""
+
+    def failing(self, strict: bool) -> int:
+        """Findings that fail the run: defects, and under ``strict`` warnings too."""
+        return failing(self.findings, strict)
+
+
+def failing(findings: Sequence[Finding], strict: bool) -> int:
+    """How many of ``findings`` fail a run: the defects, and under ``strict`` every finding."""
+    return sum(1 for finding in findings if strict or finding.severity == "defect")
+
+
+def _numbers(check: Check) -> str:
+    if check.got is None or check.expected is None:
+        return check.detail
+    off = relative_and_ulps(check.got, check.expected)
+    return f"the engine gives {check.got!r}, expected {check.expected!r} ({off})"
+
+
+def _all_within(outcome: Outcome, error: Callable[[Check], float | None], bound: float) -> bool:
+    """Some check failed, and every failing one compares numbers with ``error(check)`` at most ``bound``."""
+    for check in outcome.failures:
+        measured = error(check)
+        if check.kind not in _NUMERIC or measured is None or not measured <= bound:
+            return False
+    return bool(outcome.failures)
+
+
+def _accuracy_only(outcome: Outcome) -> bool:
+    """Every failing check compares numbers and is off by at most :data:`ACCURACY_ULPS`."""
+    return _all_within(outcome, lambda check: check.ulps, ACCURACY_ULPS)
+
+
+def _fragile_exception(outcome: Outcome) -> bool:
+    """The engine stopped with a domain signal (an overflow, a division by zero, ...) or at the recursion limit."""
+    failure = outcome.engine_failure
+    if failure is None or failure.stage == "process":
+        return False
+    return failure.domain_signal or failure.exception == _RECURSION
+
+
+PRECISION_LOSS: Final = 1e-10
+"""A disagreement this small (relative) may be a formula losing precision (cancelling near 0, say), not a wrong rule.
+
+Far above what a cancellation at ordinary inputs costs (about 1e-12 at magnitudes of 1e-4) and far
+below any rule that is wrong (a relative 1e-9 error at x = 0.5 is a defect): such a failure is
+checked again at moderate inputs before it is called anything.
+"""
+
+
+def _small(outcome: Outcome) -> bool:
+    """Every failing check compares numbers and is off by at most :data:`PRECISION_LOSS`, relatively."""
+    return _all_within(outcome, lambda check: check.relative_error, PRECISION_LOSS)
+
+
+def edge_failure(outcome: Outcome) -> bool:
+    """A failure that may be a fragility: at an edge input, an arithmetic exception where the result is finite,
+    or a disagreement small enough to be precision lost by a legitimate formula."""
+    failure = outcome.engine_failure
+    if failure is not None and failure.stage == "process":
+        return False  # a hang or a crash is shrunk and reported as it is
+    return _fragile_exception(outcome) or _small(outcome) or not is_ordinary(outcome.program)
+
+
+def _operand_name(program: Program, node: int) -> tuple[int, str] | None:
+    """For a one-step program: the position and name (x, y) of the operand that is input ``node``."""
+    step = program.steps[0]
+    for position, operand in enumerate(step.operands):
+        if isinstance(operand, Ref) and operand.node == node:
+            return position, "xy"[position] if len(step.operands) > 1 else "x"
+    return None
+
+
+def _what_failed(outcome: Outcome) -> str:
+    failure = outcome.engine_failure
+    if failure is not None:
+        return failure.describe()
+    return outcome.failures[0].detail
+
+
+def _alone_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) -> Finding:
+    """A one-step program at an ordinary point failed: the op's value, its derivative, or the method itself."""
+    assert pattern.op is not None
+    assert pattern.form is not None
+    op, program = pattern.op, outcome.program
+    spec = registry[op]
+    name = describe_form(op, pattern.form)
+    script = engine.script(program)
+    values = [check for check in outcome.failures if check.kind == "value"]
+    gradients = [check for check in outcome.failures if check.kind in ("gradient", "finite-difference")]
+    kind: FindingKind
+    if _accuracy_only(outcome):
+        worst = max(check.ulps or 0.0 for check in outcome.failures)
+        off = _numbers(outcome.failures[0])
+        kind, summary = ACCURACY, f"{name} at {pattern.description}: {worst:.3g} ulps off ({off})"
+    elif values:
+        kind = WRONG_VALUE
+        summary = f"the value of {name} at {pattern.description}: {_numbers(values[0])}; the op is {spec.formula}"
+    elif gradients and gradients[0].node is not None and (found := _operand_name(program, gradients[0].node)):
+        position, operand = found
+        kind = WRONG_DERIVATIVE
+        summary = (
+            f"the derivative of {name} in {operand} at {pattern.description}: {_numbers(gradients[0])}; "
+            f"d/d{operand} is {spec.partial_formulas[position]}"
+        )
+    elif others := [check for check in outcome.failures if check.kind in _HIGHER]:
+        kind = WRONG_DERIVATIVE
+        summary = f"the {_HIGHER[others[0].kind]} of {name} at {pattern.description}: {others[0].detail}"
+    else:
+        kind, summary = BROKEN_OP, f"{name} at {pattern.description}: {_what_failed(outcome)}"
+    return Finding(kind, op, name, summary, program, script, outcome)
+
+
+def _kink_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) -> Finding:
+    """A one-step program with an operand at a kink failed: a wrong value, a fragile formula, or another convention."""
+    assert pattern.op is not None
+    assert pattern.form is not None
+    op, program = pattern.op, outcome.program
+    name = describe_form(op, pattern.form)
+    script = engine.script(program)
+    values = [check for check in outcome.failures if check.kind == "value"]
+    if values:
+        summary = f"the value of {name} at {pattern.description}: {_numbers(values[0])}"
+        return Finding(WRONG_VALUE, op, name, summary, program, script, outcome)
+    if outcome.engine_failure is not None:
+        said = outcome.engine_failure.describe()
+        summary = f"{name} at {pattern.description}: {said}, where torch's result is finite"
+        return Finding(FRAGILE, op, name, summary, program, script, outcome)
+    conventions = "; ".join(kink.convention for kink in registry[op].kinks)
+    summary = f"{name} at {pattern.description}: {_numbers(outcome.failures[0])}; PyTorch's convention: {conventions}"
+    return Finding(KINK_CONVENTION, op, name, summary, program, script, outcome)
+
+
+def _edge_reason(outcome: Outcome) -> str:
+    failure = outcome.engine_failure
+    if failure is not None:
+        return f"{failure.exception} {'in backward' if failure.stage == 'backward' else 'in the forward pass'}"
+    kinds = sorted({check.kind for check in outcome.failures})
+    return "a wrong " + " and ".join("value" if kind == "value" else "gradient" for kind in kinds[:1])
+
+
+def _edge_summary(name: str, failed: Sequence[tuple[PatternProgram, Outcome]], tried: int) -> str:
+    """Where the form fails among the edge inputs, grouped by how (an exception, or a wrong number), and the first."""
+    by_reason: dict[str, list[str]] = {}
+    for pattern, outcome in failed:
+        by_reason.setdefault(_edge_reason(outcome), []).append(pattern.description)
+    groups = "; ".join(
+        f"{reason} at {', '.join(points[:4])}{', ...' if len(points) > 4 else ''}"
+        for reason, points in by_reason.items()
+    )
+    pattern, outcome = failed[0]
+    return (
+        f"{name} fails at {len(failed)} of {tried} edge inputs: {groups}. "
+        f"First, at {pattern.description}: {_what_failed(outcome)}"
+    )
+
+
+_GROUPS: Final = {
+    "shared": "gradients through a node used twice (accumulation or order of the backward pass)",
+    "chain": "gradients through a chain (the order of the backward pass)",
+    "deep": "a deep chain",
+}
+
+
+def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, Outcome]], tried: int) -> Finding:
+    """Failures of one group of composition patterns (shared nodes, chains, the deep chain) as one finding."""
+    pattern, outcome = failed[0]
+    program = outcome.program
+    script = engine.script(program)
+    stopped = outcome.engine_failure
+    if pattern.pattern == "deep" and stopped is not None and stopped.exception == _RECURSION:
+        summary = f"{pattern.description}: {stopped.describe()}"
+        return Finding(DEEP_GRAPH, None, None, summary, program, script, outcome)
+    others = ", ".join(p.description for p, _ in failed[1:4])
+    also = f"; also {others}{', ...' if len(failed) > 4 else ''}" if others else ""
+    first = pattern.description if pattern.pattern == "deep" else f"{pattern.description} ({program})"
+    summary = f"{_GROUPS[pattern.pattern]}: {len(failed)} of {tried} fail, first {first}: {_what_failed(outcome)}{also}"
+    return Finding(COMPOSITION, None, None, summary, program, script, outcome)
+
+
+@functools.lru_cache(maxsize=8192)
+def _reference(program: Program, second_order: bool) -> TorchResult:
+    """The structured programs are the same in every run: their references are computed once per process."""
+    return torch_reference(program, second_order=second_order)
+
+
+def run_structured(
+    engine: Engine,
+    forms: Sequence[tuple[str, Form]],
+    *,
+    order: Literal[1, 2],
+    record: Record,
+    max_defects: int,
+    strict: bool = False,
+) -> Structured:
+    """Run every structured program for ``forms`` on ``engine``; ``record`` sees each outcome (for the tally).
+
+    Stops once ``max_defects`` findings fail the run (defects; under ``strict``, warnings too).
+    """
+    found = Structured()
+
+    def check(pattern: PatternProgram) -> Outcome:
+        reference = _reference(pattern.program, order == 2)
+        outcome = check_program(pattern.program, engine, order=order, reference=reference)
+        found.programs += 1
+        record(outcome)
+        failure = outcome.engine_failure
+        if failure is not None and failure.stage == "process":
+            # A hang or a crash: each more costs a time limit and a restart. The random phase
+            # meets it again and shrinks it (with a cap on how many it waits for).
+            raise _StoppedError
+        return outcome
+
+    try:
+        _run_patterns(engine, forms, found, check, max_defects=max_defects, strict=strict)
+    except _StoppedError:
+        found.stopped = True
+    return found
+
+
+class _StoppedError(Exception):
+    """The engine's worker hung or died on a structured program: the structured phase ends there."""
+
+
+def _run_patterns(
+    engine: Engine,
+    forms: Sequence[tuple[str, Form]],
+    found: Structured,
+    check: Callable[[PatternProgram], Outcome],
+    *,
+    max_defects: int,
+    strict: bool,
+) -> None:
+
+    for op, form in forms:
+        if found.failing(strict) >= max_defects:
+            return
+        for pattern in ordinary_programs(op, form):
+            outcome = check(pattern)
+            if not outcome.passed:
+                finding = _alone_finding(engine, pattern, outcome)
+                found.findings.append(finding)
+                if finding.severity == "defect":
+                    found.defective.add((op, form))
+                break
+        if (op, form) in found.defective:
+            continue
+        for pattern in kink_programs(op, form):
+            outcome = check(pattern)
+            if not outcome.passed:
+                finding = _kink_finding(engine, pattern, outcome)
+                found.findings.append(finding)
+                if finding.severity == "defect":
+                    found.defective.add((op, form))
+                break
+        edges = edge_programs(op, form)
+        failed = [(pattern, outcome) for pattern in edges if not (outcome := check(pattern)).passed]
+        if failed:
+            name = describe_form(op, form)
+            program = failed[0][1].program
+            summary = _edge_summary(name, failed, len(edges))
+            found.findings.append(Finding(FRAGILE, op, name, summary, program, engine.script(program), failed[0][1]))
+    sound = [pair for pair in forms if pair not in found.defective]
+    groups: dict[str, list[PatternProgram]] = {}
+    for pattern in composition_programs(sound):
+        groups.setdefault("shared" if pattern.pattern == "shared" else "chain", []).append(pattern)
+    deep = deep_chain(sound)
+    if deep is not None:
+        groups["deep"] = [deep]
+    for group, patterns in groups.items():
+        if found.failing(strict) >= max_defects:
+            break
+        if group != "deep" and (varying := _varying(engine, patterns)) is not None:
+            found.findings.append(varying)
+            found.composition = True
+            continue
+        failed = [(pattern, outcome) for pattern in patterns if not (outcome := check(pattern)).passed]
+        if failed:
+            finding = _composition_finding(engine, failed, len(patterns))
+            found.findings.append(finding)
+            if finding.kind is COMPOSITION and group != "deep":
+                found.composition = True
+
+
+_RERUNS: Final = 4
+
+
+def _varying(engine: Engine, patterns: Sequence[PatternProgram]) -> Finding | None:
+    """A nondeterministic finding when one of ``patterns`` gives different numbers on different runs."""
+    for pattern in patterns:
+        runs = [engine.run(pattern.program) for _ in range(_RERUNS)]
+        first = runs[0]
+        for other in runs[1:]:
+            if (other.values, other.gradients, other.failure) != (first.values, first.gradients, first.failure):
+                program = pattern.program
+                summary = (
+                    f"{pattern.description} ({program}) gave different results on {_RERUNS} runs: "
+                    f"gradients {list(first.gradients)} and then {list(other.gradients)}"
+                )
+                return Finding(NONDETERMINISTIC, None, None, summary, program, engine.script(program))
+    return None
+
+
+def smallest_failing_part(outcome: Outcome, engine: Engine, order: Literal[1, 2]) -> Outcome:
+    """The smallest sub-expression of the failing program (some node as output, pruned) that still fails."""
+    program = outcome.program
+    count = len(program.inputs)
+    parts = {
+        Program(program.inputs, program.steps[: node - count + 1]).pruned() for node in range(count, program.output)
+    }
+    for part in sorted(parts, key=lambda candidate: (candidate.node_count, candidate.to_json())):
+        tried = check_program(part, engine, order=order)
+        if not tried.passed:
+            return tried
+    return outcome
+
+
+_REDRAWS: Final = 12
+
+
+def random_finding(outcome: Outcome, engine: Engine, order: Literal[1, 2], *, at_edge: bool) -> Finding:
+    """A random program's failure as a finding.
+
+    An ordinary failure (``at_edge`` false: found and shrunk at ordinary inputs) is a defect, or an
+    accuracy warning when it is a few ulps. An edge failure (:func:`edge_failure`) is first reduced
+    to its smallest failing sub-expression, which is then checked with its inputs redrawn at
+    moderate magnitudes: failing there, it is judged as an ordinary failure at that point; passing,
+    it is a fragility (or another convention, at a kink).
+    """
+    if at_edge:
+        outcome = smallest_failing_part(outcome, engine, order)
+        seed = zlib.crc32(outcome.program.to_json().encode())
+        for candidate in redrawn(outcome.program, _REDRAWS, seed):
+            tried = check_program(candidate, engine, order=order)
+            if not tried.passed:
+                return random_finding(tried, engine, order, at_edge=False)
+    program = outcome.program
+    ops = sorted(program.ops())
+    op = ops[0] if len(ops) == 1 else None
+    script = engine.script(program)
+    first = outcome.failures[0]
+    where = f"a program of {len(program.steps)} step(s) using {', '.join(ops)} ({program})"
+    what = f"{first.kind} check: {_numbers(first) if first.got is not None else first.detail}"
+    kind: FindingKind
+    if at_edge:
+        if at_kink(program) and outcome.engine_failure is None and all(c.kind != "value" for c in outcome.failures):
+            kind = KINK_CONVENTION
+        else:
+            kind = FRAGILE
+        what = _what_failed(outcome) if outcome.engine_failure is not None else what
+        summary = f"{where}: {what}; with its inputs redrawn at moderate magnitudes it agrees"
+    elif _accuracy_only(outcome):
+        kind, summary = ACCURACY, f"{where}: {what}"
+    elif op is not None:
+        kind = WRONG_VALUE if any(c.kind == "value" for c in outcome.failures) else WRONG_DERIVATIVE
+        summary = f"{op} in {where}: {what}"
+    else:
+        kind, summary = COMPOSITION, f"{where}: {what}"
+    return Finding(kind, op, None, summary, program, script, outcome)

@@ -1,0 +1,281 @@
+"""The report card: every defect in one run, fragile formulas as warnings, --strict, and the JSON card."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any
+
+import micrograd.engine
+import pytest
+from _corpus import BreadthFirst, EagerRules, LectureValue, ManyBugs, SetOrder
+from _toy_engine import ReluKink, ToyValue
+
+from refgrad.oracle import MicrogradStyleEngine, RefgradEngine, check_engine, verify
+from refgrad.oracle.command import run_verify
+from refgrad.oracle.findings import (
+    BROKEN_OP,
+    COMPOSITION,
+    DEEP_GRAPH,
+    FRAGILE,
+    KINK_CONVENTION,
+    NONDETERMINISTIC,
+    WRONG_DERIVATIVE,
+    WRONG_VALUE,
+    Finding,
+)
+from refgrad.oracle.report import format_report
+
+
+def _kinds(findings: Sequence[Finding]) -> set[tuple[str, str | None]]:
+    return {(finding.kind.name, finding.op) for finding in findings}
+
+
+def test_micrograd_passes_by_default_with_its_fragilities_as_warnings() -> None:
+    """micrograd 0.1.0: no defect; x ** 0 at 0, tiny divisors and the deep chain are warnings; --strict fails it."""
+    engine = MicrogradStyleEngine(micrograd.engine.Value)
+    report = verify(engine, examples=150, seed_value=0)
+    assert report.passed, [finding.summary for finding in report.defects]
+    assert report.defects == ()
+    assert {(FRAGILE.name, "pow"), (FRAGILE.name, "div"), (DEEP_GRAPH.name, None)} <= _kinds(report.warnings)
+    power = next(f for f in report.warnings if f.kind is FRAGILE and f.op == "pow")
+    assert power.program is not None
+    assert power.program.inputs == (0.0,)
+    assert power.program.steps[0].params == (0.0,)  # x ** 0 at x = 0: 0 * 0.0 ** -1 divides by zero
+    assert "ZeroDivisionError" in power.summary
+    text = format_report(report)
+    assert text.startswith(f"PASS: {engine.name}: 0 defects, {len(report.warnings)} warnings; checked 15 of 22")
+    assert "PASSED with" in text
+    strict = verify(engine, examples=150, seed_value=0, strict=True, max_defects=1)
+    assert not strict.passed
+    assert strict.verdict == "fail"
+    assert strict.failure is not None
+
+
+def test_every_defect_of_an_engine_is_found_in_one_run() -> None:
+    """Three planted defects (tanh's derivative, c - x computing x - c, relu returning nothing) in one report."""
+    report = verify(MicrogradStyleEngine(ManyBugs), examples=200, seed_value=1)
+    assert not report.passed
+    assert _kinds(report.defects) == {
+        (WRONG_DERIVATIVE.name, "tanh"),
+        (WRONG_VALUE.name, "sub"),
+        (BROKEN_OP.name, "relu"),
+    }
+    by_op = {finding.op: finding for finding in report.defects}
+    assert by_op["tanh"].summary.startswith("the derivative of tanh in x at x = 0.5")
+    assert "1 - tanh(x)**2" in by_op["tanh"].summary
+    assert by_op["sub"].form == "sub (c, x)"
+    assert "None (the method returned nothing)" in by_op["relu"].summary
+    for finding in report.defects:
+        assert finding.program is not None
+        assert len(finding.program.steps) == 1
+        assert finding.script is not None
+    text = format_report(report)
+    assert text.startswith("FAIL: ")
+    assert "FAILED: 3 defects" in text
+    status = {line.split()[0]: line.split()[1] for line in text.split("\n\n")[1].splitlines()[1:]}
+    assert status["tanh"] == status["sub"] == "DEFECT"
+    assert status["mul"] == "ok"
+
+
+def test_the_lecture_style_engine_is_right_and_fragile() -> None:
+    """tanh from exp, x * y ** -1, recursion: passes by default; tanh at |x| = 400 and x ** 0 at 0 are warnings."""
+    report = verify(MicrogradStyleEngine(LectureValue), examples=150, seed_value=2)
+    assert report.passed, [finding.summary for finding in report.defects]
+    warnings = _kinds(report.warnings)
+    assert {(FRAGILE.name, "tanh"), (FRAGILE.name, "pow"), (DEEP_GRAPH.name, None)} <= warnings
+    tanh = next(f for f in report.warnings if f.op == "tanh")
+    assert "OverflowError in the forward pass at x = 1e+300, x = 400.0" in tanh.summary  # e ** 2x overflows
+    assert "a wrong value at x = 1e-300" in tanh.summary  # e ** 2x - 1 cancels
+    assert "sub (c, x)" in report.unsupported  # no __rsub__
+    assert not verify(MicrogradStyleEngine(LectureValue), examples=150, seed_value=2, strict=True).passed
+
+
+def test_derivatives_computed_in_the_forward_pass_are_fine() -> None:
+    """Local derivatives computed eagerly (the same numbers): no finding at all."""
+    report = verify(MicrogradStyleEngine(EagerRules), examples=100, seed_value=3)
+    assert report.findings == ()
+    assert verify(MicrogradStyleEngine(EagerRules), examples=100, seed_value=3, strict=True).passed
+
+
+def test_a_breadth_first_backward_is_a_composition_defect() -> None:
+    """A node passed on before all its consumers added to it: each op alone passes, shared nodes do not."""
+    report = verify(MicrogradStyleEngine(BreadthFirst), examples=100, seed_value=4)
+    assert not report.passed
+    assert [finding.kind for finding in report.defects] == [COMPOSITION]
+    (finding,) = report.defects
+    assert finding.op is None
+    assert finding.summary.startswith("gradients through a node used twice")
+    assert report.random_skipped is not None
+    assert report.graphs == 0
+
+
+def test_answers_that_vary_between_runs_are_a_defect_not_a_crash() -> None:
+    """A backward in set order: the same program gives different gradients; a defect with its program."""
+    report = verify(MicrogradStyleEngine(SetOrder), examples=50, seed_value=1)
+    assert not report.passed
+    varying = [finding for finding in report.defects if finding.kind is NONDETERMINISTIC]
+    assert varying
+    assert varying[0].program is not None
+    assert "gave different results on 4 runs" in varying[0].summary
+
+
+def test_another_convention_at_a_kink_is_a_warning() -> None:
+    """relu'(0) = 1: the default run passes with a kink-convention warning naming PyTorch's; --strict fails."""
+    report = verify(MicrogradStyleEngine(ReluKink), examples=100, seed_value=5)
+    assert report.passed
+    (warning,) = report.warnings
+    assert warning.kind is KINK_CONVENTION
+    assert warning.op == "relu"
+    assert "relu'(0) = 0" in warning.summary
+    assert not verify(MicrogradStyleEngine(ReluKink), examples=100, seed_value=5, strict=True).passed
+
+
+def test_refgrad_passes_strictly() -> None:
+    """refgrad's own engine: no finding at all, so --strict passes too."""
+    report = verify(RefgradEngine(), examples=100, seed_value=6, strict=True)
+    assert report.passed, [finding.summary for finding in report.findings]
+    assert report.structured > 500
+
+
+def _json_run(engine: str, *, strict: bool = False) -> tuple[int, dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify(
+        engine,
+        examples=60,
+        seed=0,
+        ops=None,
+        out=out,
+        err=err,
+        database=None,
+        isolate=False,
+        strict=strict,
+        output_format="json",
+    )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, out.getvalue()  # exactly one JSON object, nothing else on stdout
+    card: dict[str, Any] = json.loads(lines[0])
+    assert isinstance(card, dict)
+    return status, card, err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("engine", "strict", "status", "verdict"),
+    [
+        ("_corpus:ManyBugs", False, 1, "fail"),
+        ("_corpus:EagerRules", False, 0, "pass"),
+        ("_corpus:LectureValue", False, 0, "pass"),
+        ("_corpus:LectureValue", True, 1, "fail"),
+    ],
+    ids=["defects", "clean", "warnings", "warnings-strict"],
+)
+def test_the_json_card_has_the_verdict_and_every_finding(engine: str, strict: bool, status: int, verdict: str) -> None:
+    """--format json: one object with engine, verdict, strict, checked, unsupported, graphs, findings; exit 0 or 1."""
+    got, card, _ = _json_run(engine, strict=strict)
+    assert got == status
+    assert card["engine"] == engine
+    assert card["verdict"] == verdict
+    assert card["strict"] is strict
+    assert isinstance(card["checked"], list)
+    assert isinstance(card["unsupported"], dict)
+    assert card["graphs"] == 60 or card["verdict"] == "fail"
+    findings: list[dict[str, Any]] = card["findings"]
+    assert isinstance(findings, list)
+    for finding in findings:
+        assert set(finding) >= {"severity", "kind", "op", "summary", "program"}
+        assert finding["severity"] in ("defect", "warning")
+    if engine.endswith("ManyBugs"):
+        assert {(f["kind"], f["op"]) for f in findings if f["severity"] == "defect"} == {
+            ("wrong-derivative", "tanh"),
+            ("wrong-value", "sub"),
+            ("broken-op", "relu"),
+        }
+        assert all(f["program"] is not None for f in findings if f["severity"] == "defect")
+    if engine.endswith("EagerRules"):
+        assert findings == []
+
+
+def test_the_json_card_on_a_usage_error_is_nothing_on_stdout() -> None:
+    """Exit 2 and an empty standard output: a grader's parser sees no half-written card."""
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify(
+        "no_such_module_xyz:Value", examples=5, seed=0, ops=None, out=out, err=err, database=None, output_format="json"
+    )
+    assert status == 2
+    assert out.getvalue() == ""
+    assert err.getvalue().startswith("refgrad: error: ")
+
+
+def _junit_run(engine: str) -> tuple[int, ET.Element]:
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify(
+        engine, examples=40, seed=0, ops=None, out=out, err=err, database=None, isolate=False, output_format="junit"
+    )
+    return status, ET.fromstring(out.getvalue())
+
+
+def test_the_junit_card_has_a_testcase_per_op_form_and_the_compositions() -> None:
+    """--format junit: a failing testcase per defective form (its kind as type), skipped ones for unsupported forms."""
+    status, suite = _junit_run("_corpus:ManyBugs")
+    assert status == 1
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert suite.get("tests") == str(len(cases))
+    assert {"compositions", "coverage", "tanh", "sub (c, x)", "relu"} <= set(cases)
+    failed = {name: case.find("failure") for name, case in cases.items() if case.find("failure") is not None}
+    assert set(failed) == {"tanh", "sub (c, x)", "relu"}
+    assert suite.get("failures") == "3"
+    assert {name: failure.get("type") for name, failure in failed.items() if failure is not None} == {
+        "tanh": "wrong-derivative",
+        "sub (c, x)": "wrong-value",
+        "relu": "broken-op",
+    }
+    status, suite = _junit_run("_corpus:LectureValue")
+    assert status == 0
+    skipped = [case for case in suite.iter("testcase") if case.find("skipped") is not None]
+    assert "sub (c, x)" in {case.get("name") for case in skipped}  # no __rsub__
+    assert suite.get("failures") == "0"
+    tanh = next(case for case in suite.iter("testcase") if case.get("name") == "tanh")
+    said = tanh.find("system-out")
+    assert said is not None
+    assert said.text is not None
+    assert said.text.startswith("warning [fragile] tanh fails at")
+
+
+def test_one_call_checks_an_engine_in_a_test_suite() -> None:
+    """check_engine raises AssertionError with the whole card on a defect, and returns the card otherwise."""
+    with pytest.raises(AssertionError, match="FAILED: 3 defects") as raised:
+        check_engine(ManyBugs, examples=30)
+    assert "the derivative of tanh in x" in str(raised.value)
+    assert check_engine(EagerRules, examples=30).passed
+    with pytest.raises(AssertionError, match=r"FAILED \(--strict\)"):
+        check_engine(LectureValue, examples=30, strict=True)
+
+
+def test_what_an_engine_writes_cannot_drive_the_terminal() -> None:
+    """An exception message with terminal escapes is shown escaped in the card, never raw."""
+
+    class Escapes(ToyValue):
+        def tanh(self) -> ToyValue:
+            raise RuntimeError("\x1b[2J\x1b[31mgotcha\x07")
+
+    report = verify(MicrogradStyleEngine(Escapes), examples=20, seed_value=0)
+    (broken,) = report.defects
+    assert "\\x1b[2J\\x1b[31mgotcha\\x07" in broken.summary
+    text = format_report(report)
+    assert "\x1b" not in text
+    assert "\x07" not in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_only() -> None:
+    """The progress line goes to a terminal's standard error, rewritten in place; a pipe or a log gets none."""
+    for err, shown in ((_Terminal(), True), (io.StringIO(), False)):
+        status = run_verify("refgrad", examples=20, seed=0, ops="mul", out=io.StringIO(), err=err, database=None)
+        assert status == 0
+        assert ("\r  20/20 graphs checked (" in err.getvalue()) is shown
