@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     ops.set_defaults(run=_ops)
     verify = commands.add_parser("verify", help="check gradients on random graphs against torch and finite differences")
     verify.add_argument(
-        "--engine", default="refgrad", help="refgrad (default), micrograd-compat, or MODULE:CLASS (micrograd-style)"
+        "--engine",
+        default="refgrad",
+        help="refgrad (default), micrograd-compat, or MODULE:CLASS (a micrograd-style class, or a function making one)",
     )
     # No defaults here (they are filled in by _verify): an option given with --program or --replay is refused.
     verify.add_argument("--examples", type=int, help=f"graphs to check (default {VERIFY_EXAMPLES})")

@@ -22,6 +22,7 @@ Every program here is fixed: the same for every engine and every seed.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def _describe_point(form: Form, args: Sequence[float], params: tuple[float, ...]
     return ", ".join(parts)
 
 
+@functools.cache
 def ordinary_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone in ``form`` at moderate points inside its domain (several exponents for ``x ** c``)."""
     found: list[PatternProgram] = []
@@ -135,6 +137,7 @@ def ordinary_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     return tuple(found)
 
 
+@functools.cache
 def kink_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone with an operand at each of its registry kinks (the other operand moderate)."""
     spec = registry[op]
@@ -154,8 +157,9 @@ def kink_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     return tuple(found)
 
 
+@functools.cache
 def edge_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
-    """``op`` alone at edge inputs: each edge point as each operand (a binary op also with both operands at it)."""
+    """``op`` alone at edge inputs: each edge point as the operand (a binary op's second, or both of them)."""
     spec = registry[op]
     found: list[PatternProgram] = []
     for params in _param_choices(op, (0.0, 2.0, -1.0, 0.5)):
@@ -163,7 +167,9 @@ def edge_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
             if spec.arity == 1:
                 candidates: list[tuple[float, ...]] = [(edge,)]
             else:
-                candidates = [(edge, edge), (edge, _EDGE_PARTNER), (_EDGE_PARTNER, edge)]
+                # Both at the edge (x / x at 1e-300), and the second alone (1.5 / 1e-300): an edge
+                # first operand with a moderate second adds little that these two do not show.
+                candidates = [(edge, edge), (_EDGE_PARTNER, edge)]
             for args in candidates:
                 program = _one_step(op, form, args, params)
                 if program is not None:

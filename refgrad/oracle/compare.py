@@ -68,6 +68,7 @@ __all__ = [
     "ZERO_EXPONENT_POWER",
     "Check",
     "CheckKind",
+    "KnownReferences",
     "Outcome",
     "Skip",
     "check_program",
@@ -267,6 +268,21 @@ derivatives 0 (see docs/higher-order.md).
 """
 
 
+@dataclass(slots=True)
+class KnownReferences:
+    """torch's result for one program, and its finite-difference estimates as they are made.
+
+    Passed to :func:`check_program` to check the same program on engine after engine without
+    computing the references again (the structured programs of a verification run are the
+    same in every run).
+    """
+
+    torch: TorchResult
+    estimates: dict[int, FiniteDifference | FiniteDifferenceSkip] = field(
+        default_factory=dict[int, FiniteDifference | FiniteDifferenceSkip]
+    )
+
+
 def tangents_for(program: Program) -> tuple[float, ...]:
     """The forward-mode check's tangents: random, with magnitudes in [0.5, 1.5] and random signs, seeded by the program.
 
@@ -280,8 +296,11 @@ def tangents_for(program: Program) -> tuple[float, ...]:
 class _Comparison:
     """The checks and skips for one program, one engine run and one torch reference."""
 
-    def __init__(self, program: Program, engine: Engine, run: EngineRun, reference: TorchResult) -> None:
+    def __init__(
+        self, program: Program, engine: Engine, run: EngineRun, reference: TorchResult, known: KnownReferences | None
+    ) -> None:
         self.program = program
+        self.known = known
         self.engine = engine
         self.run = run
         self.reference = reference
@@ -388,7 +407,11 @@ class _Comparison:
 
     def finite_difference(self, node: int, center: tuple[float, ...]) -> None:
         program, reference = self.program, self.reference
-        estimate = finite_difference(program, node, output_error_bound(program, reference), center)
+        estimate = None if self.known is None else self.known.estimates.get(node)
+        if estimate is None:
+            estimate = finite_difference(program, node, output_error_bound(program, reference), center)
+            if self.known is not None:
+                self.known.estimates[node] = estimate
         if isinstance(estimate, FiniteDifferenceSkip):
             if estimate.op is None:
                 self.skip("finite-difference", "finite differences do not converge", node, self.downward[node])
@@ -698,7 +721,7 @@ def check_program(
     *,
     finite_differences: bool = True,
     order: Literal[1, 2] = 1,
-    reference: TorchResult | None = None,
+    known: KnownReferences | None = None,
 ) -> Outcome:
     """Run ``program`` on ``engine``, torch and finite differences, and compare everything.
 
@@ -706,8 +729,8 @@ def check_program(
     (:class:`~refgrad.oracle.engines.ForwardModeEngine`); ``order=2`` adds the
     second-order checks and needs a
     :class:`~refgrad.oracle.engines.SecondOrderEngine` (``ValueError`` otherwise).
-    ``reference`` is torch's result for this very program, when it was computed
-    before (with second order for ``order=2``); otherwise it is computed here.
+    ``known`` holds the references of this very program from an earlier check
+    (torch's with second order for ``order=2``), and keeps what this check adds.
     """
     program = program_argument(program)
     engine = engine_argument(engine)
@@ -716,10 +739,9 @@ def check_program(
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
     finish = start_run(engine, program)  # an engine in a worker process computes while torch does
-    if reference is None:
-        reference = torch_reference(program, second_order=order == 2)
+    reference = known.torch if known is not None else torch_reference(program, second_order=order == 2)
     run = finish()
-    comparison = _Comparison(program, engine, run, reference)
+    comparison = _Comparison(program, engine, run, reference, known)
     if reference.finiteness_ambiguous:
         comparison.skip("domain", _NEAR_OVERFLOW, None, comparison.live_ops)
     elif run.failure is not None or not comparison.expected_finite:

@@ -28,7 +28,7 @@ from refgrad.oracle.campaigns import (
     ordinary_programs,
     redrawn,
 )
-from refgrad.oracle.compare import Check, Outcome, check_program, relative_and_ulps
+from refgrad.oracle.compare import Check, KnownReferences, Outcome, check_program, relative_and_ulps
 from refgrad.oracle.engines import Engine, describe_form
 from refgrad.oracle.findings import (
     ACCURACY,
@@ -44,7 +44,7 @@ from refgrad.oracle.findings import (
     FindingKind,
 )
 from refgrad.oracle.program import Form, Program, Ref
-from refgrad.oracle.torch_reference import TorchResult, torch_reference
+from refgrad.oracle.torch_reference import torch_reference
 
 __all__ = [
     "ACCURACY_ULPS",
@@ -267,9 +267,9 @@ def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, 
 
 
 @functools.lru_cache(maxsize=8192)
-def _reference(program: Program, second_order: bool) -> TorchResult:
+def _references(program: Program, second_order: bool) -> KnownReferences:
     """The structured programs are the same in every run: their references are computed once per process."""
-    return torch_reference(program, second_order=second_order)
+    return KnownReferences(torch_reference(program, second_order=second_order))
 
 
 def run_structured(
@@ -288,8 +288,8 @@ def run_structured(
     found = Structured()
 
     def check(pattern: PatternProgram) -> Outcome:
-        reference = _reference(pattern.program, order == 2)
-        outcome = check_program(pattern.program, engine, order=order, reference=reference)
+        known = _references(pattern.program, order == 2)
+        outcome = check_program(pattern.program, engine, order=order, known=known)
         found.programs += 1
         record(outcome)
         failure = outcome.engine_failure

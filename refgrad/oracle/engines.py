@@ -29,13 +29,14 @@ infinity. Other engines may signal it by raising ``ArithmeticError`` or
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import numbers
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, cast, runtime_checkable
 
 from refgrad.autodiff import grad, jvp
 from refgrad.errors import DomainError
@@ -426,6 +427,16 @@ def _suggest_method(cls: type) -> str:
     return f"; it has {likely[0]}(): try --backward {likely[0]}" if likely else ""
 
 
+def _node_type(make: Callable[[float], object]) -> object:
+    """Where a leaf's methods live: the class itself, or the type of what a factory function returns."""
+    if isinstance(make, type):
+        return make
+    try:
+        return type(make(0.5))
+    except Exception:  # the factory failing: undrivable() says what it raised
+        return object
+
+
 class MicrogradStyleEngine:
     """Any micrograd-style class: ``V(x)`` leaves, operators and methods, ``.data``, ``.backward()``, ``.grad``.
 
@@ -436,26 +447,35 @@ class MicrogradStyleEngine:
     """
 
     def __init__(
-        self, cls: type, *, name: str | None = None, strict: bool = False, attributes: Attributes = MICROGRAD_ATTRIBUTES
+        self,
+        cls: Callable[[float], object],
+        *,
+        name: str | None = None,
+        strict: bool = False,
+        attributes: Attributes = MICROGRAD_ATTRIBUTES,
     ) -> None:
         """An adapter for ``cls``, reported as ``name`` (default ``module:Class``).
 
-        ``attributes`` names where the class keeps its value and gradient and
-        what its backward method is called (default ``data``, ``grad``, ``backward``).
+        ``cls`` is the node class, or a factory function making a leaf from a number (its
+        methods are then looked up on the type of ``cls(0.5)``). ``attributes`` names where
+        the nodes keep their value and gradient and what the backward method is called
+        (default ``data``, ``grad``, ``backward``).
         """
-        if not isinstance(cls, type):
-            raise TypeError(f"a micrograd-style engine is a class, got {type(cls).__name__}")
+        candidate: object = cls  # checked at run time too: callers need not be type-checked
+        if not callable(candidate) or not hasattr(candidate, "__qualname__"):
+            raise TypeError(f"a micrograd-style engine is a class or a function, got {type(cls).__name__}")
         if not isinstance(attributes, Attributes):
             raise TypeError(f"attributes must be an Attributes, got {type(attributes).__name__}")
         self._attributes = attributes
-        self._cls: Callable[[float], object] = cls
-        self._module = cls.__module__
-        self._class_name = cls.__qualname__
-        self._name = name or f"{cls.__module__}:{cls.__qualname__}"
+        self._cls = cls
+        self._module: str = getattr(cls, "__module__", "__main__")
+        self._class_name: str = getattr(cls, "__qualname__", "Value")
+        self._name = name or f"{self._module}:{self._class_name}"
         self._strict = strict
         self._signals: tuple[type[Exception], ...] = (DomainError,) if strict else (ArithmeticError, ValueError)
-        self._abs_method = callable(getattr(cls, "abs", None))
-        self._has_abs = self._abs_method or callable(getattr(cls, "__abs__", None))
+        self._methods = _node_type(cls)
+        self._abs_method = callable(getattr(self._methods, "abs", None))
+        self._has_abs = self._abs_method or callable(getattr(self._methods, "__abs__", None))
 
     @property
     def name(self) -> str:
@@ -474,7 +494,7 @@ class MicrogradStyleEngine:
             return f"no micrograd-style spelling for op {op!r}"
         if op == "abs":
             return None if self._has_abs else "no abs method and no __abs__"
-        if spelling.method is not None and not callable(getattr(self._cls, spelling.method, None)):
+        if spelling.method is not None and not callable(getattr(self._methods, spelling.method, None)):
             return f"no method {spelling.method!r}"
         return None
 
@@ -648,9 +668,11 @@ def load_engine(spec: str, attributes: Attributes = MICROGRAD_ATTRIBUTES) -> Eng
         if not hasattr(found, part):
             raise EngineSpecError(f"module {module_name!r} has no attribute {class_name!r} (--engine {spec})")
         found = getattr(found, part)
-    if not isinstance(found, type):
-        raise EngineSpecError(f"--engine {spec}: {class_name!r} is a {type(found).__name__}, not a class")
-    engine = MicrogradStyleEngine(found, name=spec, attributes=attributes)
+    if not isinstance(found, type) and not inspect.isfunction(found):
+        raise EngineSpecError(
+            f"--engine {spec}: {class_name!r} is a {type(found).__name__}, not a class or a function making leaves"
+        )
+    engine = MicrogradStyleEngine(cast("Callable[[float], object]", found), name=spec, attributes=attributes)
     why = engine.undrivable()
     if why is not None:
         raise EngineSpecError(f"--engine {spec} cannot be driven: {why}")

@@ -115,7 +115,7 @@ def format_summary(report: VerificationReport) -> str:
         f"{report.graphs_per_second:.0f} graphs/s",
     ]
     if report.random_skipped is not None:
-        lines.append(f"random graphs: none drawn: {report.random_skipped}")
+        lines.append(f"random graphs: none drawn: {report.random_skipped} for the same reason")
     if report.checks:
         made = ", ".join(
             f"{report.checks.get(kind, 0)} {kind}" for kind in ("value", "gradient", "finite-difference", "domain")

@@ -681,7 +681,7 @@ def verify(
         random_forms: list[tuple[str, Form]] = [pair for pair in forms if pair not in structured.defective]
         if structured.composition:
             # Shared nodes or chains are wrong: every random program would fail again for that reason.
-            random_skipped = "shared nodes or chains are wrong (the composition defect), every random program would be"
+            random_skipped = "shared nodes or chains are wrong (the composition defect), so every one would fail"
         else:
             seconds = phase.run(random_forms, seed_value, findings, max_defects, strict)
     findings.sort(key=lambda finding: finding.severity != "defect")

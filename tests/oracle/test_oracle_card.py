@@ -6,14 +6,25 @@ import io
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import micrograd.engine
 import pytest
-from _corpus import BreadthFirst, EagerRules, LectureValue, ManyBugs, SetOrder
+from _corpus import BreadthFirst, EagerRules, ExpByPower, LectureValue, ManyBugs, SetOrder
 from _toy_engine import ReluKink, ToyValue
 
-from refgrad.oracle import MicrogradStyleEngine, RefgradEngine, check_engine, verify
+from refgrad.cli import main
+from refgrad.oracle import (
+    MicrogradStyleEngine,
+    Program,
+    Ref,
+    RefgradEngine,
+    Step,
+    check_engine,
+    load_engine,
+    verify,
+)
 from refgrad.oracle.command import run_verify
 from refgrad.oracle.findings import (
     BROKEN_OP,
@@ -279,3 +290,36 @@ def test_progress_is_shown_on_a_terminal_only() -> None:
         status = run_verify("refgrad", examples=20, seed=0, ops="mul", out=io.StringIO(), err=err, database=None)
         assert status == 0
         assert ("\r  20/20 graphs checked (" in err.getvalue()) is shown
+
+
+def test_the_command_line_takes_strict_and_format(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`verify --strict --format json` parses, runs and prints one JSON object with strict set."""
+    # The command line sets hypothesis's storage directory when unset: keep that out of this process.
+    monkeypatch.setenv("HYPOTHESIS_STORAGE_DIRECTORY", str(tmp_path))
+    status = main(["verify", "--examples", "10", "--ops", "mul", "--no-database", "--strict", "--format", "json"])
+    assert status == 0
+    out = capsys.readouterr().out
+    (line,) = out.splitlines()
+    card = json.loads(line)
+    assert card["strict"] is True
+    assert card["verdict"] == "pass"
+    assert card["checked"] == ["mul (x, x)", "mul (x, c)", "mul (c, x)"]
+
+
+def test_a_factory_function_can_stand_for_the_class() -> None:
+    """MODULE:NAME may name a function making leaves: its nodes' methods are found on what it returns."""
+    engine = load_engine("_corpus:make_value")
+    report = verify(engine, examples=50, seed_value=0)
+    assert report.findings == ()
+    assert report.forms_checked == report.forms_asked
+    assert "from _corpus import make_value as Value" in engine.script(Program((1.0,), (Step("neg", (Ref(0),)),)))
+
+
+def test_a_less_accurate_formula_is_a_warning_not_a_defect() -> None:
+    """exp as math.e ** x: a few ulps off (more for large x), which is a warning about exp; --strict fails it."""
+    report = verify(MicrogradStyleEngine(ExpByPower), examples=300, seed_value=0)
+    assert report.passed, [finding.summary for finding in report.defects]
+    assert any(finding.op == "exp" for finding in report.warnings)
+    assert not verify(MicrogradStyleEngine(ExpByPower), examples=300, seed_value=0, strict=True).passed
