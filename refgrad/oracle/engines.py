@@ -427,6 +427,19 @@ def _suggest_method(cls: type) -> str:
     return f"; it has {likely[0]}(): try --backward {likely[0]}" if likely else ""
 
 
+def _import_root(module_name: str) -> str | None:
+    """The folder on ``sys.path`` that ``module_name`` was imported from (None if unknown, or not from a file)."""
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or module_name == "__main__":
+        return None
+    folder = os.path.dirname(os.path.abspath(file))
+    depth = module_name.count(".") + (1 if os.path.basename(file) == "__init__.py" else 0)
+    for _ in range(depth):
+        folder = os.path.dirname(folder)
+    return folder
+
+
 def _node_type(make: Callable[[float], object]) -> object:
     """Where a leaf's methods live: the class itself, or the type of what a factory function returns."""
     if isinstance(make, type):
@@ -591,13 +604,20 @@ class MicrogradStyleEngine:
         return EngineFailure(stage, node, label, f"the engine produced {what} without raising", signal)
 
     def script(self, program: Program) -> str:
-        """The script, importing the class as ``Value`` and differentiating with ``.backward()``."""
+        """The script, importing the class as ``Value`` and differentiating with ``.backward()``.
+
+        It puts the folder the engine's module was imported from first on ``sys.path``, so that
+        it runs from any folder.
+        """
         if "." in self._class_name:  # a nested class
             outer = self._class_name.split(".", 1)[0]
             engine_import = f"from {self._module} import {outer}\n\nValue = {self._class_name}"
         else:
             alias = "" if self._class_name == "Value" else " as Value"
             engine_import = f"from {self._module} import {self._class_name}{alias}"
+        folder = _import_root(self._module)
+        if folder is not None:
+            engine_import = f"import sys\n\nsys.path.insert(0, {folder!r})  # the engine's folder\n{engine_import}"
         return program.to_script(
             engine_import=engine_import,
             differentiate="backward",
@@ -672,6 +692,13 @@ def load_engine(spec: str, attributes: Attributes = MICROGRAD_ATTRIBUTES) -> Eng
         raise EngineSpecError(
             f"--engine {spec}: {class_name!r} is a {type(found).__name__}, not a class or a function making leaves"
         )
+    if inspect.isfunction(found):
+        try:
+            inspect.signature(found).bind(0.5)
+        except TypeError as error:
+            raise EngineSpecError(
+                f"--engine {spec}: {class_name}() cannot make a leaf from one number ({error})"
+            ) from None
     engine = MicrogradStyleEngine(cast("Callable[[float], object]", found), name=spec, attributes=attributes)
     why = engine.undrivable()
     if why is not None:

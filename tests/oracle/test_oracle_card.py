@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -323,3 +326,19 @@ def test_a_less_accurate_formula_is_a_warning_not_a_defect() -> None:
     assert report.passed, [finding.summary for finding in report.defects]
     assert any(finding.op == "exp" for finding in report.warnings)
     assert not verify(MicrogradStyleEngine(ExpByPower), examples=300, seed_value=0, strict=True).passed
+
+
+def test_the_reproduce_script_runs_from_any_folder(tmp_path: Path) -> None:
+    """A defect's script puts the engine's folder on sys.path itself: run elsewhere, it prints both sides."""
+    report = verify(MicrogradStyleEngine(ManyBugs), examples=10, seed_value=1, max_defects=1)
+    script = report.defects[0].script
+    assert script is not None
+    (tmp_path / "repro.py").write_text(script, encoding="utf-8")
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    shown = subprocess.run(
+        [sys.executable, "repro.py"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    engine_line, torch_line = shown.stdout.splitlines()
+    assert engine_line.startswith("engine:")
+    assert torch_line.startswith("torch:")
