@@ -10,7 +10,7 @@ Before any random program, :func:`~refgrad.oracle.runner.verify` runs these, in 
   conventions decide the derivative.
 * **op alone at edge inputs** (:func:`edge_programs`): zeros, subnormals, magnitudes near the ends
   of the float range and arguments where ``exp`` overflows. A rule right at ordinary points that
-  fails here is fragile, not wrong.
+  fails here is fragile, not wrong. (Checked at first order, even in a run at order 2.)
 * **shared nodes and chains** (:func:`composition_programs`): ``x + x``, ``x * x``, a diamond and
   a chain of three, built from forms that passed alone: a failure is the backward pass's
   (accumulation, or the order nodes are visited in).

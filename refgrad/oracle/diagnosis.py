@@ -288,8 +288,11 @@ def run_structured(
     found = Structured()
 
     def check(pattern: PatternProgram) -> Outcome:
-        known = _references(pattern.program, order == 2)
-        outcome = check_program(pattern.program, engine, order=order, known=known)
+        # Edge inputs are about first-order formulas (overflow, cancellation); at second order nearly
+        # every check there is skipped as imprecise, at the cost of many finite differences.
+        at: Literal[1, 2] = 1 if pattern.pattern == "edge" else order
+        known = _references(pattern.program, at == 2)
+        outcome = check_program(pattern.program, engine, order=at, known=known)
         found.programs += 1
         record(outcome)
         failure = outcome.engine_failure
