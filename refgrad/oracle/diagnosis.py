@@ -322,28 +322,31 @@ def _run_patterns(
     max_defects: int,
     strict: bool,
 ) -> None:
+    """Each form alone (ordinary points, kinks, edges), then the compositions of the forms without a defect."""
+
+    def first_failure(
+        op: str,
+        form: Form,
+        patterns: Sequence[PatternProgram],
+        describe: Callable[[Engine, PatternProgram, Outcome], Finding],
+    ) -> None:
+        """The first of ``patterns`` that fails becomes a finding; a defect marks the form defective."""
+        for pattern in patterns:
+            outcome = check(pattern)
+            if not outcome.passed:
+                finding = describe(engine, pattern, outcome)
+                found.findings.append(finding)
+                if finding.severity == "defect":
+                    found.defective.add((op, form))
+                return
 
     for op, form in forms:
         if found.failing(strict) >= max_defects:
             return
-        for pattern in ordinary_programs(op, form):
-            outcome = check(pattern)
-            if not outcome.passed:
-                finding = _alone_finding(engine, pattern, outcome)
-                found.findings.append(finding)
-                if finding.severity == "defect":
-                    found.defective.add((op, form))
-                break
+        first_failure(op, form, ordinary_programs(op, form), _alone_finding)
         if (op, form) in found.defective:
             continue
-        for pattern in kink_programs(op, form):
-            outcome = check(pattern)
-            if not outcome.passed:
-                finding = _kink_finding(engine, pattern, outcome)
-                found.findings.append(finding)
-                if finding.severity == "defect":
-                    found.defective.add((op, form))
-                break
+        first_failure(op, form, kink_programs(op, form), _kink_finding)
         edges = edge_programs(op, form)
         failed = [(pattern, outcome) for pattern in edges if not (outcome := check(pattern)).passed]
         if failed:
