@@ -612,6 +612,15 @@ def _contribution_rounding(program: Program, values: Sequence[float], adjoints: 
     op's ``partial_u`` relative to its own size, and errors travel back through ``|partial|``, from
     lane 0's values and adjoints and the registry's partials. Where a partial is not finite the node
     gets no bound here (the lanes and the domain checks speak for it).
+
+    Below the normal range rounding is absolute, not relative: a partial that underflows (``y ** -3``
+    at ``y = 8e80`` has the partial ``-3 * y ** -4``, about 1.5 subnormal spacings) is off by up to
+    ``partial_u`` spacings whatever its size, even rounded to exactly 0, and the product with the
+    adjoint by half a spacing more. So each contribution of an op whose partials can underflow
+    inexactly also carries ``(partial_u * |adjoint| + 1)`` spacings, which the partials behind it
+    carry on. It is negligible unless they grow it a long way: in that chain of powers, to
+    3.4e-246 at the input, which torch's float64 gradient (0.0) was off by, where finite
+    differences found the true value.
     """
     bounds = [0.0] * program.node_count
     for index in range(len(program.steps) - 1, -1, -1):
@@ -629,11 +638,14 @@ def _contribution_rounding(program: Program, values: Sequence[float], adjoints: 
         # whatever the rule's annotation says: read the answers as objects.
         answers: tuple[object, ...] = tuple(raw)
         partials = [float(p) if isinstance(p, float | int) else math.nan for p in answers]
-        u = TORCH_REFERENCES[step.op].partial_u * U
+        reference = TORCH_REFERENCES[step.op]
+        u = reference.partial_u * U
+        spacings = 0.0 if reference.underflow_exact else reference.partial_u * abs(adjoints[node]) + 1.0
+        floor = _SUBNORMAL_SPACING * spacings
         for operand, partial in zip(step.operands, partials, strict=True):
             if not isinstance(operand, Ref) or not math.isfinite(partial):
                 continue
-            carried = _times(abs(partial), bounds[node]) + u * abs(_times(adjoints[node], partial))
+            carried = _times(abs(partial), bounds[node]) + u * abs(_times(adjoints[node], partial)) + floor
             if math.isfinite(carried):
                 bounds[operand.node] += carried
     return bounds

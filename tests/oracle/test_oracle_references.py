@@ -314,3 +314,32 @@ def test_contributions_that_cancel_at_an_ill_conditioned_node_are_within_toleran
     assert reference.gradient_tolerances[3] < 1e-14 * 1.6e14 * 100  # a few roundings of the terms, no more
     outcome = check_program(program, RefgradEngine())
     assert outcome.passed, [failure.detail for failure in outcome.failures]
+
+
+def test_a_partial_that_underflows_carries_its_spacing_back() -> None:
+    """((x ** -3) ** 2) ** -3) ** -3 at x = 31229: the last partial underflows to 0, and torch's gradient with it.
+
+    The true gradient is -3.4e-246 (finite differences find it): the last power's partial,
+    ``-3 * y ** -4`` at ``y = 8e80``, is 1.5 subnormal spacings, which float64 rounds to 0, and
+    the partials behind it multiply that lost spacing by 4.6e77. The tolerance carries it back,
+    so an engine that rounds the same way (refgrad) is not a defect; an engine off by more, or
+    at a normal-sized point, still is.
+    """
+    chain = Program(
+        (31229.0,),
+        (
+            Step("pow", (Ref(0),), (-3.0,)),
+            Step("pow", (Ref(1),), (2.0,)),
+            Step("pow", (Ref(2),), (-3.0,)),
+            Step("pow", (Ref(3),), (-3.0,)),
+        ),
+    )
+    reference = torch_reference(chain)
+    assert reference.gradients[0] == 0.0  # torch's float64 answer: the lost spacing
+    assert _references_agree(chain)  # finite differences' -3.4e-246 is within the tolerance now
+    assert 3.4e-246 < reference.gradient_tolerances[0] < 1e-243  # the spacing carried back, and no more
+    outcome = check_program(chain, RefgradEngine())
+    assert outcome.passed, [failure.detail for failure in outcome.failures]
+    # The absolute floor is that of ops whose partials can round below the normal range: relu's cannot.
+    dead = torch_reference(Program((-1.0,), (Step("relu", (Ref(0),)), Step("mul", (Ref(1), Const(1e300))))))
+    assert dead.gradient_tolerances[0] == 0.0
