@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+from refgrad.ops import registry
 from refgrad.oracle.engines import Engine, MicrogradStyleEngine, printable
 from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, Finding
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
@@ -63,10 +64,14 @@ def format_table(report: VerificationReport) -> str:
     mode), ``2nd order`` and ``2nd f.d.`` Hessian entries against torch and
     against finite differences of the engine's gradients; ``-`` means not
     checked in this run (an engine without forward mode, or ``--order 1``).
+    An op that a defect left out of every program (a method that raises or returns nothing) has
+    its row too, with nothing counted.
     """
     rows: list[tuple[str, ...]] = [_COLUMNS]
     second = report.order == 2
-    for op, stats in report.stats.items():
+    named = {finding.op for finding in report.findings if finding.op is not None}
+    for op in (spec.name for spec in registry if spec.name in report.stats or spec.name in named):
+        stats = report.stats.get(op, OpStats())
         rows.append(
             (
                 op,
