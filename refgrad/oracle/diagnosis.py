@@ -98,6 +98,10 @@ def failing(findings: Sequence[Finding], strict: bool) -> int:
     return sum(1 for finding in findings if strict or finding.severity == "defect")
 
 
+_TINY_SCALE: Final = 1e-300
+"""The scale under which two references' gradients are compared absolutely (both about 0)."""
+
+
 def _numbers(check: Check) -> str:
     if check.got is None or check.expected is None:
         return check.detail
@@ -189,7 +193,7 @@ def _alone_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) ->
         kind = WRONG_DERIVATIVE
         summary = (
             f"the derivative of {name} in {operand} at {pattern.description}: {_numbers(gradients[0])}; "
-            f"d/d{operand} is {spec.partial_formulas[position]}"
+            f"d/d{operand} is {spec.partial_formulas[position]}; {_how_sure(outcome, gradients[0].node)}"
         )
     elif others := [check for check in outcome.failures if check.kind in _HIGHER]:
         kind = WRONG_DERIVATIVE
@@ -197,6 +201,22 @@ def _alone_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) ->
     else:
         kind, summary = BROKEN_OP, f"{name} at {pattern.description}: {_what_failed(outcome)}"
     return Finding(kind, op, name, summary, program, script, outcome)
+
+
+def _how_sure(outcome: Outcome, node: int) -> str:
+    """Which references reject the engine's derivative at ``node``, and whether they agree with each other."""
+    torch_check = next((c for c in outcome.checks if c.kind == "gradient" and c.node == node), None)
+    estimate = next((c for c in outcome.checks if c.kind == "finite-difference" and c.node == node), None)
+    if torch_check is None or torch_check.expected is None:
+        return "finite differences alone say so (torch's gradient could not be compared here)"
+    if estimate is None or estimate.expected is None:
+        return "torch (float64) alone says so (finite differences were too imprecise here)"
+    if torch_check.passed or estimate.passed:
+        accepting = "torch (float64)" if torch_check.passed else "finite differences"
+        rejecting = "finite differences" if torch_check.passed else "torch (float64)"
+        return f"only {rejecting} says so: {accepting} accepts the engine's number, so check this one by hand"
+    apart = abs(estimate.expected - torch_check.expected) / max(abs(torch_check.expected), _TINY_SCALE)
+    return f"torch (float64) and finite differences both say so, and agree with each other to {apart:.1g} relative"
 
 
 def _kink_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) -> Finding:

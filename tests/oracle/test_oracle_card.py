@@ -29,6 +29,8 @@ from refgrad.oracle import (
     verify,
 )
 from refgrad.oracle.command import run_verify
+from refgrad.oracle.compare import Check, Outcome
+from refgrad.oracle.diagnosis import _how_sure  # pyright: ignore[reportPrivateUsage]  # tested directly: one branch needs a contrived outcome
 from refgrad.oracle.findings import (
     BROKEN_OP,
     COMPOSITION,
@@ -80,6 +82,7 @@ def test_every_defect_of_an_engine_is_found_in_one_run() -> None:
     by_op = {finding.op: finding for finding in report.defects}
     assert by_op["tanh"].summary.startswith("the derivative of tanh in x at x = 0.5")
     assert "1 - tanh(x)**2" in by_op["tanh"].summary
+    assert "torch (float64) and finite differences both say so, and agree with each other to" in by_op["tanh"].summary
     assert by_op["sub"].form == "sub (c, x)"
     assert "None (the method returned nothing)" in by_op["relu"].summary
     for finding in report.defects:
@@ -345,3 +348,23 @@ def test_the_reproduce_script_runs_from_any_folder(tmp_path: Path) -> None:
     engine_line, torch_line = shown.stdout.splitlines()
     assert engine_line.startswith("engine:")
     assert torch_line.startswith("torch:")
+
+
+def test_a_wrong_derivative_says_which_references_reject_it() -> None:
+    """Both references say so, or one (the other accepting: check by hand), or one where the other could not go."""
+    program = Program((0.5,), (Step("tanh", (Ref(0),)),))
+    ops = frozenset({"tanh"})
+
+    def sure(*checks: Check) -> str:
+        return _how_sure(Outcome(program, checks, ()), 0)
+
+    torch_rejects = Check("gradient", 0, ops, 10.0, "", 0.5378, 0.7864477329659274)
+    fd_rejects = Check("finite-difference", 0, ops, 10.0, "", 0.5378, 0.786447733)
+    fd_accepts = Check("finite-difference", 0, ops, 0.5, "", 0.5378, 0.5378)
+    assert sure(torch_rejects, fd_rejects).startswith("torch (float64) and finite differences both say so")
+    assert "to 4e-11 relative" in sure(torch_rejects, fd_rejects)
+    assert sure(torch_rejects, fd_accepts) == (
+        "only torch (float64) says so: finite differences accepts the engine's number, so check this one by hand"
+    )
+    assert sure(torch_rejects).startswith("torch (float64) alone says so")
+    assert sure(fd_rejects).startswith("finite differences alone say so")
