@@ -11,6 +11,7 @@ fragility).
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -263,6 +264,90 @@ def _edge_summary(name: str, failed: Sequence[tuple[PatternProgram, Outcome]], t
     )
 
 
+@dataclass(frozen=True)
+class _Located:
+    """Where each node's value and gradient (the engine's ``.grad`` on every node) point."""
+
+    op: str | None
+    """The op whose rule it points at, when the evidence names one."""
+    kind: FindingKind
+    words: str
+
+
+def _numbered(program: Program, node: int) -> str:
+    step = program.step_of(node)
+    return f"node {node} (input x{node})" if step is None else f"node {node} ({step.op})"
+
+
+def locate(outcome: Outcome) -> _Located | None:
+    """The first node whose value (in order) or gradient (in reverse order) disagrees while its neighbours agree.
+
+    A wrong value whose operands' values agree is that step's forward rule. With every value right,
+    the last node whose ``d output / d node`` disagrees while every node it feeds agrees received
+    something wrong from them: from several uses, their sum (accumulation) or one of their rules;
+    from one use, what that step's backward passed on. That is the step's rule only when the
+    numbers show how (what it passed on is what it would pass on if the gradient arriving at it
+    were 1: it ignores ``out.grad``) and the step's own node has one use (so its gradient was 0 or
+    complete whenever its rule ran); otherwise the rule alone is right (the op passed alone) and
+    the order of the backward pass is the suspect, so no op is blamed. ``None`` when a neighbour
+    was not checked (skipped), so the evidence stops short.
+    """
+    program = outcome.program
+    values = {c.node: c for c in outcome.checks if c.kind == "value" and c.node is not None}
+    inputs = len(program.inputs)
+    wrong_values = sorted(node for node, check in values.items() if not check.passed)
+    if wrong_values:
+        node = wrong_values[0]
+        step = program.step_of(node)
+        if step is None:
+            return None
+        refs = [o.node for o in step.operands if isinstance(o, Ref) and o.node >= inputs]
+        if not all(ref in values and values[ref].passed for ref in refs):
+            return None
+        words = (
+            f"{_numbered(program, node)} is the first wrong value, from operands that agree: {_numbers(values[node])}"
+        )
+        return _Located(step.op, WRONG_VALUE, words)
+    gradients = {c.node: c for c in outcome.checks if c.kind == "gradient" and c.node is not None}
+    consumers = program.consumers()
+    for node in sorted((n for n, c in gradients.items() if not c.passed), reverse=True):
+        users = consumers[node]
+        if not all(user == program.output or (user in gradients and gradients[user].passed) for user in users):
+            return None
+        check = gradients[node]
+        fed = ", ".join(_numbered(program, user) for user in sorted(set(users)))
+        agree = "agrees" if len(set(users)) == 1 else "agree"
+        first = f"{_numbered(program, node)} is the last whose .grad disagrees ({_numbers(check)}), while {fed} {agree}"
+        if len(users) != 1:
+            return _Located(None, COMPOSITION, f"{first}: the sum of its {len(users)} uses is wrong (accumulation)")
+        user = users[0]
+        step = program.step_of(user)
+        assert step is not None  # a user computes a node
+        arriving = 1.0 if user == program.output else gradients[user].expected
+        got, expected = check.got, check.expected
+        # One use of the user: its gradient was 0 or complete whenever its rule ran (several uses may
+        # have run it with a part, which can be exactly 1: a breadth-first backward does that).
+        if (
+            arriving is not None
+            and got is not None
+            and expected is not None
+            and abs(arriving) != 1.0
+            and len(consumers[user]) == 1
+            and math.isclose(got * arriving, expected, rel_tol=1e-9, abs_tol=1e-300)
+        ):
+            words = (
+                f"{first}: {step.op}'s backward passes on what it would if the gradient arriving at it were 1 "
+                f"(it is {arriving!r}): it does not multiply by its output's gradient (out.grad)"
+            )
+            return _Located(step.op, WRONG_DERIVATIVE, words)
+        words = (
+            f"{first}: what {step.op}'s backward passed on was wrong, though {step.op} alone is right "
+            "(is its rule run before its own gradient is complete?)"
+        )
+        return _Located(None, COMPOSITION, words)
+    return None
+
+
 _GROUPS: Final = {
     "shared": "gradients through a node used twice (accumulation or order of the backward pass)",
     "chain": "gradients through a chain (the order of the backward pass)",
@@ -282,7 +367,12 @@ def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, 
     others = ", ".join(p.description for p, _ in failed[1:4])
     also = f"; also {others}{', ...' if len(failed) > 4 else ''}" if others else ""
     first = pattern.description if pattern.pattern == "deep" else f"{pattern.description} ({program})"
-    summary = f"{_GROUPS[pattern.pattern]}: {len(failed)} of {tried} fail, first {first}: {_what_failed(outcome)}{also}"
+    located = locate(outcome) if stopped is None else None
+    if located is not None and located.op is not None:
+        summary = f"{located.op} in {first}: {located.words}"
+        return Finding(located.kind, located.op, None, summary, program, script, outcome)
+    said = _what_failed(outcome) if located is None else located.words
+    summary = f"{_GROUPS[pattern.pattern]}: {len(failed)} of {tried} fail, first {first}: {said}{also}"
     return Finding(COMPOSITION, None, None, summary, program, script, outcome)
 
 
@@ -467,7 +557,11 @@ def random_finding(outcome: Outcome, engine: Engine, order: Literal[1, 2], *, at
         kind, summary = ACCURACY, f"{where}: {what}"
     elif op is not None:
         kind = WRONG_VALUE if any(c.kind == "value" for c in outcome.failures) else WRONG_DERIVATIVE
-        summary = f"{op} in {where}: {what}"
+        located = locate(outcome) if outcome.engine_failure is None else None
+        summary = f"{op} in {where}: {what if located is None else located.words}"
+    elif (located := locate(outcome) if outcome.engine_failure is None else None) is not None:
+        op, kind = located.op, located.kind
+        summary = f"{'' if op is None else f'{op} in '}{where}: {located.words}"
     else:
         kind, summary = COMPOSITION, f"{where}: {what}"
     return Finding(kind, op, None, summary, program, script, outcome)

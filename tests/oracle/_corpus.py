@@ -116,6 +116,19 @@ class LectureValue:
             node._backward()
 
 
+class ForgetsOutGrad(LectureValue):
+    """exp's backward adds its local derivative alone, without ``* out.grad``: right alone, wrong inside anything."""
+
+    def exp(self) -> LectureValue:
+        out = LectureValue(math.exp(self.data), (self,))
+
+        def backward() -> None:
+            self.grad += out.data  # the planted bug: the gradient arriving at out is not multiplied in
+
+        out._backward = backward
+        return out
+
+
 class ManyBugs(ToyValue):
     """Three defects: tanh' as 1 - t, ``c - x`` as ``x - c``, and a relu that returns nothing."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import micrograd.engine
 import pytest
-from _corpus import BreadthFirst, EagerRules, ExpByPower, LectureValue, ManyBugs, SetOrder
+from _corpus import BreadthFirst, EagerRules, ExpByPower, ForgetsOutGrad, LectureValue, ManyBugs, SetOrder
 from _toy_engine import ReluKink, ToyValue
 
 from refgrad.cli import main
@@ -96,6 +96,20 @@ def test_every_defect_of_an_engine_is_found_in_one_run() -> None:
     assert status["tanh"] == status["sub"] == "DEFECT"
     assert status["relu"] == "DEFECT"  # broken, so in no program, and still in the table
     assert status["mul"] == "ok"
+
+
+def test_a_backward_that_ignores_out_grad_is_named_by_every_nodes_grad() -> None:
+    """exp's backward without ``* out.grad``: right alone, so only programs around it fail; each .grad names exp."""
+    report = verify(MicrogradStyleEngine(ForgetsOutGrad), examples=60, seed_value=0)
+    assert _kinds(report.defects) == {(WRONG_DERIVATIVE.name, "exp")}
+    (exp,) = report.defects
+    assert "is the last whose .grad disagrees" in exp.summary
+    assert "it does not multiply by its output's gradient (out.grad)" in exp.summary
+    assert exp.program is not None
+    assert len(exp.program.steps) >= 2  # exp alone passes: it takes a step after it to show
+    status = {line.split()[0]: line.split()[1] for line in format_report(report).split("\n\n")[1].splitlines()[1:]}
+    assert status["exp"] == "DEFECT"
+    assert status["mul"] != "DEFECT"
 
 
 def test_the_lecture_style_engine_is_right_and_fragile() -> None:
