@@ -1,4 +1,4 @@
-"""Coverage paused where a test repeats code other tests measure: the 100-step trainings.
+"""Coverage paused where a test repeats code other tests measure: the 100-step trainings, the longest chains.
 
 Branch coverage (``nox -s tests``) runs refgrad's hot loops about three times slower, and six
 100-step trainings of micrograd's demo MLP (refgrad's immutable API, its micrograd surface, the
@@ -6,7 +6,9 @@ same twice on docs/nn.md, the ``train`` command, and micrograd 0.1.0 itself) too
 session's time under it. Each step of a training runs the lines and branches the first step ran,
 and shorter trainings elsewhere run them too, so these runs are made with coverage paused (in
 this process, or, for a child process, by not starting it there). Nothing they check changes:
-they run the same code and assert the same things, only unmeasured.
+they run the same code and assert the same things, only unmeasured. The chains of 10^5 and 10^6
+steps that show differentiation needs no recursion (tests/test_autodiff.py) are the same case:
+each step runs the lines short chains run.
 
 That they add no line or branch is checked, not assumed: ``nox -s coverage_repeats`` runs the
 suite twice, once with ``REFGRAD_COVERAGE_OF_REPEATS=1`` (nothing paused) and once as
