@@ -279,14 +279,18 @@ def directional_tolerance(reference: TorchResult, tangents: Sequence[float]) -> 
     the same first-order errors, see the module docstring), with the error
     model's factors, plus ``2 U sum_i |t_i * grad_i|`` for rounding the
     products and their sum, plus twice the subnormal allowance (tangents below
-    the normal range round absolutely).
+    the normal range round absolutely). Infinite where a lane's combination is not finite (a lane
+    overflowed): no tolerance can be read off there, and callers skip the check as near an overflow.
     """
     if len(tangents) != len(reference.input_gradient_deviations):
         raise ValueError(f"one tangent per input: {len(reference.input_gradient_deviations)} inputs, {len(tangents)}")
     deviations = reference.input_gradient_deviations
     spread = 0.0
     for lane in range(LANES - 1):
-        spread = max(spread, abs(math.fsum(t * d[lane] for t, d in zip(tangents, deviations, strict=True))))
+        terms = [t * d[lane] for t, d in zip(tangents, deviations, strict=True)]
+        if not all(math.isfinite(term) for term in terms):
+            return math.inf  # math.fsum would raise on inf - inf
+        spread = max(spread, abs(math.fsum(terms)))
     gradients = reference.gradients[: len(tangents)]
     combination = math.fsum(abs(t * g) for t, g in zip(tangents, gradients, strict=True))
     sampled = _IMPLEMENTATIONS * _SAMPLING * math.sqrt(reference.sites) * spread
@@ -463,7 +467,7 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
         kink_ambiguous=tuple(kink_ambiguous),
         sites=sites,
         input_gradient_deviations=tuple(_floats(row) for row in deviations),
-        subnormal_allowance=_subnormal_allowance(program, gradient_lanes[:, 0]),
+        subnormal_allowance=_subnormal_allowance(program, _floats(value_lanes[:, 0]), gradient_lanes[:, 0]),
         hessian=hessian,
         hessian_tolerances=hessian_tolerances,
         hessian_finiteness_ambiguous=hessian_ambiguous,
@@ -626,18 +630,9 @@ def _contribution_rounding(program: Program, values: Sequence[float], adjoints: 
     for index in range(len(program.steps) - 1, -1, -1):
         step = program.steps[index]
         node = len(program.inputs) + index
-        operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
-        spec = registry[step.op]
-        if not spec.domain.contains(*operands, *step.params):
+        partials = _local_partials(program, values, index)
+        if partials is None:
             continue  # no finite result here, so no partials to bound (the domain checks speak)
-        try:
-            raw = spec.partials(tuple(operands), values[node], step.params)
-        except (ArithmeticError, ValueError):
-            continue
-        # Outside a partial's domain Python may answer with a complex number (a negative base's power),
-        # whatever the rule's annotation says: read the answers as objects.
-        answers: tuple[object, ...] = tuple(raw)
-        partials = [float(p) if isinstance(p, float | int) else math.nan for p in answers]
         reference = TORCH_REFERENCES[step.op]
         u = reference.partial_u * U
         spacings = 0.0 if reference.underflow_exact else reference.partial_u * abs(adjoints[node]) + 1.0
@@ -651,12 +646,39 @@ def _contribution_rounding(program: Program, values: Sequence[float], adjoints: 
     return bounds
 
 
-def _subnormal_allowance(program: Program, gradients: torch.Tensor) -> float:
+def _local_partials(program: Program, values: Sequence[float], index: int) -> list[float] | None:
+    """Step ``index``'s registry partials at ``values`` (NaN where one is not real); None outside its domain."""
+    step = program.steps[index]
+    operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+    spec = registry[step.op]
+    if not spec.domain.contains(*operands, *step.params):
+        return None
+    try:
+        raw = spec.partials(tuple(operands), values[len(program.inputs) + index], step.params)
+    except (ArithmeticError, ValueError):
+        return None
+    # Outside a partial's domain Python may answer with a complex number (a negative base's power),
+    # whatever the rule's annotation says: read the answers as objects.
+    answers: tuple[object, ...] = tuple(raw)
+    return [float(p) if isinstance(p, float | int) else math.nan for p in answers]
+
+
+def _subnormal_allowance(program: Program, values: Sequence[float], gradients: torch.Tensor) -> float:
+    """Spacings a forward-mode (or second-order) result may lose to tangent products below the normal range.
+
+    Each product of a tangent and a partial rounds absolutely there, by half a spacing, and an op's
+    own rule can carry that rounding on through one of its partials: torch's jvp of ``a / b``
+    divides the product ``(a / b) * tb`` by ``b`` (``1e-300 / (2 / x)`` at ``x = 8.8e9`` puts it
+    near 1e-310, then divides it by 2e-10, and lost 61 ulps of a 5e-301 result). So each edge
+    counts ``1 + sum |partial|`` spacings over its step's partials, times the step's adjoint.
+    """
     adjoints = _floats(gradients)
     total = 0.0
     for index, step in enumerate(program.steps):
+        partials = _local_partials(program, values, index)
+        carried = 1.0 + sum(abs(p) for p in partials or () if math.isfinite(p))
         edges = sum(isinstance(operand, Ref) for operand in step.operands)
-        total += abs(adjoints[len(program.inputs) + index]) * edges
+        total += _times(abs(adjoints[len(program.inputs) + index]), edges * carried)
     return _SUBNORMAL_SPACING * total
 
 
