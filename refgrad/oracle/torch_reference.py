@@ -449,7 +449,11 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
             if bool((side != side[0]).any()):
                 kink_ambiguous.append(node)
         value_tolerances = _tolerance(value_lanes, sites)
-        rounding = _contribution_rounding(program, _floats(value_lanes[:, 0]), _floats(gradient_lanes[:, 0]))
+        adjoints = _floats(gradient_lanes[:, 0])
+        # Each step's registry partials at lane 0's values, read by both bounds below.
+        lane_zero = _floats(value_lanes[:, 0])
+        local = [_local_partials(program, lane_zero, index) for index in range(len(program.steps))]
+        rounding = _contribution_rounding(program, local, adjoints)
         gradient_tolerances = _tolerance(gradient_lanes, sites) + _IMPLEMENTATIONS * torch.tensor(
             rounding, dtype=torch.float64
         )
@@ -467,7 +471,7 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
         kink_ambiguous=tuple(kink_ambiguous),
         sites=sites,
         input_gradient_deviations=tuple(_floats(row) for row in deviations),
-        subnormal_allowance=_subnormal_allowance(program, _floats(value_lanes[:, 0]), gradient_lanes[:, 0]),
+        subnormal_allowance=_subnormal_allowance(program, local, adjoints),
         hessian=hessian,
         hessian_tolerances=hessian_tolerances,
         hessian_finiteness_ambiguous=hessian_ambiguous,
@@ -605,7 +609,9 @@ def first_overflowing_edge_weight(program: Program) -> int | None:
     return None
 
 
-def _contribution_rounding(program: Program, values: Sequence[float], adjoints: Sequence[float]) -> list[float]:
+def _contribution_rounding(
+    program: Program, local: Sequence[list[float] | None], adjoints: Sequence[float]
+) -> list[float]:
     """A bound, per node, on the error of its gradient from rounding each backward contribution, not sampled.
 
     The lanes round a contribution relative to the value the lane computed; where a node's value is
@@ -630,7 +636,7 @@ def _contribution_rounding(program: Program, values: Sequence[float], adjoints: 
     for index in range(len(program.steps) - 1, -1, -1):
         step = program.steps[index]
         node = len(program.inputs) + index
-        partials = _local_partials(program, values, index)
+        partials = local[index]
         if partials is None:
             continue  # no finite result here, so no partials to bound (the domain checks speak)
         reference = TORCH_REFERENCES[step.op]
@@ -663,7 +669,7 @@ def _local_partials(program: Program, values: Sequence[float], index: int) -> li
     return [float(p) if isinstance(p, float | int) else math.nan for p in answers]
 
 
-def _subnormal_allowance(program: Program, values: Sequence[float], gradients: torch.Tensor) -> float:
+def _subnormal_allowance(program: Program, local: Sequence[list[float] | None], adjoints: Sequence[float]) -> float:
     """Spacings a forward-mode (or second-order) result may lose to tangent products below the normal range.
 
     Each product of a tangent and a partial rounds absolutely there, by half a spacing, and an op's
@@ -672,10 +678,9 @@ def _subnormal_allowance(program: Program, values: Sequence[float], gradients: t
     near 1e-310, then divides it by 2e-10, and lost 61 ulps of a 5e-301 result). So each edge
     counts ``1 + sum |partial|`` spacings over its step's partials, times the step's adjoint.
     """
-    adjoints = _floats(gradients)
     total = 0.0
     for index, step in enumerate(program.steps):
-        partials = _local_partials(program, values, index)
+        partials = local[index]
         carried = 1.0 + sum(abs(p) for p in partials or () if math.isfinite(p))
         edges = sum(isinstance(operand, Ref) for operand in step.operands)
         total += _times(abs(adjoints[len(program.inputs) + index]), edges * carried)
