@@ -213,9 +213,9 @@ def _how_sure(outcome: Outcome, node: int) -> str:
     if estimate is None or estimate.expected is None:
         return "torch (float64) alone says so (finite differences were too imprecise here)"
     if torch_check.passed or estimate.passed:
-        accepting = "torch (float64)" if torch_check.passed else "finite differences"
-        rejecting = "finite differences" if torch_check.passed else "torch (float64)"
-        return f"only {rejecting} says so: {accepting} accepts the engine's number, so check this one by hand"
+        accepting = "torch (float64) accepts" if torch_check.passed else "finite differences accept"
+        rejecting = "finite differences say" if torch_check.passed else "torch (float64) says"
+        return f"only {rejecting} so: {accepting} the engine's number, so check this one by hand"
     apart = abs(estimate.expected - torch_check.expected) / max(abs(torch_check.expected), _TINY_SCALE)
     return f"torch (float64) and finite differences both say so, and agree with each other to {apart:.1g} relative"
 
@@ -279,7 +279,7 @@ def _numbered(program: Program, node: int) -> str:
     return f"node {node} (input x{node})" if step is None else f"node {node} ({step.op})"
 
 
-def locate(outcome: Outcome) -> _Located | None:
+def _locate(outcome: Outcome) -> _Located | None:
     """The first node whose value (in order) or gradient (in reverse order) disagrees while its neighbours agree.
 
     A wrong value whose operands' values agree is that step's forward rule. With every value right,
@@ -319,7 +319,8 @@ def locate(outcome: Outcome) -> _Located | None:
         agree = "agrees" if len(set(users)) == 1 else "agree"
         first = f"{_numbered(program, node)} is the last whose .grad disagrees ({_numbers(check)}), while {fed} {agree}"
         if len(users) != 1:
-            return _Located(None, COMPOSITION, f"{first}: the sum of its {len(users)} uses is wrong (accumulation)")
+            said = f"the sum of its {len(users)} uses is wrong (backward() adding up its uses, or its order)"
+            return _Located(None, COMPOSITION, f"{first}: {said}")
         user = users[0]
         step = program.step_of(user)
         assert step is not None  # a user computes a node
@@ -367,7 +368,7 @@ def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, 
     others = ", ".join(p.description for p, _ in failed[1:4])
     also = f"; also {others}{', ...' if len(failed) > 4 else ''}" if others else ""
     first = pattern.description if pattern.pattern == "deep" else f"{pattern.description} ({program})"
-    located = locate(outcome) if stopped is None else None
+    located = _locate(outcome) if stopped is None else None
     if located is not None and located.op is not None:
         summary = f"{located.op} in {first}: {located.words}"
         return Finding(located.kind, located.op, None, summary, program, script, outcome)
@@ -557,9 +558,9 @@ def random_finding(outcome: Outcome, engine: Engine, order: Literal[1, 2], *, at
         kind, summary = ACCURACY, f"{where}: {what}"
     elif op is not None:
         kind = WRONG_VALUE if any(c.kind == "value" for c in outcome.failures) else WRONG_DERIVATIVE
-        located = locate(outcome) if outcome.engine_failure is None else None
+        located = _locate(outcome) if outcome.engine_failure is None else None
         summary = f"{op} in {where}: {what if located is None else located.words}"
-    elif (located := locate(outcome) if outcome.engine_failure is None else None) is not None:
+    elif (located := _locate(outcome) if outcome.engine_failure is None else None) is not None:
         op, kind = located.op, located.kind
         summary = f"{'' if op is None else f'{op} in '}{where}: {located.words}"
     else:

@@ -378,7 +378,7 @@ def test_a_wrong_derivative_says_which_references_reject_it() -> None:
     assert sure(torch_rejects, fd_rejects).startswith("torch (float64) and finite differences both say so")
     assert "to 4e-11 relative" in sure(torch_rejects, fd_rejects)
     assert sure(torch_rejects, fd_accepts) == (
-        "only torch (float64) says so: finite differences accepts the engine's number, so check this one by hand"
+        "only torch (float64) says so: finite differences accept the engine's number, so check this one by hand"
     )
     assert sure(torch_rejects).startswith("torch (float64) alone says so")
     assert sure(fd_rejects).startswith("finite differences alone say so")
