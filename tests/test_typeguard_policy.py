@@ -10,6 +10,7 @@ from typing import Literal, NamedTuple, Protocol
 
 import pytest
 from _scripts import load_script
+from hypothesis.strategies import DrawFn
 from typeguard import TypeCheckError, TypeCheckMemo
 
 from refgrad import Value
@@ -72,6 +73,18 @@ def test_a_remembered_pass_never_hides_a_failure() -> None:
     assert (reference, Value) in policy._passed
     with pytest.raises(TypeCheckError):
         policy.check_remembering_class_verdicts(Value(1.0), reference, shadowed)
+
+
+def test_a_hypothesis_draw_is_checked_as_a_callable() -> None:
+    """typeguard's DrawFn protocol check refuses every real draw (no __signature__): a draw must be callable."""
+    memo = TypeCheckMemo(globals(), {})
+
+    def draw(strategy: object) -> object:
+        return strategy
+
+    policy.check_remembering_class_verdicts(draw, DrawFn, memo)
+    with pytest.raises(TypeCheckError, match="is not callable"):
+        policy.check_remembering_class_verdicts(3, DrawFn, memo)
 
 
 def _record(tmp_path: Path, records: dict[str, tuple[float, list[str]]]) -> Path:
