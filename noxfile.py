@@ -69,19 +69,37 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *PARALLEL, *DURATIONS, "--cov", "--cov-report=term-missing:skip-covered", *session.posargs)
 
 
-# The tests session measures coverage with six 100-step trainings paused (tests/_coverage_repeats.py):
-# `nox -s coverage_repeats` runs the suite with and without them measured and checks that nothing is lost.
+# The tests session measures coverage with repeats paused: six 100-step trainings and the longest chains
+# (tests/_coverage_repeats.py), and the tests tests/coverage_repeats.txt lists. `nox -s coverage_repeats`
+# runs the suite with and without them measured and checks that nothing is lost; `-- write` first
+# records the suite with a coverage context per test and chooses the list again.
+COVERAGE_REPEATS = "tests/coverage_repeats.txt"
+
+
 @nox.session
 def coverage_repeats(session: nox.Session) -> None:
     """The suite twice, repeats measured and not: the second run must measure each line and branch the first does."""
     _install_oracle(session)
     session.install(MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
     tmp = session.create_tmp()
+    # Derandomized, as on CI (tests/conftest.py): every run draws the same hypothesis examples.
+    session.env["CI"] = "true"
+    write = "write" in session.posargs
+    pytest_args = [arg for arg in session.posargs if arg != "write"]
+    if write:
+        folder = os.path.join(tmp, "recording")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        recording = os.path.join(folder, "contexts.coverage")
+        env = {"REFGRAD_COVERAGE_RECORD": folder, "COVERAGE_FILE": recording}
+        session.run("pytest", *PARALLEL, "--cov", "--cov-context=test", "--cov-report=", *pytest_args, env=env)
+        session.run("python", "tests/coverage_repeats.py", "choose", recording, folder, COVERAGE_REPEATS)
     runs = {"everything": {"REFGRAD_COVERAGE_OF_REPEATS": "1"}, "paused": {}}
     for name, env in runs.items():
         data = os.path.join(tmp, f"{name}.coverage")
-        session.run("pytest", *PARALLEL, "--cov", "--cov-report=", *session.posargs, env={**env, "COVERAGE_FILE": data})
-    session.run("python", "tests/coverage_repeats.py", *(os.path.join(tmp, f"{name}.coverage") for name in runs))
+        session.run("pytest", *PARALLEL, "--cov", "--cov-report=", *pytest_args, env={**env, "COVERAGE_FILE": data})
+    data_files = (os.path.join(tmp, f"{name}.coverage") for name in runs)
+    session.run("python", "tests/coverage_repeats.py", "check", *data_files)
 
 
 # The typeguard pass leaves out the fast tests listed here: every type flow each of them checks is

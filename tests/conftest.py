@@ -9,11 +9,23 @@ timings on a shared machine say nothing about correctness.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
+import pkgutil
+import time
+from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from _coverage_repeats import coverage_paused
+from _coverage_repeats import (
+    RECORD,
+    children_in_context,
+    children_unmeasured,
+    coverage_paused,
+    listed_repeats,
+    measuring,
+)
 from hypothesis import settings
 
 if TYPE_CHECKING:
@@ -48,6 +60,71 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+# The tests whose call phase runs with coverage paused: each repeats lines and branches other tests
+# measure (tests/_coverage_repeats.py; `nox -s coverage_repeats` checks that nothing is lost).
+COVERAGE_REPEATS = listed_repeats()
+# With REFGRAD_COVERAGE_RECORD (the recording run): each test's call seconds, written per worker.
+_call_seconds: dict[str, float] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """A listed repeat runs unmeasured, its child processes too; the recording run names each test's children."""
+    if RECORD in os.environ:
+        start = time.perf_counter()
+        try:
+            with children_in_context(f"{item.nodeid}|child"):
+                return (yield)
+        finally:
+            _call_seconds[item.nodeid] = time.perf_counter() - start
+    if item.nodeid in COVERAGE_REPEATS:
+        with coverage_paused(), children_unmeasured():
+            return (yield)
+    return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The recording run: this process's call seconds, one ``node id<TAB>seconds`` line per test."""
+    folder = os.environ.get(RECORD)
+    if folder is not None and _call_seconds:
+        name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        lines = "".join(f"{nodeid}\t{seconds:.3f}\n" for nodeid, seconds in sorted(_call_seconds.items()))
+        Path(folder, f"seconds-{name}.tsv").write_text(lines, encoding="utf-8")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _once_per_process_code_measured() -> None:
+    """Under coverage, run refgrad's once-per-process code first, here, measured.
+
+    Module bodies run at the first import and the oracle's caches (``functools.cache``) compute at
+    the first call: left to the tests, whichever ran first on a worker would be the only one to
+    measure them, and a test listed as a repeat (run unmeasured) could be that one. Without
+    coverage this does nothing: the typeguard pass keeps its own order of first imports.
+    """
+    if not measuring():
+        return
+    import refgrad
+
+    for module in pkgutil.walk_packages(refgrad.__path__, "refgrad."):
+        if module.name != "refgrad.__main__":  # which would run the command line
+            importlib.import_module(module.name)
+    from refgrad.oracle import campaigns, strategies
+
+    # The oracle's per-process caches, private to it, so reached here by name: the references of the
+    # structured programs, and torch's forward mode (loaded on first use).
+    from refgrad.oracle.diagnosis import _references  # pyright: ignore[reportPrivateUsage]
+    from refgrad.oracle.torch_reference import _load_forward_mode  # pyright: ignore[reportPrivateUsage]
+
+    forms = strategies.all_forms()
+    for op, form in forms:
+        for programs in (campaigns.ordinary_programs, campaigns.kink_programs, campaigns.edge_programs):
+            for pattern in programs(op, form):
+                _references(pattern.program, False)
+    for pattern in campaigns.composition_programs(forms):
+        _references(pattern.program, False)
+    _load_forward_mode()
 
 
 @pytest.fixture(scope="session")

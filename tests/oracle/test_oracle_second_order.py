@@ -227,6 +227,54 @@ def test_first_order_right_second_order_wrong_is_caught(bug: str) -> None:
         assert 0.0 in relu_operands  # only the kink shows it
 
 
+def test_a_kink_within_rounding_spoils_the_second_derivatives_upstream_of_it() -> None:
+    """relu of ``0.1 * 3 - 0.3`` (5.6e-17, one rounding from its kink): the inputs before it get no Hessian check."""
+    program = Program(
+        (0.1, 3.0),
+        (
+            Step("mul", (Ref(0), Ref(1))),
+            Step("sub", (Ref(2), Const(0.3))),
+            Step("relu", (Ref(3),)),
+            Step("mul", (Ref(4), Ref(0))),
+        ),
+    )
+    outcome = check_program(program, RefgradEngine(), order=2)
+    assert outcome.passed
+    assert [(skip.reason, skip.node) for skip in outcome.skips if skip.kind == "second-order"] == [
+        ("within rounding of a kink", 4)
+    ]
+    assert not [check for check in outcome.checks if check.kind == "second-order"]
+
+
+def test_a_finite_second_derivative_where_torchs_is_infinite_fails_naming_both() -> None:
+    """``x ** 1.5`` at 0 has an infinite second derivative: a floated pow's 0 there fails, a check without numbers."""
+    engine = RefgradEngine({"pow": _floated(registry["pow"])}, name="floated pow")
+    outcome = check_program(Program((0.0,), (Step("pow", (Ref(0),), (1.5,)),)), engine, order=2)
+    (failure,) = outcome.failures
+    assert failure.kind == "second-order"
+    assert failure.detail == "d2 output / d x0 d x0: torch's is inf, the engine returned 0.0"
+    assert (failure.got, failure.relative_error, failure.ulps) == (None, None, None)
+
+
+def test_a_second_order_that_raises_something_else_than_domain_error_fails() -> None:
+    """An exception other than DomainError while differentiating the gradients is a failure that names it."""
+    tanh = registry["tanh"]
+
+    def partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+        if not isinstance(inputs[0], float):
+            raise RuntimeError("no second derivatives here")
+        return tanh.partials(inputs, output, params)
+
+    engine = RefgradEngine({"tanh": dataclasses.replace(tanh, partials=partials)}, name="raising tanh")
+    outcome = check_program(Program((0.5,), (Step("tanh", (Ref(0),)),)), engine, order=2)
+    (failure,) = outcome.failures
+    assert failure.kind == "second-order"
+    assert failure.detail == (
+        "the engine failed with something other than DomainError: "
+        "RuntimeError in second order: no second derivatives here"
+    )
+
+
 class _ForwardModeDroppingSecondOperand(RefgradEngine):
     """refgrad with a forward mode of its own that forgets the second operand's tangent."""
 
