@@ -42,16 +42,28 @@ PARALLEL = ["--numprocesses=auto", "--dist=loadgroup"]
 DURATIONS = ["--durations=15", "--durations-min=2"]
 
 
+def _install(session: nox.Session, *packages: str) -> None:
+    """pip install without compiling to bytecode; Python compiles what the session imports, once.
+
+    pip compiles every module it installs (more than half of installing torch, most of which no
+    session imports); Python compiles a module when it is first imported and keeps the bytecode,
+    unless PYTHONDONTWRITEBYTECODE is set (as on some CI images): the sessions unset it, so that
+    each process does not compile torch again.
+    """
+    session.env["PYTHONDONTWRITEBYTECODE"] = None
+    session.install("--no-compile", *packages)
+
+
 def _install_oracle(session: nox.Session) -> None:
-    session.install(TORCH)
-    session.install("-e", ".[oracle]")
+    _install(session, TORCH)
+    _install(session, "-e", ".[oracle]")
 
 
 @nox.session(allow_parallel=True)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright (strict) over refgrad/, tests/ and noxfile.py."""
     _install_oracle(session)
-    session.install("mypy>=1.10", PYRIGHT, "nox", MICROGRAD, TYPEGUARD, COVERAGE, *TEST_TOOLS, *PICTURES)
+    _install(session, "mypy>=1.10", PYRIGHT, "nox", MICROGRAD, TYPEGUARD, COVERAGE, *TEST_TOOLS, *PICTURES)
     session.run("mypy")
     # This session's interpreter, where the optional libraries resolve (pyproject.toml names it too).
     python = os.path.join(session.bin, "python")
@@ -64,7 +76,7 @@ def tests(session: nox.Session) -> None:
     """The test suite, with PyTorch (float64) and micrograd 0.1.0 as references; branch coverage of refgrad/."""
     _install_oracle(session)
     # typeguard: the typeguard pass's own helpers are tested here (tests/test_typeguard_policy.py).
-    session.install(MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
+    _install(session, MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
     # Settings in pyproject.toml ([tool.coverage]): branches, refgrad/ only, child processes included.
     session.run("pytest", *PARALLEL, *DURATIONS, "--cov", "--cov-report=term-missing:skip-covered", *session.posargs)
 
@@ -80,7 +92,7 @@ COVERAGE_REPEATS = "tests/coverage_repeats.txt"
 def coverage_repeats(session: nox.Session) -> None:
     """The suite twice, repeats measured and not: the second run must measure each line and branch the first does."""
     _install_oracle(session)
-    session.install(MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
+    _install(session, MICROGRAD, COVERAGE, TYPEGUARD, *TEST_TOOLS, *PICTURES)
     tmp = session.create_tmp()
     # Derandomized, as on CI (tests/conftest.py): every run draws the same hypothesis examples.
     session.env["CI"] = "true"
@@ -110,7 +122,7 @@ TYPEGUARD_REPEATS = "tests/typeguard_repeats.txt"
 def _typeguard_pytest(session: nox.Session, *args: str) -> None:
     _install_oracle(session)
     # coverage: the check of the coverage pauses (tests/test_coverage_repeats.py) reads coverage data.
-    session.install(MICROGRAD, TYPEGUARD, COVERAGE, *TEST_TOOLS, *PICTURES)
+    _install(session, MICROGRAD, TYPEGUARD, COVERAGE, *TEST_TOOLS, *PICTURES)
     session.run(
         "python",
         "-m",  # puts the project directory on sys.path, for the tests._typeguard_policy plugin
@@ -145,7 +157,7 @@ def typeguard_flows(session: nox.Session) -> None:
 def mutation(session: nox.Session) -> None:
     """Mutation testing (mutmut) of the registry, the node and autodiff; regenerates docs/mutation.md."""
     _install_oracle(session)
-    session.install(MUTMUT, MICROGRAD, *TEST_TOOLS)
+    _install(session, MUTMUT, MICROGRAD, *TEST_TOOLS)
     # Settings in pyproject.toml ([tool.mutmut]). Every run starts afresh, so the page reports this code.
     shutil.rmtree("mutants", ignore_errors=True)
     session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2))
@@ -155,7 +167,7 @@ def mutation(session: nox.Session) -> None:
 @nox.session(allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    _install(session, "ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -163,8 +175,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(allow_parallel=True)
 def docs(session: nox.Session) -> None:
     """Build the documentation with Sphinx, warnings as errors."""
-    session.install("-e", ".")
-    session.install("sphinx>=7", "myst-parser>=2", "furo")
+    _install(session, "-e", ".")
+    _install(session, "sphinx>=7", "myst-parser>=2", "furo")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
@@ -172,14 +184,14 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against micrograd 0.1.0 and torch scalar autograd; regenerates docs/performance.md."""
     _install_oracle(session)
-    session.install(MICROGRAD, "matplotlib")
+    _install(session, MICROGRAD, "matplotlib")
     session.run("python", "tests/benchmarks/bench_training.py", *session.posargs)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """Install refgrad and run the seed example."""
-    session.install("-e", ".")
+    _install(session, "-e", ".")
     session.run("python", "-m", "refgrad", "demo")
 
 
