@@ -168,6 +168,11 @@ def test_domain_errors_instead_of_nan() -> None:
     root = Value(0.0) ** 0.5
     with pytest.raises(DomainError, match="pow"):
         root.backward()
+    # Finite values and partials whose product overflows on the way back: 1e200 * 1e200 reaches x.
+    x = Value(1e-300)
+    with pytest.raises(DomainError, match="mul"):
+        ((x * 1e200) * 1e200).backward()
+    assert x.grad == 0.0  # nothing written: the pass fails before filling .grad
 
 
 def test_bad_inputs_raise_type_and_value_errors() -> None:
