@@ -44,7 +44,7 @@ from refgrad.oracle.findings import (
     Finding,
     FindingKind,
 )
-from refgrad.oracle.program import Form, Program, Ref
+from refgrad.oracle.program import Const, Form, Program, Ref, Step
 from refgrad.oracle.torch_reference import torch_reference
 
 __all__ = [
@@ -279,7 +279,34 @@ def _numbered(program: Program, node: int) -> str:
     return f"node {node} (input x{node})" if step is None else f"node {node} ({step.op})"
 
 
-def _locate(outcome: Outcome) -> _Located | None:
+def _alone_at(program: Program, step: Step, engine: Engine) -> Outcome | None:
+    """``step`` alone, its node operands made inputs at the values the program fed it (``None`` if not finite)."""
+    values = program.evaluate()
+    inputs: list[float] = []
+    operands: list[Ref | Const] = []
+    seen: dict[int, int] = {}
+    for operand in step.operands:
+        if isinstance(operand, Ref):
+            if operand.node not in seen:
+                seen[operand.node] = len(inputs)
+                inputs.append(values[operand.node])
+            operands.append(Ref(seen[operand.node]))
+        else:
+            operands.append(operand)
+    if not all(map(math.isfinite, inputs)):
+        return None
+    return check_program(Program(tuple(inputs), (Step(step.op, tuple(operands), step.params),)), engine, order=1)
+
+
+def _wrong_alone(alone: Outcome | None) -> bool:
+    """The op alone fails its gradient there (its value right), not with an exception or by a few ulps: its rule."""
+    if alone is None or alone.passed or alone.engine_failure is not None or _accuracy_only(alone):
+        return False
+    kinds = {check.kind for check in alone.failures}
+    return "gradient" in kinds and "value" not in kinds
+
+
+def _locate(outcome: Outcome, engine: Engine) -> _Located | None:
     """The first node whose value (in order) or gradient (in reverse order) disagrees while its neighbours agree.
 
     A wrong value whose operands' values agree is that step's forward rule. With every value right,
@@ -288,7 +315,8 @@ def _locate(outcome: Outcome) -> _Located | None:
     from one use, what that step's backward passed on. That is the step's rule only when the
     numbers show how (what it passed on is what it would pass on if the gradient arriving at it
     were 1: it ignores ``out.grad``) and the step's own node has one use (so its gradient was 0 or
-    complete whenever its rule ran); otherwise the rule alone is right (the op passed alone) and
+    complete whenever its rule ran), or when the op alone, at the very operands the program fed
+    it, fails too (a rule right at the moderate points tried alone and wrong at these); otherwise
     the order of the backward pass is the suspect, so no op is blamed. ``None`` when a neighbour
     was not checked (skipped), so the evidence stops short.
     """
@@ -341,8 +369,19 @@ def _locate(outcome: Outcome) -> _Located | None:
                 f"(it is {arriving!r}): it does not multiply by its output's gradient (out.grad)"
             )
             return _Located(step.op, WRONG_DERIVATIVE, words)
+        # Its rule alone, at the very operands this program fed it: wrong there too, it is the rule
+        # (right at the moderate points the op was tried at alone, wrong at these); right, the order.
+        alone = _alone_at(program, step, engine)
+        if _wrong_alone(alone):
+            assert alone is not None
+            words = (
+                f"{first}: {step.op} alone at the operands it got here ({alone.program}) is wrong too: "
+                f"{_what_failed(alone)}"
+            )
+            return _Located(step.op, WRONG_DERIVATIVE, words)
+        checked = "" if alone is None else f", and alone at the operands it got here ({alone.program})"
         words = (
-            f"{first}: what {step.op}'s backward passed on was wrong, though {step.op} alone is right "
+            f"{first}: what {step.op}'s backward passed on was wrong, though {step.op} alone is right{checked} "
             "(is its rule run before its own gradient is complete?)"
         )
         return _Located(None, COMPOSITION, words)
@@ -368,7 +407,7 @@ def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, 
     others = ", ".join(p.description for p, _ in failed[1:4])
     also = f"; also {others}{', ...' if len(failed) > 4 else ''}" if others else ""
     first = pattern.description if pattern.pattern == "deep" else f"{pattern.description} ({program})"
-    located = _locate(outcome) if stopped is None else None
+    located = _locate(outcome, engine) if stopped is None else None
     if located is not None and located.op is not None:
         summary = f"{located.op} in {first}: {located.words}"
         return Finding(located.kind, located.op, None, summary, program, script, outcome)
@@ -558,9 +597,9 @@ def random_finding(outcome: Outcome, engine: Engine, order: Literal[1, 2], *, at
         kind, summary = ACCURACY, f"{where}: {what}"
     elif op is not None:
         kind = WRONG_VALUE if any(c.kind == "value" for c in outcome.failures) else WRONG_DERIVATIVE
-        located = _locate(outcome) if outcome.engine_failure is None else None
+        located = _locate(outcome, engine) if outcome.engine_failure is None else None
         summary = f"{op} in {where}: {what if located is None else located.words}"
-    elif (located := _locate(outcome) if outcome.engine_failure is None else None) is not None:
+    elif (located := _locate(outcome, engine) if outcome.engine_failure is None else None) is not None:
         op, kind = located.op, located.kind
         summary = f"{'' if op is None else f'{op} in '}{where}: {located.words}"
     else:

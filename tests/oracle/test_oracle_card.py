@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from _corpus import BreadthFirst, EagerRules, ExpByPower, ForgetsOutGrad, Lectur
 from _toy_engine import ReluKink, ToyValue
 
 from refgrad.cli import main
+from refgrad.ops import N, Params, primal, registry
 from refgrad.oracle import (
     MicrogradStyleEngine,
     Program,
@@ -29,8 +31,11 @@ from refgrad.oracle import (
     verify,
 )
 from refgrad.oracle.command import run_verify
-from refgrad.oracle.compare import Check, Outcome
-from refgrad.oracle.diagnosis import _how_sure  # pyright: ignore[reportPrivateUsage]  # tested directly: one branch needs a contrived outcome
+from refgrad.oracle.compare import Check, Outcome, check_program
+from refgrad.oracle.diagnosis import (
+    _how_sure,  # pyright: ignore[reportPrivateUsage]  # tested directly: one branch needs a contrived outcome
+    random_finding,
+)
 from refgrad.oracle.findings import (
     BROKEN_OP,
     COMPOSITION,
@@ -110,6 +115,25 @@ def test_a_backward_that_ignores_out_grad_is_named_by_every_nodes_grad() -> None
     status = {line.split()[0]: line.split()[1] for line in format_report(report).split("\n\n")[1].splitlines()[1:]}
     assert status["exp"] == "DEFECT"
     assert status["mul"] != "DEFECT"
+
+
+def _tanh_doubled_far_out(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    """tanh's partial, doubled for 3.5 < |x| < 50: right at every point tanh is tried at alone."""
+    (partial,) = registry["tanh"].partials(inputs, output, params)
+    return (partial * 2.0 if 3.5 < abs(primal(inputs[0])) < 50.0 else partial,)
+
+
+def test_a_rule_wrong_only_at_some_inputs_is_named_by_checking_it_alone_there() -> None:
+    """exp, exp, tanh at 0.5 feeds tanh 5.2: the step whose backward passed on a wrong number, alone at 5.2, fails."""
+    tanh = dataclasses.replace(registry["tanh"], partials=_tanh_doubled_far_out)
+    engine = RefgradEngine({"tanh": tanh}, name="far-out tanh")
+    program = Program((0.5,), (Step("exp", (Ref(0),)), Step("exp", (Ref(1),)), Step("tanh", (Ref(2),))))
+    finding = random_finding(check_program(program, engine), engine, 1, at_edge=False)
+    assert (finding.kind, finding.op) == (WRONG_DERIVATIVE, "tanh")
+    assert "node 2 (exp) is the last whose .grad disagrees" in finding.summary
+    assert "tanh alone at the operands it got here (program(x0=5.2003257647899614): n1 = x0.tanh()) is wrong too" in (
+        finding.summary
+    )
 
 
 def test_the_lecture_style_engine_is_right_and_fragile() -> None:
