@@ -37,6 +37,8 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
+from typeguard_repeats import read_list
+
 __all__ = [
     "EVERYTHING",
     "RECORD",
@@ -78,11 +80,8 @@ def measuring() -> bool:
 
 
 def listed_repeats(path: Path = REPEATS) -> frozenset[str]:
-    """The pytest node ids ``path`` lists (one per line; ``#`` starts a comment)."""
-    if not path.is_file():
-        return frozenset()
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return frozenset(line for line in lines if line)
+    """The pytest node ids ``path`` lists, in the typeguard repeats list's format (``read_list``)."""
+    return frozenset(read_list(path)) if path.is_file() else frozenset()
 
 
 @contextmanager
