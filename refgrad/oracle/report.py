@@ -20,9 +20,10 @@ __all__ = [
     "format_summary",
     "format_table",
     "format_verdict",
+    "table_rows",
 ]
 
-_COLUMNS = (
+TABLE_COLUMNS: Final = (
     "op",
     "status",
     "graphs",
@@ -50,24 +51,9 @@ def _status(report: VerificationReport, op: str) -> str:
     return "DEFECT" if status == "defect" else status
 
 
-def format_table(report: VerificationReport) -> str:
-    """One row per op drawn: its status, graphs using it, checks exercising it by kind, skips, worst error / tolerance.
-
-    ``status`` is ``DEFECT`` or ``warning`` when a finding names the op (findings about
-    compositions name no op), ``ok`` otherwise; ``worst err/tol`` is the closest call among
-    the checks that agreed (those that did not are the findings).
-
-    A check exercises every op it depends on (a node's value: the ops that
-    computed it; a gradient: the ops between its node and the output), so
-    the columns add up to more than the number of checks. ``forward`` counts
-    forward-mode checks (against ``torch.func.jvp`` and the engine's reverse
-    mode), ``2nd order`` and ``2nd f.d.`` Hessian entries against torch and
-    against finite differences of the engine's gradients; ``-`` means not
-    checked in this run (an engine without forward mode, or ``--order 1``).
-    An op that a defect left out of every program (a method that raises or returns nothing) has
-    its row too, with nothing counted.
-    """
-    rows: list[tuple[str, ...]] = [_COLUMNS]
+def table_rows(report: VerificationReport) -> list[tuple[str, ...]]:
+    """The per-op table's rows as text cells, under the headings ``TABLE_COLUMNS`` (see :func:`format_table`)."""
+    rows: list[tuple[str, ...]] = []
     second = report.order == 2
     named = {finding.op for finding in report.findings if finding.op is not None}
     for op in (spec.name for spec in registry if spec.name in report.stats or spec.name in named):
@@ -88,7 +74,28 @@ def format_table(report: VerificationReport) -> str:
                 _worst(stats),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return rows
+
+
+def format_table(report: VerificationReport) -> str:
+    """One row per op drawn: its status, graphs using it, checks exercising it by kind, skips, worst error / tolerance.
+
+    ``status`` is ``DEFECT`` or ``warning`` when a finding names the op (findings about
+    compositions name no op), ``ok`` otherwise; ``worst err/tol`` is the closest call among
+    the checks that agreed (those that did not are the findings).
+
+    A check exercises every op it depends on (a node's value: the ops that
+    computed it; a gradient: the ops between its node and the output), so
+    the columns add up to more than the number of checks. ``forward`` counts
+    forward-mode checks (against torch's forward mode and the engine's reverse
+    mode), ``2nd order`` and ``2nd f.d.`` Hessian entries against torch and
+    against finite differences of the engine's gradients; ``-`` means not
+    checked in this run (an engine without forward mode, or ``--order 1``).
+    An op that a defect left out of every program (a method that raises or returns nothing) has
+    its row too, with nothing counted.
+    """
+    rows = [TABLE_COLUMNS, *table_rows(report)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
     lines: list[str] = []
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
@@ -128,7 +135,7 @@ def format_summary(report: VerificationReport) -> str:
         lines.append(f"checks: {made}")
         if report.forward_mode:
             lines.append(
-                f"forward mode: {report.checks.get('forward-mode', 0)} against torch.func.jvp, "
+                f"forward mode: {report.checks.get('forward-mode', 0)} against torch's forward mode, "
                 f"{report.checks.get('forward-vs-reverse', 0)} against reverse mode"
             )
         else:

@@ -63,7 +63,7 @@ class OpStats:
     finite_difference: int = 0
     domain: int = 0
     forward_mode: int = 0
-    """Forward-mode checks: against ``torch.func.jvp`` and against the engine's own reverse mode."""
+    """Forward-mode checks: against torch's forward mode and against the engine's own reverse mode."""
     second_order: int = 0
     """Hessian entries against torch's double backward (and second-order domain agreements)."""
     second_order_fd: int = 0

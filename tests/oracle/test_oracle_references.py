@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import torch
@@ -24,8 +26,8 @@ from refgrad.oracle import (
     programs,
     torch_reference,
 )
-from refgrad.oracle.compare import FD_USEFUL, output_error_bound
-from refgrad.oracle.torch_reference import LANES, U, first_infinite_partial
+from refgrad.oracle.compare import FD_USEFUL, KnownReferences, output_error_bound, tangents_for
+from refgrad.oracle.torch_reference import LANES, U, first_infinite_partial, torch_jvp
 
 
 def _grads(function: Callable[..., torch.Tensor], *values: float) -> tuple[float, list[float]]:
@@ -276,6 +278,51 @@ def test_references_agree_on_every_op(op: str) -> None:
 def test_references_agree_on_compositions(program: Program) -> None:
     """Across ops, torch's gradients and finite differences agree wherever both apply."""
     _references_agree(program)
+
+
+def _function_transform_jvp(program: Program, tangents: tuple[float, ...]) -> float:
+    """The same directional derivative by torch.func.jvp, the function transform over the same formulas."""
+
+    def function(*inputs: torch.Tensor) -> torch.Tensor:
+        nodes = list(inputs)
+        for step in program.steps:
+            operands = [
+                nodes[o.node] if isinstance(o, Ref) else torch.tensor(o.value, dtype=torch.float64)
+                for o in step.operands
+            ]
+            nodes.append(TORCH_REFERENCES[step.op].forward(*operands, *step.params))
+        return nodes[-1]
+
+    primals = tuple(torch.tensor(x, dtype=torch.float64) for x in program.inputs)
+    directions = tuple(torch.tensor(t, dtype=torch.float64) for t in tangents)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        found = cast("tuple[torch.Tensor, torch.Tensor]", torch.func.jvp(function, primals, directions))
+    return float(found[1].item())
+
+
+@given(programs(max_steps=12, out_of_domain="sometimes"))
+def test_torchs_forward_mode_by_dual_tensors_is_torch_func_jvp_to_the_bit(program: Program) -> None:
+    """torch_jvp carries tangents on dual tensors; torch.func.jvp gives the very same bits (NaN and -0.0 too)."""
+    tangents = tangents_for(program)
+    ours, theirs = torch_jvp(program, tangents), _function_transform_jvp(program, tangents)
+    assert ours.hex() == theirs.hex() or (math.isnan(ours) and math.isnan(theirs))
+
+
+def test_a_known_programs_forward_mode_reference_is_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KnownReferences keeps torch's jvp: the structured programs, checked on engine after engine, compute it once."""
+    program = Program((0.5, -1.25), (Step("mul", (Ref(0), Ref(1))), Step("tanh", (Ref(2),))))
+    known = KnownReferences(torch_reference(program))
+    first = check_program(program, RefgradEngine(), known=known)
+    assert known.directional == torch_jvp(program, tangents_for(program))
+
+    def not_again(program: Program, tangents: object) -> float:
+        raise AssertionError("torch's jvp computed again for a known program")
+
+    monkeypatch.setattr("refgrad.oracle.compare.torch_jvp", not_again)
+    again = check_program(program, RefgradEngine(), known=known)
+    assert [c.kind for c in again.checks] == [c.kind for c in first.checks]
+    assert "forward-mode" in {c.kind for c in again.checks}
 
 
 @pytest.mark.parametrize("spec", list(registry), ids=lambda spec: spec.name)
