@@ -138,7 +138,12 @@ def _conflicting_verify_options(args: argparse.Namespace) -> str | None:
         return "--database and --no-database do not go together"
     random_run = [
         flag
-        for flag, value in (("--ops", args.ops), ("--seed", args.seed), ("--examples", args.examples))
+        for flag, value in (
+            ("--ops", args.ops),
+            ("--seed", args.seed),
+            ("--examples", args.examples),
+            ("--html", args.html),
+        )
         if value is not None
     ]
     if random_run and args.program is not None:
@@ -192,6 +197,7 @@ def _verify(args: argparse.Namespace) -> int:
         backward=args.backward,
         strict=args.strict,
         output_format=args.format,
+        html=args.html,
     )
 
 
@@ -271,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json", "junit"),
         default="text",
         help="text: the report card (default); json: one JSON object; junit: JUnit XML (on standard output)",
+    )
+    verify.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write the card as one self-contained HTML page, each counterexample's graph drawn",
     )
     verify.set_defaults(run=_verify)
     return parser

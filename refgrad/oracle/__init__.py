@@ -23,6 +23,8 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
   statistics and every finding, each with a small counterexample;
 * :mod:`~refgrad.oracle.report`: the card ``python -m refgrad verify`` prints
   (text, JUnit XML), and :func:`check_engine`, one call for a test suite;
+* :mod:`~refgrad.oracle.page`: the same card as one HTML page, each
+  counterexample's graph drawn (:func:`format_html`, :func:`write_html`);
 * :mod:`~refgrad.oracle.worker`: :class:`IsolatedEngine`, an engine in a worker
   process with a time limit per program, so that no engine can crash or hang the oracle;
 * :mod:`~refgrad.oracle.database`: :class:`ExampleDatabase`, where ``verify``
@@ -49,6 +51,7 @@ from refgrad.oracle.engines import (
 )
 from refgrad.oracle.findings import KINDS, Finding, FindingKind
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
+from refgrad.oracle.page import format_html, write_html
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
 from refgrad.oracle.report import check_engine, format_junit, format_report
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
@@ -93,6 +96,7 @@ __all__ = [
     "constants",
     "exponents",
     "finite_difference",
+    "format_html",
     "format_junit",
     "format_report",
     "forms_of",
@@ -105,4 +109,5 @@ __all__ = [
     "torch_jvp",
     "torch_reference",
     "verify",
+    "write_html",
 ]

@@ -31,6 +31,7 @@ from refgrad.oracle.engines import (
     SecondOrderEngine,
     load_engine,
 )
+from refgrad.oracle.page import html_argument, write_html
 from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
@@ -195,6 +196,7 @@ def run_verify(
     backward: str = "backward",
     strict: bool = False,
     output_format: str = "text",
+    html: str | os.PathLike[str] | None = None,
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -210,6 +212,7 @@ def run_verify(
     ``strict`` fails the run on warnings too; ``output_format`` is ``"text"``
     (the card), ``"json"`` (one JSON object on ``out``, everything else on ``err``) or
     ``"junit"`` (JUnit XML on ``out``: a testcase per op form and for the compositions).
+    ``html`` is a path to write the card to as well, as one HTML page (:mod:`refgrad.oracle.page`).
     """
     stdout: TextIO = sys.stdout if out is None else out
     stderr: TextIO = sys.stderr if err is None else err
@@ -225,6 +228,10 @@ def run_verify(
             raise ValueError(f"--format must be one of {', '.join(_FORMATS)}; got {output_format!r:.80}")
         if output_format != "text" and program is not None:
             raise ValueError(f"--format {output_format} is for a verification run, not --program")
+        if html is not None:
+            if program is not None or replay:
+                raise ValueError("--html is for a verification run, not --program or --replay")
+            html_argument(html)
         names = parse_ops(ops)
         attributes = Attributes(data, grad, backward)
         chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)
@@ -262,6 +269,7 @@ def run_verify(
             order=2 if order == 2 else 1,
             strict=strict,
             output_format=output_format,
+            html=html,
         )
     except KeyboardInterrupt:
         stderr.write("\nrefgrad: interrupted\n")
@@ -285,6 +293,7 @@ def _run(
     order: Literal[1, 2],
     strict: bool,
     output_format: str,
+    html: str | os.PathLike[str] | None = None,
 ) -> int:
     # With --format json or junit, standard output carries the one document and nothing else.
     card, out = out, err if output_format != "text" else out
@@ -333,6 +342,13 @@ def _run(
         card.write(report.to_json() + "\n")
     else:
         card.write(format_junit(report) if output_format == "junit" else format_report(report))
+    if html is not None:
+        try:
+            written = write_html(report, html)
+        except OSError as error:
+            err.write(f"refgrad: error: --html: could not write the card: {error}\n")
+            return 2
+        err.write(f"refgrad verify: the card as a page: {written}\n")
     if report.forms_checked == 0 and not report.defects:
         err.write("refgrad: error: the engine supports none of the ops asked for\n")
         return 2

@@ -1,0 +1,175 @@
+"""``verify --html PATH``: the card as one page, each counterexample drawn, engine text escaped, written whole."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from _corpus import ManyBugs
+from _toy_engine import ToyValue
+
+from refgrad.cli import main
+from refgrad.oracle import Check, MicrogradStyleEngine, Outcome, Program, Ref, Step, format_html, verify, write_html
+from refgrad.oracle.command import run_verify
+from refgrad.oracle.page import first_disagreement
+
+_FIRST: str = "#d93025"  # the stroke of the first disagreement's box
+
+
+class _Page(HTMLParser):
+    """The tags of a page, the text inside each <strong>, and each <svg>'s rectangles' strokes."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.meta: list[dict[str, str | None]] = []
+        self.strong: list[str] = []
+        self.svg_strokes: list[list[str | None]] = []
+        self._in_strong = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag == "meta":
+            self.meta.append(dict(attrs))
+        elif tag == "strong":
+            self._in_strong = True
+            self.strong.append("")
+        elif tag == "svg":
+            self.svg_strokes.append([])
+        elif tag == "rect":
+            self.svg_strokes[-1].append(dict(attrs).get("stroke"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "strong":
+            self._in_strong = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_strong:
+            self.strong[-1] += data
+
+
+def test_the_page_shows_every_defect_with_its_graph_and_where_the_disagreement_starts(tmp_path: Path) -> None:
+    """ManyBugs' three defects on one page: the verdict, a section each, the two counterexamples drawn and explained."""
+    page_path = tmp_path / "card.html"
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify(
+        "_corpus:ManyBugs",
+        examples=40,
+        seed=0,
+        ops=None,
+        out=out,
+        err=err,
+        database=None,
+        isolate=False,
+        html=page_path,
+    )
+    assert status == 1
+    assert f"the card as a page: {page_path}" in err.getvalue()
+    text = page_path.read_text(encoding="utf-8")
+    assert text.startswith("<!doctype html>")
+    assert "FAIL: _corpus:ManyBugs: 3 defects" in text
+    page = _Page(text)
+    # Self-contained and inert: no script, no fetch of anything.
+    assert not {"script", "img", "link", "iframe", "object", "embed"} & set(page.tags)
+    policies = [m["content"] for m in page.meta if m.get("http-equiv") == "Content-Security-Policy"]
+    assert policies == ["default-src 'none'; style-src 'unsafe-inline'"]
+    assert text.count('<section class="finding defect"') == 3
+    # relu returns nothing (no numbers to draw); tanh and c - x are drawn, one box marked first each.
+    assert len(page.svg_strokes) == 2
+    assert all(strokes.count(_FIRST) == 1 for strokes in page.svg_strokes)
+    number = r"-?[0-9.e+-]+"
+    said = "\n".join(page.strong)
+    assert re.search(rf"d output / d x0 \(engine {number}, torch {number}\), passed on by n1 = x0\.tanh\(\)", said)
+    assert re.search(rf"n1's value \(engine {number}, torch {number}\), computed by n1 = {number} - x0", said), said
+    assert "1 - tanh(x)**2" in text  # the expected rule, from the finding's summary
+    assert "reproduce it (engine, then torch)" in text
+
+
+class _Marked(ToyValue):
+    """An engine whose exp fails with markup in its message."""
+
+    def exp(self) -> ToyValue:
+        raise RuntimeError("<script>alert('owned')</script> & <img src=x onerror=alert(1)>")
+
+
+def test_what_the_engine_wrote_is_escaped_on_the_page() -> None:
+    """A message with tags reaches the page as text: no tag of the engine's, every character shown."""
+    report = verify(MicrogradStyleEngine(_Marked, name="<b>marked</b>"), examples=5, seed_value=0, ops=("exp", "add"))
+    text = format_html(report)
+    assert any("alert('owned')" in finding.summary for finding in report.findings)
+    page = _Page(text)
+    assert "script" not in page.tags
+    assert "img" not in page.tags
+    assert "b" not in page.tags
+    assert "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<title>refgrad verify: &lt;b&gt;marked&lt;/b&gt;</title>" in text
+
+
+def test_a_page_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An existing page is replaced by a rename: a failed write leaves the old one and no temporary file."""
+    report = verify(MicrogradStyleEngine(ManyBugs), examples=5, seed_value=0, ops=("add",))
+    target = tmp_path / "card.html"
+    target.write_text("the old page", encoding="utf-8")
+
+    def refuse(source: object, destination: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("refgrad.oracle.page.os.replace", refuse)
+        with pytest.raises(OSError, match="No space left"):
+            write_html(report, target)
+    assert target.read_text(encoding="utf-8") == "the old page"
+    assert [p.name for p in tmp_path.iterdir()] == ["card.html"]
+    assert write_html(report, target) == target
+    assert target.read_text(encoding="utf-8") == format_html(report)
+    assert [p.name for p in tmp_path.iterdir()] == ["card.html"]
+    with pytest.raises(ValueError, match="is a directory"):
+        write_html(report, tmp_path)
+    with pytest.raises(ValueError, match="no directory to write"):
+        write_html(report, tmp_path / "missing" / "card.html")
+    with pytest.raises(TypeError, match=r"str or os\.PathLike"):
+        write_html(report, 3)  # type: ignore[arg-type]  # the wrong type on purpose
+
+
+def test_html_options_that_cannot_be_honoured_are_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing folder, or --html with --program or --replay: exit 2 and one line, nothing run or written."""
+    missing = str(tmp_path / "missing" / "card.html")
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify("refgrad", examples=5, seed=0, ops=None, out=out, err=err, database=None, html=missing)
+    assert (status, out.getvalue()) == (2, "")
+    assert err.getvalue() == f"refgrad: error: --html: no directory to write {missing!r} into\n"
+    program = tmp_path / "program.json"
+    program.write_text(Program((0.5,), (Step("exp", (Ref(0),)),)).to_json(), encoding="utf-8")
+    assert main(["verify", "--program", str(program), "--html", str(tmp_path / "card.html")]) == 2
+    said = capsys.readouterr().err
+    assert said == "refgrad: error: --program checks one file, no random graphs: drop --html\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["program.json"]
+
+
+def _check(kind: str, node: int, *, passed: bool) -> Check:
+    return Check(kind, node, frozenset({"mul"}), 0.5 if passed else math.inf, "", 1.0, 2.0)  # type: ignore[arg-type]
+
+
+def test_the_first_disagreement_is_the_first_wrong_value_else_the_last_wrong_gradient() -> None:
+    """Values go forward (the first wrong one spoils the rest), gradients backward (the last wrong one is first)."""
+    program = Program((0.5, 2.0), (Step("mul", (Ref(0), Ref(1))), Step("mul", (Ref(2), Ref(0)))))
+
+    def outcome(*checks: Check) -> Outcome:
+        return Outcome(program, checks, ())
+
+    wrong_values = outcome(_check("value", 3, passed=False), _check("value", 2, passed=False))
+    assert first_disagreement(wrong_values) == 2
+    wrong_gradients = outcome(
+        _check("gradient", 0, passed=False), _check("gradient", 2, passed=False), _check("gradient", 3, passed=True)
+    )
+    assert first_disagreement(wrong_gradients) == 2
+    both = outcome(_check("gradient", 2, passed=False), _check("value", 3, passed=False))
+    assert first_disagreement(both) == 3
+    assert first_disagreement(outcome(_check("value", 3, passed=True))) is None
