@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from _collector import collector_paused
 from _coverage_repeats import (
     RECORD,
     children_in_context,
@@ -137,9 +138,10 @@ def moons_run() -> TrainingRun:
     keep them on one worker (which pytest 9.2 defeats for now: see the noxfile). Imported here,
     not at the top: the typeguard run instruments refgrad's modules as they are first imported,
     which must come after its hook is in place. Run with coverage paused: its steps repeat lines
-    and branches that shorter runs measure (tests/_coverage_repeats.py).
+    and branches that shorter runs measure (tests/_coverage_repeats.py); and with the collector
+    paused (tests/_collector.py): the same run in two thirds of the time.
     """
     from refgrad.moons import train
 
-    with coverage_paused():
+    with coverage_paused(), collector_paused():
         return train(steps=100, seed=1337)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gc
 import random
-from collections.abc import Callable, Generator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard, cast
 
 import micrograd.engine
 import micrograd.nn
 import pytest
+from _collector import collector_paused
 from _coverage_repeats import coverage_paused
 
 from refgrad.datasets import make_moons
@@ -38,27 +38,6 @@ STEPS = 100
 SEED = 1337
 X, _LABELS = make_moons(100, 0.1, seed=SEED)
 Y = [2 * label - 1 for label in _LABELS]
-
-
-@contextmanager
-def collector_paused() -> Generator[None]:
-    """Automatic garbage collection off, and the objects that exist now frozen out of later collections.
-
-    micrograd 0.1.0 builds a reference cycle per node (each node's ``_backward`` closure refers to
-    the node), so a training step leaves tens of thousands of objects that only the collector
-    frees, and its automatic passes take about 90% of micrograd's time in the notebook's loop. With
-    them paused, the loop frees each step's graph itself (``release_micrograd_graph``) and then
-    collects once: the same arithmetic, a sixth of the time. The frozen objects stay frozen (as
-    tests/conftest.py leaves the session's own): collections only ever walk what the tests create.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    gc.freeze()  # the test session's own objects: a per-step collection need not walk them
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _no_backward() -> None:
