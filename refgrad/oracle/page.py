@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 from refgrad.oracle.compare import Check, Outcome
 from refgrad.oracle.engines import printable
@@ -285,15 +285,16 @@ def format_html(report: VerificationReport) -> str:
     return "\n".join(parts) + "\n"
 
 
-def html_argument(path: str | os.PathLike[str]) -> Path:
+def html_argument(path: object) -> Path:
     """``path`` as a page to write: ``TypeError`` for a non-path, ``ValueError`` for a folder or a missing folder."""
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"the page's path must be a str or os.PathLike, got {type(path).__name__}")
-    target = Path(path)
+    given = os.fspath(cast("str | os.PathLike[str]", path))
+    target = Path(given)
     if target.is_dir():
-        raise ValueError(f"--html: {os.fspath(path)!r:.200} is a directory, not a file to write")
+        raise ValueError(f"--html: {given!r:.200} is a directory, not a file to write")
     if not target.resolve().parent.is_dir():
-        raise ValueError(f"--html: no directory to write {os.fspath(path)!r:.200} into")
+        raise ValueError(f"--html: no directory to write {given!r:.200} into")
     return target
 
 
