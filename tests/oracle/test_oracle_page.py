@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import re
@@ -9,13 +10,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from _corpus import ManyBugs
+from _corpus import BreadthFirst, ManyBugs
 from _toy_engine import ToyValue
 
 from refgrad.cli import main
 from refgrad.oracle import Check, MicrogradStyleEngine, Outcome, Program, Ref, Step, format_html, verify, write_html
 from refgrad.oracle.command import run_verify
-from refgrad.oracle.page import first_disagreement
+from refgrad.oracle.findings import COMPOSITION, Finding
+from refgrad.oracle.page import MAX_DRAWN_NODES, first_disagreement
 
 _FIRST: str = "#d93025"  # the stroke of the first disagreement's box
 
@@ -173,3 +175,48 @@ def test_the_first_disagreement_is_the_first_wrong_value_else_the_last_wrong_gra
     both = outcome(_check("gradient", 2, passed=False), _check("value", 3, passed=False))
     assert first_disagreement(both) == 3
     assert first_disagreement(outcome(_check("value", 3, passed=True))) is None
+
+
+def test_a_composition_defect_is_drawn_with_every_edge_and_the_rule_that_passed_the_gradient_on() -> None:
+    """A breadth-first backward: the graph has edges past a column (drawn above the boxes), one arrow per operand."""
+    report = verify(MicrogradStyleEngine(BreadthFirst), examples=20, seed_value=0)
+    (finding,) = report.defects
+    assert finding.kind is COMPOSITION
+    assert finding.program is not None
+    text = format_html(report)
+    edges = sum(len({o.node for o in step.operands if isinstance(o, Ref)}) for step in finding.program.steps)
+    assert text.count('marker-end="url(#arrow-1)"') == edges
+    # An edge past a column runs along the gap above the boxes: a path of straight segments.
+    assert re.search(r'<path d="M[0-9]+,[0-9]+ L[0-9]+,[0-9]+ L', text)
+    said = "\n".join(_Page(text).strong)
+    assert re.search(r"First disagreement: d output / d x[0-9]+ \(engine .+, torch .+\), passed on by n[0-9]+ = ", said)
+    # Without the findings: an empty list said so; a counterexample too large to draw keeps its text.
+    assert "<p>none</p>" in format_html(dataclasses.replace(report, findings=()))
+    wide = Program((0.5,), tuple(Step("exp", (Ref(i),)) if i % 2 else Step("neg", (Ref(i),)) for i in range(70)))
+    outcome = Outcome(wide, (_check("value", 70, passed=False),), ())
+    big = Finding(COMPOSITION, None, None, "a large one", wide, None, outcome)
+    page = format_html(dataclasses.replace(report, findings=(big,)))
+    assert wide.node_count > MAX_DRAWN_NODES
+    assert f"(the graph is not drawn: {wide.node_count} nodes)" in page
+    assert "<svg" not in page
+    assert "First disagreement: n70&#x27;s value (engine 1.0, torch 2.0), computed by n70 = " in page
+
+
+def test_a_page_that_cannot_be_written_is_exit_2_after_the_card(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The run's card is printed; the page's failure is one line and exit 2 (no verdict on a half-done job)."""
+
+    def full(report: object, path: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("refgrad.oracle.command.write_html", full)
+    out, err = io.StringIO(), io.StringIO()
+    status = run_verify(
+        "refgrad", examples=3, seed=0, ops="add", out=out, err=err, database=None, html=tmp_path / "card.html"
+    )
+    assert status == 2
+    assert out.getvalue().startswith("PASS: refgrad: ")
+    assert err.getvalue().endswith(
+        "refgrad: error: --html: could not write the card: [Errno 28] No space left on device\n"
+    )
