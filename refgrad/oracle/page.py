@@ -34,6 +34,8 @@ __all__ = ["MAX_DRAWN_NODES", "first_disagreement", "format_html", "html_argumen
 MAX_DRAWN_NODES: Final = 60
 """Counterexamples with more nodes are not drawn (their program text and JSON still are)."""
 
+_SHOWN_STEPS: Final = 40  # a longer program's text is folded away, as the terminal card leaves it out
+
 _BOX_WIDTH: Final = 230
 _BOX_HEIGHT: Final = 62
 _COLUMN_GAP: Final = 56
@@ -67,14 +69,20 @@ def first_disagreement(outcome: Outcome) -> int | None:
     suspect. Otherwise the node of any other disagreeing check (a domain
     signal, a finite difference at an input).
     """
-    failed = outcome.failures
-    values = [c.node for c in failed if c.kind == "value" and c.node is not None]
+    check = _first_check(outcome)
+    return None if check is None else check.node
+
+
+def _first_check(outcome: Outcome) -> Check | None:
+    """The disagreeing check :func:`first_disagreement` reads its node from."""
+    named = [c for c in outcome.failures if c.node is not None]
+    values = [c for c in named if c.kind == "value"]
     if values:
-        return min(values)
-    gradients = [c.node for c in failed if c.kind == "gradient" and c.node is not None]
+        return min(values, key=lambda c: c.node or 0)
+    gradients = [c for c in named if c.kind == "gradient"]
     if gradients:
-        return max(gradients)
-    return next((c.node for c in failed if c.node is not None), None)
+        return max(gradients, key=lambda c: c.node or 0)
+    return named[0] if named else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,23 +129,23 @@ def _nodes(program: Program, outcome: Outcome) -> list[_Node]:
 
 def _first_words(program: Program, outcome: Outcome) -> str:
     """Where the disagreement starts, in words: the node, the two numbers, the rule that computed or passed it on."""
-    first = first_disagreement(outcome)
-    if first is None:
+    check = _first_check(outcome)
+    if check is None or check.node is None:
         return ""
+    first = check.node
     labels = _nodes(program, outcome)
-    check = next((c for c in outcome.failures if c.node == first), None)
     numbers = ""
-    if check is not None and check.got is not None:
+    if check.got is not None:
         numbers = f" (engine {check.got!r}, torch {check.expected!r})"
     name = labels[first].label.split(" = ", 1)[0]
-    kind = "" if check is None else check.kind
+    kind = check.kind
     if kind == "value":
         return f"First disagreement: {name}'s value{numbers}, computed by {labels[first].label}."
     if kind == "gradient":
         users = [labels[user].label for user in dict.fromkeys(program.consumers()[first])]
         rule = f", passed on by {' and by '.join(users)}" if users else ""
         return f"First disagreement: d output / d {name}{numbers}{rule}."
-    return f"First disagreement: at {name} ({kind} check)."
+    return f"First disagreement: at {name}: {check.detail}."
 
 
 def _svg(program: Program, outcome: Outcome, marker: str) -> str:
@@ -233,9 +241,14 @@ def _finding(number: int, finding: Finding) -> str:
         parts.append(
             f"<p>{len(program.steps)} step(s) on {len(program.inputs)} input(s), {program.node_count} nodes:</p>"
         )
-        parts.append(f"<pre>{_escape(str(program))}</pre>")
+        if len(program.steps) <= _SHOWN_STEPS:
+            parts.append(f"<pre>{_escape(str(program))}</pre>")
+        else:
+            parts.append(f"<details><summary>the program</summary><pre>{_escape(str(program))}</pre></details>")
         if outcome is not None and outcome.failures:
-            parts.append(f"<p><strong>{_escape(_first_words(program, outcome))}</strong></p>")
+            words = _first_words(program, outcome)
+            if words:
+                parts.append(f"<p><strong>{_escape(words)}</strong></p>")
             if program.node_count <= MAX_DRAWN_NODES:
                 parts.append(_svg(program, outcome, f"arrow-{number}"))
                 parts.append(

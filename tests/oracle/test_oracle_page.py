@@ -200,6 +200,17 @@ def test_a_composition_defect_is_drawn_with_every_edge_and_the_rule_that_passed_
     assert f"(the graph is not drawn: {wide.node_count} nodes)" in page
     assert "<svg" not in page
     assert "First disagreement: n70&#x27;s value (engine 1.0, torch 2.0), computed by n70 = " in page
+    # A domain disagreement at a node is said with the check's words; one at no node says nothing it cannot know.
+    one = Program((0.5,), (Step("exp", (Ref(0),)),))
+    rejected = Check("domain", 1, frozenset({"exp"}), math.inf, "the engine rejected node 1")
+    anywhere = Check("domain", None, frozenset({"exp"}), math.inf, "OverflowError in backward")
+    findings = tuple(
+        Finding(COMPOSITION, None, None, "domain", one, None, Outcome(one, (check,), ()))
+        for check in (rejected, anywhere)
+    )
+    page = format_html(dataclasses.replace(report, findings=findings))
+    assert _Page(page).strong == ["First disagreement: at n1: the engine rejected node 1."]
+    assert "OverflowError in backward" in page
 
 
 def test_a_page_that_cannot_be_written_is_exit_2_after_the_card(
