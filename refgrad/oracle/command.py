@@ -320,6 +320,11 @@ def _run(
             if replayed == "fail":
                 if not replay:
                     out.write("\n(the random run was not started: fix the stored counterexamples first)\n")
+                if html is not None:
+                    err.write(
+                        f"refgrad: warning: --html: no page written (the run stopped at the stored "
+                        f"counterexamples); {os.fspath(html)!r:.200} is not this run's\n"
+                    )
                 return 1
             if replayed == "not replayed":
                 # Not a pass: the bug those entries recorded may still be there.

@@ -34,6 +34,8 @@ __all__ = ["MAX_DRAWN_NODES", "first_disagreement", "format_html", "html_argumen
 MAX_DRAWN_NODES: Final = 60
 """Counterexamples with more nodes are not drawn (their program text and JSON still are)."""
 
+_OWN_NODE: Final = frozenset({"value", "gradient", "domain", "finite-difference"})
+"""Check kinds whose node is the node they are about."""
 _SHOWN_STEPS: Final = 40  # a longer program's text is folded away, as the terminal card leaves it out
 
 _BOX_WIDTH: Final = 230
@@ -67,7 +69,8 @@ def first_disagreement(outcome: Outcome) -> int | None:
     reverse order (the highest-numbered) whose gradient disagrees, since every
     node it feeds has its gradient right, so the rule that passed it on is the
     suspect. Otherwise the node of any other disagreeing check (a domain
-    signal, a finite difference at an input).
+    signal, a finite difference at an input). Forward-mode and second-order
+    checks mark no node: they name the output or an input, not a node that went wrong.
     """
     check = _first_check(outcome)
     return None if check is None else check.node
@@ -75,7 +78,8 @@ def first_disagreement(outcome: Outcome) -> int | None:
 
 def _first_check(outcome: Outcome) -> Check | None:
     """The disagreeing check :func:`first_disagreement` reads its node from."""
-    named = [c for c in outcome.failures if c.node is not None]
+    # Forward-mode and second-order checks name the output or an input row, not where they went wrong.
+    named = [c for c in outcome.failures if c.node is not None and c.kind in _OWN_NODE]
     values = [c for c in named if c.kind == "value"]
     if values:
         return min(values, key=lambda c: c.node or 0)
@@ -98,10 +102,13 @@ def _number(x: float | None) -> str:
 
 
 def _pair(what: str, check: Check | None, *, otherwise: str = "-") -> str:
-    """``value 0.5`` when engine and torch agree to 6 digits, else ``value e 0.5 | torch 0.25``."""
+    """``value 0.5`` when engine and torch agree to 6 digits and the check passed, else ``value e 0.5 | torch 0.25``."""
     if check is None or check.got is None:
         return f"{what} {otherwise}"
     engine, torch = _number(check.got), _number(check.expected)
+    if engine == torch and not check.passed:
+        # Disagreeing beyond six digits (an accuracy warning): as many digits as tell them apart.
+        engine, torch = repr(check.got), repr(check.expected)
     return f"{what} {engine}" if engine == torch else f"{what} e {engine} | torch {torch}"
 
 
@@ -142,7 +149,8 @@ def _first_words(program: Program, outcome: Outcome) -> str:
     if kind == "value":
         return f"First disagreement: {name}'s value{numbers}, computed by {labels[first].label}."
     if kind == "gradient":
-        users = [labels[user].label for user in dict.fromkeys(program.consumers()[first])]
+        live = program.live()
+        users = [labels[user].label for user in dict.fromkeys(program.consumers()[first]) if live[user]]
         rule = f", passed on by {' and by '.join(users)}" if users else ""
         return f"First disagreement: d output / d {name}{numbers}{rule}."
     return f"First disagreement: at {name}: {check.detail}."
@@ -303,24 +311,28 @@ def html_argument(path: object) -> Path:
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"the page's path must be a str or os.PathLike, got {type(path).__name__}")
     given = os.fspath(cast("str | os.PathLike[str]", path))
-    target = Path(given)
+    # Absolute now: an engine in this process that changes directory does not move the page.
+    target = Path(given).absolute()
     if target.is_dir():
         raise ValueError(f"--html: {given!r:.200} is a directory, not a file to write")
-    if not target.resolve().parent.is_dir():
+    if not target.parent.is_dir():
         raise ValueError(f"--html: no directory to write {given!r:.200} into")
+    if not os.access(target.parent, os.W_OK):
+        raise ValueError(f"--html: the directory of {given!r:.200} is not writable")
     return target
 
 
 def write_html(report: VerificationReport, path: str | os.PathLike[str]) -> Path:
     """Write :func:`format_html` of ``report`` to ``path`` whole or not at all (a rename), and return the path.
 
-    ``OSError`` if it cannot be written; an existing file at ``path`` is replaced.
+    ``OSError`` if it cannot be written; an existing file at ``path`` is replaced (a symbolic link
+    there by the page itself, not its target).
     """
     target = html_argument(path)
     text = format_html(report)
     # In the same folder, so that the rename is atomic: a reader sees the old page or the new one.
     # Made with the umask's permissions, as any file the user writes (tempfile's are private).
-    temporary = target.resolve().parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    temporary = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -174,6 +176,10 @@ def test_the_first_disagreement_is_the_first_wrong_value_else_the_last_wrong_gra
     assert first_disagreement(wrong_gradients) == 2
     both = outcome(_check("gradient", 2, passed=False), _check("value", 3, passed=False))
     assert first_disagreement(both) == 3
+    # Forward mode names the output, second order an input: neither is where it went wrong.
+    whole = outcome(_check("forward-mode", 3, passed=False), _check("second-order", 0, passed=False))
+    assert first_disagreement(whole) is None
+    assert first_disagreement(outcome(_check("forward-mode", 3, passed=False), _check("domain", 2, passed=False))) == 2
     assert first_disagreement(outcome(_check("value", 3, passed=True))) is None
 
 
@@ -211,6 +217,11 @@ def test_a_composition_defect_is_drawn_with_every_edge_and_the_rule_that_passed_
     page = format_html(dataclasses.replace(report, findings=findings))
     assert _Page(page).strong == ["First disagreement: at n1: the engine rejected node 1."]
     assert "OverflowError in backward" in page
+    # A disagreement six digits do not show (an accuracy warning) shows every digit on both sides.
+    close = Check("value", 1, frozenset({"exp"}), 3.0, "", 1.6487212707001282, 1.6487212707001280)
+    near = Finding(COMPOSITION, None, None, "close", one, None, Outcome(one, (close,), ()))
+    page = format_html(dataclasses.replace(report, findings=(near,)))
+    assert "value e 1.6487212707001282 | torch 1.648721270700128" in page
 
 
 def test_a_page_that_cannot_be_written_is_exit_2_after_the_card(
@@ -231,3 +242,60 @@ def test_a_page_that_cannot_be_written_is_exit_2_after_the_card(
     assert err.getvalue().endswith(
         "refgrad: error: --html: could not write the card: [Errno 28] No space left on device\n"
     )
+
+
+def test_the_page_beside_a_json_card_and_after_a_replay_that_fails(tmp_path: Path) -> None:
+    """--format json keeps stdout one JSON object; a run stopped by a stored failure writes no page, and says so."""
+    database, page = tmp_path / "db", tmp_path / "card.html"
+
+    def run(output_format: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        status = run_verify(
+            "_corpus:ManyBugs",
+            examples=20,
+            seed=0,
+            ops=None,
+            out=out,
+            err=err,
+            database=database,
+            isolate=False,
+            output_format=output_format,
+            html=page,
+        )
+        return status, out.getvalue(), err.getvalue()
+
+    status, out, _ = run("json")
+    assert status == 1
+    assert json.loads(out)["verdict"] == "fail"  # the whole of standard output
+    first = page.read_text(encoding="utf-8")
+    assert "FAIL: _corpus:ManyBugs" in first
+    status, out, err = run("text")
+    assert status == 1
+    assert "the random run was not started" in out
+    assert (
+        f"refgrad: warning: --html: no page written (the run stopped at the stored counterexamples); {str(page)!r}"
+        in err
+    )
+    assert page.read_text(encoding="utf-8") == first
+
+
+def test_a_link_at_the_path_is_replaced_by_the_page_and_an_unwritable_folder_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page goes where the user said, whole: a symbolic link there is replaced, its target left alone."""
+    report = verify(MicrogradStyleEngine(ManyBugs), examples=5, seed_value=0, ops=("add",))
+    elsewhere = tmp_path / "elsewhere.html"
+    elsewhere.write_text("another file", encoding="utf-8")
+    link = tmp_path / "card.html"
+    link.symlink_to(elsewhere)
+    assert write_html(report, link) == link
+    assert not link.is_symlink()
+    assert link.read_text(encoding="utf-8") == format_html(report)
+    assert elsewhere.read_text(encoding="utf-8") == "another file"
+
+    def no_writing(path: object, mode: int) -> bool:
+        return mode != os.W_OK
+
+    monkeypatch.setattr("refgrad.oracle.page.os.access", no_writing)  # root may write anywhere: say it may not
+    with pytest.raises(ValueError, match="is not writable"):
+        write_html(report, tmp_path / "card.html")
