@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,7 +173,11 @@ def _verify(args: argparse.Namespace) -> int:
     # other commands work without them.
     try:
         import hypothesis
-        import torch
+
+        with warnings.catch_warnings():
+            # torch warns on import when NumPy is missing; the oracle does not need NumPy.
+            warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+            import torch
     except ImportError as error:
         hint = "pip install 'refgrad[oracle]'"
         print(f"refgrad: error: verify needs the oracle extra (torch, hypothesis): {hint} ({error})", file=sys.stderr)

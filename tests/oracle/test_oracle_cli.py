@@ -92,6 +92,20 @@ def test_missing_extras_is_one_line_naming_the_extra(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_without_numpy_torch_says_nothing(tmp_path: Path) -> None:
+    """torch warns on import when NumPy is missing; the oracle needs no NumPy, so a run prints only its own lines."""
+    # As where NumPy is not installed: importing it fails (sys.modules['numpy'] = None would
+    # tell hypothesis that it is loaded).
+    (tmp_path / "numpy.py").write_text("raise ModuleNotFoundError(\"No module named 'numpy'\", name='numpy')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    command = [sys.executable, "-m", "refgrad", "verify", "--examples", "3", "--ops", "add", "--no-database"]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "refgrad verify: 3 random graphs on refgrad, seed 0, add\n"
+    assert run.stdout.startswith("PASS: refgrad: ")
+
+
+@pytest.mark.slow
 def test_a_passing_run_prints_the_table_and_is_deterministic() -> None:
     """Exit 0, a row per op, the verdict; the same seed gives the same output (timings aside)."""
     first = _verify("--examples", "120", "--seed", "4")
