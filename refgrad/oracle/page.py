@@ -66,8 +66,8 @@ def first_disagreement(outcome: Outcome) -> int | None:
 
     A wrong value: the first node (in forward order) whose value disagrees, since
     every later value inherits it. Otherwise a wrong gradient: the first node in
-    reverse order (the highest-numbered) whose gradient disagrees, since every
-    node it feeds has its gradient right, so the rule that passed it on is the
+    reverse order (the highest-numbered) whose gradient disagrees, since no
+    checked node it feeds disagrees, so the rule that passed it on is the
     suspect. Otherwise the node of any other disagreeing check (a domain
     signal, a finite difference at an input). Forward-mode and second-order
     checks mark no node: they name the output or an input, not a node that went wrong.
@@ -120,17 +120,21 @@ def _levels(program: Program) -> list[int]:
     return levels
 
 
+def _labels(program: Program) -> list[str]:
+    """Each node as the program text writes it: ``x0 = 0.5`` for an input, ``n2 = x0 * x1`` for a step."""
+    return [f"x{i} = {value!r}" for i, value in enumerate(program.inputs)] + program.expression_lines()
+
+
 def _nodes(program: Program, outcome: Outcome) -> list[_Node]:
     by_kind: dict[tuple[str, int], Check] = {}
     for check in outcome.checks:
         if check.node is not None and check.kind in ("value", "gradient"):
             by_kind.setdefault((check.kind, check.node), check)
-    failed = {c.node for c in outcome.failures if c.node is not None}
-    count = len(program.inputs)
-    labels = [f"x{i} = {value!r}" for i, value in enumerate(program.inputs)] + program.expression_lines()
+    # Orange only where a check about the node itself disagreed (not forward mode's output).
+    failed = {c.node for c in outcome.failures if c.node is not None and c.kind in _OWN_NODE}
     return [
-        _Node(labels[node], by_kind.get(("value", node)), by_kind.get(("gradient", node)), node in failed)
-        for node in range(count + len(program.steps))
+        _Node(label, by_kind.get(("value", node)), by_kind.get(("gradient", node)), node in failed)
+        for node, label in enumerate(_labels(program))
     ]
 
 
@@ -140,17 +144,17 @@ def _first_words(program: Program, outcome: Outcome) -> str:
     if check is None or check.node is None:
         return ""
     first = check.node
-    labels = _nodes(program, outcome)
+    labels = _labels(program)
     numbers = ""
     if check.got is not None:
         numbers = f" (engine {check.got!r}, torch {check.expected!r})"
-    name = labels[first].label.split(" = ", 1)[0]
+    name = labels[first].split(" = ", 1)[0]
     kind = check.kind
     if kind == "value":
-        return f"First disagreement: {name}'s value{numbers}, computed by {labels[first].label}."
+        return f"First disagreement: {name}'s value{numbers}, computed by {labels[first]}."
     if kind == "gradient":
         live = program.live()
-        users = [labels[user].label for user in dict.fromkeys(program.consumers()[first]) if live[user]]
+        users = [labels[user] for user in dict.fromkeys(program.consumers()[first]) if live[user]]
         rule = f", passed on by {' and by '.join(users)}" if users else ""
         return f"First disagreement: d output / d {name}{numbers}{rule}."
     return f"First disagreement: at {name}: {check.detail}."

@@ -217,6 +217,11 @@ def test_a_composition_defect_is_drawn_with_every_edge_and_the_rule_that_passed_
     page = format_html(dataclasses.replace(report, findings=findings))
     assert _Page(page).strong == ["First disagreement: at n1: the engine rejected node 1."]
     assert "OverflowError in backward" in page
+    # A forward-mode disagreement names the output but is not about it: no box is coloured.
+    jvp = Check("forward-mode", 1, frozenset({"exp"}), math.inf, "jvp along [1.0]", 1.0, 2.0)
+    forward = Finding(COMPOSITION, None, None, "jvp", one, None, Outcome(one, (jvp,), ()))
+    strokes = _Page(format_html(dataclasses.replace(report, findings=(forward,)))).svg_strokes
+    assert strokes == [["#555", "#555"]]
     # A disagreement six digits do not show (an accuracy warning) shows every digit on both sides.
     close = Check("value", 1, frozenset({"exp"}), 3.0, "", 1.6487212707001282, 1.6487212707001280)
     near = Finding(COMPOSITION, None, None, "close", one, None, Outcome(one, (close,), ()))
