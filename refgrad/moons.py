@@ -118,7 +118,7 @@ def train(
 
 
 def _score_grid(model: MLP, xs: Sequence[float], ys: Sequence[float]) -> list[list[float]]:
-    return [[model((x, y))[0].data for x in xs] for y in ys]
+    return [[model.predict((x, y))[0] for x in xs] for y in ys]
 
 
 def plot(run: TrainingRun, path: str | os.PathLike[str], *, resolution: int = 60) -> Path:

@@ -28,10 +28,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Self, cast
 
+from refgrad.ops.scalar import ADD, MUL, RELU
 from refgrad.value import (
     Value,
     as_count,
     as_finite_float,
+    forward_binary,
+    forward_unary,
     is_bool_like,
     is_real_number,
     not_a_number,
@@ -266,6 +269,14 @@ def _layer_forward(layer: Layer, inputs: tuple[Value, ...]) -> tuple[Value, ...]
     return tuple(_neuron_forward(neuron, inputs) for neuron in layer.neurons)
 
 
+def _neuron_number(neuron: Neuron, inputs: tuple[float, ...]) -> float:
+    # _neuron_forward on numbers: the same registry forwards (and domain checks) in the same order.
+    activation = neuron.bias.data
+    for weight, x in zip(neuron.weights, inputs, strict=True):
+        activation = forward_binary(ADD, activation, forward_binary(MUL, weight.data, x))
+    return forward_unary(RELU, activation, ()) if neuron.nonlin else activation
+
+
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
 class MLP:
     """A multi-layer perceptron: layers applied in turn, each feeding the next."""
@@ -325,6 +336,28 @@ class MLP:
         values = _as_inputs(inputs, self.nin)
         for layer in self.layers:
             values = _layer_forward(layer, values)
+        return values
+
+    def predict(self, inputs: Sequence[float]) -> tuple[float, ...]:
+        """The outputs' values for numeric ``inputs``, without building a graph.
+
+        The same numbers as ``tuple(out.data for out in model(inputs))``, bit for bit (the
+        same registry forwards in the same order), at a fraction of the cost: for scoring
+        points (a decision boundary, an accuracy) where no gradient is wanted. ``TypeError``
+        for a node or a non-number among ``inputs``, ``ValueError`` for NaN or infinity or
+        the wrong count, :class:`refgrad.DomainError` where a node's forward would raise it.
+        """
+        items = _as_tuple(inputs, "inputs")
+        if len(items) != self.nin:
+            raise ValueError(f"the model takes {self.nin} input(s), got {len(items)}")
+        numbers_in: list[float] = []
+        for position, item in enumerate(items):
+            if not is_real_number(item):  # a Value too: predict is for numbers
+                raise not_a_number(item, f"inputs[{position}]")
+            numbers_in.append(as_finite_float(item, f"inputs[{position}]"))
+        values = tuple(numbers_in)
+        for layer in self.layers:
+            values = tuple(_neuron_number(neuron, values) for neuron in layer.neurons)
         return values
 
     def parameters(self) -> tuple[Value, ...]:

@@ -10,8 +10,10 @@ import micrograd.engine
 import micrograd.nn
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from refgrad import Value, grad
+from refgrad import DomainError, Value, grad
 from refgrad.moons import TrainingRun, svm_loss
 from refgrad.nn import MLP, Layer, Neuron
 
@@ -99,6 +101,40 @@ def test_forward_matches_micrograd_exactly() -> None:
         reference_score = reference(x)
         assert isinstance(reference_score, micrograd.engine.Value)  # one output: a Value, not a list
         assert score.data == reference_score.data
+
+
+@settings(max_examples=200)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    point=st.tuples(st.floats(-1e3, 1e3, allow_nan=False), st.floats(-1e3, 1e3, allow_nan=False)),
+)
+def test_predict_is_the_graphs_value_bit_for_bit(seed: int, point: tuple[float, float]) -> None:
+    """predict() computes the numbers calling the model gives, to the bit, -0.0 included, without nodes."""
+    model = MLP.init(2, [16, 16, 3], rng=seed)
+    graph_values = tuple(out.data for out in model(point))
+    predicted = model.predict(point)
+    assert [value.hex() for value in predicted] == [value.hex() for value in graph_values]
+    assert all(type(value) is float for value in predicted)
+
+
+def test_predict_refuses_what_calling_refuses_and_nodes() -> None:
+    """Wrong count, non-numbers, non-finite numbers and nodes are clear errors; an overflow is a DomainError."""
+    model = MLP.init(2, [3, 1], rng=0)
+    with pytest.raises(ValueError, match="takes 2 input"):
+        model.predict([1.0])
+    with pytest.raises(TypeError, match=r"inputs\[1\] must be a real number .*got str"):
+        model.predict([1.0, "2"])  # type: ignore[list-item]  # deliberately wrong input
+    with pytest.raises(TypeError, match=r"inputs\[0\] must be a real number .*got refgrad.Value"):
+        model.predict([Value(1.0), 2.0])  # type: ignore[list-item]  # deliberately wrong input
+    with pytest.raises(ValueError, match=r"inputs\[0\]"):
+        model.predict([math.nan, 2.0])
+    with pytest.raises(TypeError, match="inputs must be a sequence"):
+        model.predict(1.0)  # type: ignore[arg-type]  # deliberately wrong input
+    doubling = MLP((Layer((Neuron((Value(2.0),), Value(0.0), nonlin=False),)),))
+    with pytest.raises(DomainError, match="mul"):
+        doubling.predict([1e308])  # 2e308 overflows, as the node would
+    with pytest.raises(DomainError, match="mul"):
+        doubling([1e308])
 
 
 def test_gradients_match_torch() -> None:
