@@ -13,7 +13,10 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
   :class:`SecondOrderEngine` and :class:`ForwardModeEngine` capabilities, and
   adapters for refgrad, ``refgrad.micrograd`` and any micrograd-style class;
 * :mod:`~refgrad.oracle.compare`: :func:`check_program`, every check for one
-  program;
+  program: those of :mod:`~refgrad.oracle.first_order` (domain, values, gradients,
+  finite differences) and :mod:`~refgrad.oracle.higher_order` (forward mode, the
+  Hessian), recorded as :mod:`~refgrad.oracle.checks` (:class:`Check`, :class:`Skip`,
+  :class:`Outcome`);
 * :mod:`~refgrad.oracle.findings`: the catalogue of finding kinds (defects and
   warnings) and :class:`Finding`;
 * :mod:`~refgrad.oracle.campaigns` and :mod:`~refgrad.oracle.diagnosis`: the
@@ -33,7 +36,8 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
 
 from __future__ import annotations
 
-from refgrad.oracle.compare import Check, Outcome, Skip, check_program
+from refgrad.oracle.checks import Check, Outcome, Skip
+from refgrad.oracle.compare import check_program
 from refgrad.oracle.database import ExampleDatabase, read_program_file, read_program_file_and_order
 from refgrad.oracle.engines import (
     Engine,

@@ -21,7 +21,8 @@ from typing import Literal, TextIO
 
 from refgrad.ops import registry
 from refgrad.oracle._arguments import order_argument
-from refgrad.oracle.compare import Outcome, check_program
+from refgrad.oracle.checks import Outcome
+from refgrad.oracle.compare import check_program
 from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file_and_order
 from refgrad.oracle.engines import (
     ENGINE_NAMES,

@@ -29,7 +29,8 @@ from refgrad.oracle.campaigns import (
     ordinary_programs,
     redrawn,
 )
-from refgrad.oracle.compare import Check, KnownReferences, Outcome, check_program, relative_and_ulps
+from refgrad.oracle.checks import Check, KnownReferences, Outcome, relative_and_ulps
+from refgrad.oracle.compare import check_program
 from refgrad.oracle.engines import Engine, describe_form
 from refgrad.oracle.findings import (
     ACCURACY,

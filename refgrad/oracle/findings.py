@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from refgrad.oracle.compare import Outcome
+from refgrad.oracle.checks import Outcome
 from refgrad.oracle.program import Program
 
 __all__ = [

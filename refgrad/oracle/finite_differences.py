@@ -23,7 +23,7 @@ over ``D(h/2) - D(h/4)`` between 2 and 20 (4 for an ``h**2`` error, 16 for
 the finer pair ``(h/2, h/4)``.
 
 ``E`` is the caller's bound on the rounding error of evaluating ``f`` (the
-oracle passes :func:`refgrad.oracle.compare.output_error_bound`: the torch error
+oracle passes :func:`refgrad.oracle.first_order.output_error_bound`: the torch error
 model's tolerance for the output, or the first-order bound
 ``sum |d f / d node| * (2 * U * |node| + 2**-1074)`` if larger), and is at
 least ``(2 * U * max|f| + 2**-1074) * steps`` here: one relative rounding per

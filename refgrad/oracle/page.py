@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, cast
 
-from refgrad.oracle.compare import Check, Outcome
+from refgrad.oracle.checks import Check, Outcome
 from refgrad.oracle.engines import printable
 from refgrad.oracle.findings import Finding
 from refgrad.oracle.program import Program, Ref

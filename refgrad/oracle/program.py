@@ -198,6 +198,20 @@ class Program:
                     users[operand.node].append(len(self.inputs) + index)
         return tuple(tuple(found) for found in users)
 
+    def ancestors(self, node: int) -> frozenset[int]:
+        """``node`` and every node it depends on (by an explicit stack: any depth)."""
+        found = {node}
+        stack = [node]
+        while stack:
+            step = self.step_of(stack.pop())
+            if step is None:
+                continue
+            for operand in step.operands:
+                if isinstance(operand, Ref) and operand.node not in found:
+                    found.add(operand.node)
+                    stack.append(operand.node)
+        return frozenset(found)
+
     def live(self) -> tuple[bool, ...]:
         """For each node, whether the output depends on it."""
         alive = [False] * self.node_count

@@ -26,7 +26,8 @@ from hypothesis.errors import Flaky
 
 from refgrad.ops import registry
 from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
-from refgrad.oracle.compare import CheckKind, Outcome, check_program
+from refgrad.oracle.checks import CheckKind, Outcome
+from refgrad.oracle.compare import check_program
 from refgrad.oracle.diagnosis import edge_failure, failing, random_finding, run_structured
 from refgrad.oracle.engines import (
     Engine,

@@ -30,8 +30,9 @@ from refgrad.oracle import (
     load_engine,
     verify,
 )
+from refgrad.oracle.checks import Check, Outcome
 from refgrad.oracle.command import run_verify
-from refgrad.oracle.compare import Check, Outcome, check_program
+from refgrad.oracle.compare import check_program
 from refgrad.oracle.diagnosis import (
     _how_sure,  # pyright: ignore[reportPrivateUsage]  # tested directly: one branch needs a contrived outcome
     random_finding,

@@ -27,7 +27,7 @@ from refgrad.oracle import (
     programs,
     verify,
 )
-from refgrad.oracle.compare import PARTIAL_OVERFLOW
+from refgrad.oracle.checks import PARTIAL_OVERFLOW
 from refgrad.oracle.engines import probe_program
 from refgrad.oracle.strategies import all_forms
 

@@ -26,7 +26,9 @@ from refgrad.oracle import (
     programs,
     torch_reference,
 )
-from refgrad.oracle.compare import FD_USEFUL, KnownReferences, output_error_bound, tangents_for
+from refgrad.oracle.checks import FD_USEFUL, KnownReferences
+from refgrad.oracle.first_order import output_error_bound
+from refgrad.oracle.higher_order import tangents_for
 from refgrad.oracle.torch_reference import LANES, U, first_infinite_partial, torch_jvp
 
 
@@ -319,7 +321,7 @@ def test_a_known_programs_forward_mode_reference_is_computed_once(monkeypatch: p
     def not_again(program: Program, tangents: object) -> float:
         raise AssertionError("torch's jvp computed again for a known program")
 
-    monkeypatch.setattr("refgrad.oracle.compare.torch_jvp", not_again)
+    monkeypatch.setattr("refgrad.oracle.higher_order.torch_jvp", not_again)
     again = check_program(program, RefgradEngine(), known=known)
     assert [c.kind for c in again.checks] == [c.kind for c in first.checks]
     assert "forward-mode" in {c.kind for c in again.checks}

@@ -27,16 +27,16 @@ from refgrad.oracle import (
     torch_reference,
     verify,
 )
-from refgrad.oracle.command import run_verify
-from refgrad.oracle.compare import (
+from refgrad.oracle.checks import (
     RECIPROCAL_OVERFLOW,
     SECOND_PARTIAL_OVERFLOW,
     UNRESOLVED_INPUT,
     ZERO_BASE_POWER,
     ZERO_EXPONENT_POWER,
-    tangents_for,
 )
+from refgrad.oracle.command import run_verify
 from refgrad.oracle.finite_differences import FiniteDifference, gradient_finite_differences
+from refgrad.oracle.higher_order import tangents_for
 from refgrad.oracle.report import format_report
 from refgrad.oracle.torch_reference import directional_tolerance, torch_jvp
 

@@ -1,0 +1,248 @@
+"""The first-order checks of one program: domain signals, values, gradients and finite differences.
+
+Each function adds its checks and skips to a :class:`~refgrad.oracle.checks.Comparison`:
+
+* :func:`check_domain`: where torch's result (a value or a gradient of any node) is not
+  finite, the engine must signal it (a strict engine: raise ``DomainError``, and in the
+  forward pass at the very node where torch's value first stops being finite); where
+  torch's result is finite, the engine must not;
+* :func:`check_values`: every step's value against torch's, within the error model's tolerance;
+* :func:`check_gradients`: d output / d node for every node the output depends on, against
+  torch's, within tolerance;
+* :func:`check_finite_differences`: d output / d input for every input, against the
+  Richardson estimate, within its error bound plus torch's gradient tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from refgrad.ops import registry
+from refgrad.oracle.checks import (
+    FD_SAFETY,
+    FD_USEFUL,
+    NEAR_OVERFLOW,
+    PARTIAL_OVERFLOW,
+    Check,
+    Comparison,
+    describe_number,
+    error_ratio,
+)
+from refgrad.oracle.engines import Engine, EngineRun
+from refgrad.oracle.finite_differences import FiniteDifferenceSkip, finite_difference
+from refgrad.oracle.program import Program, Ref
+from refgrad.oracle.torch_reference import TorchResult, U, first_infinite_partial
+
+__all__ = ["check_domain", "check_finite_differences", "check_gradients", "check_values", "output_error_bound"]
+
+_SUBNORMAL_SPACING: Final = 2.0**-1074
+
+
+def check_domain(comparison: Comparison) -> None:
+    """The engine signals where torch is not finite, and only there (edges rounding decides are excused)."""
+    failure = comparison.run.failure
+    if comparison.optional_signal and failure is not None and failure.domain_signal:
+        blame = comparison.upward[failure.node] if failure.node is not None else comparison.live_ops
+        comparison.checks.append(Check("domain", failure.node, blame, 0.0))
+        return
+    check = _domain_check(
+        comparison.program,
+        comparison.engine,
+        comparison.run,
+        comparison.reference,
+        finite=comparison.expected_finite,
+        upward=comparison.upward,
+        live_ops=comparison.live_ops,
+    )
+    excused = None if check.passed else _excuse(comparison)
+    if excused is None:
+        comparison.checks.append(check)
+    else:
+        reason, node = excused
+        comparison.skip("domain", reason, node, comparison.op_of(node))
+
+
+def _excuse(comparison: Comparison) -> tuple[str, int] | None:
+    """Why a domain disagreement is not the engine's fault, and the node responsible, if it is not."""
+    node = _domain_decided_by_rounding(comparison.program, comparison.run, comparison.reference)
+    if node is not None:
+        return "domain membership decided by rounding", node
+    failure = comparison.run.failure
+    if failure is not None and failure.stage == "backward" and failure.domain_signal and comparison.expected_finite:
+        node = first_infinite_partial(comparison.program)
+        if node is not None:
+            return PARTIAL_OVERFLOW, node
+    return None
+
+
+def check_values(comparison: Comparison) -> None:
+    """Every step's value against torch's, within the error model's tolerance (where that is finite)."""
+    reference, run = comparison.reference, comparison.run
+    for node in range(len(comparison.program.inputs), comparison.program.node_count):
+        tolerance = reference.value_tolerances[node]
+        if not math.isfinite(tolerance):
+            comparison.skip("value", NEAR_OVERFLOW, node, comparison.upward[node])
+            continue
+        expected, got = reference.values[node], run.values[node]
+        ratio = error_ratio(abs(got - expected), tolerance)
+        detail = ""
+        if ratio > 1.0:
+            detail = describe_number(
+                "value", node, engine=got, expected=expected, tolerance=tolerance, reference="torch"
+            )
+        comparison.checks.append(Check("value", node, comparison.upward[node], ratio, detail, got, expected))
+
+
+def check_gradients(comparison: Comparison) -> None:
+    """d output / d node for every live node against torch's (not where a kink rounding decides feeds)."""
+    reference, run, live = comparison.reference, comparison.run, comparison.live
+    # A kink that rounding decides spoils the gradients of everything it depends on.
+    spoiled: set[int] = set()
+    for kink_node in reference.kink_ambiguous:
+        if live[kink_node]:
+            comparison.skip("gradient", "within rounding of a kink", kink_node, comparison.op_of(kink_node))
+            spoiled |= comparison.program.ancestors(kink_node)
+    for node in range(comparison.program.output):
+        if not live[node] or node in spoiled:
+            continue
+        tolerance = reference.gradient_tolerances[node]
+        if not math.isfinite(tolerance):
+            comparison.skip("gradient", NEAR_OVERFLOW, node, comparison.downward[node])
+            continue
+        expected, got = reference.gradients[node], run.gradients[node]
+        ratio = error_ratio(abs(got - expected), tolerance)
+        detail = ""
+        if ratio > 1.0:
+            detail = describe_number(
+                "d output / d node", node, engine=got, expected=expected, tolerance=tolerance, reference="torch"
+            )
+        comparison.checks.append(Check("gradient", node, comparison.downward[node], ratio, detail, got, expected))
+
+
+def check_finite_differences(comparison: Comparison) -> None:
+    """d output / d input for every live input against the Richardson estimate (kept in ``known``)."""
+    program = comparison.program
+    center = program.evaluate()
+    for node in range(len(program.inputs)):
+        if comparison.live[node]:
+            _finite_difference(comparison, node, center)
+
+
+def _finite_difference(comparison: Comparison, node: int, center: tuple[float, ...]) -> None:
+    program, reference = comparison.program, comparison.reference
+    estimate = None if comparison.known is None else comparison.known.estimates.get(node)
+    if estimate is None:
+        estimate = finite_difference(program, node, output_error_bound(program, reference), center)
+        if comparison.known is not None:
+            comparison.known.estimates[node] = estimate
+    if isinstance(estimate, FiniteDifferenceSkip):
+        if estimate.op is None:
+            comparison.skip("finite-difference", "finite differences do not converge", node, comparison.downward[node])
+        else:
+            reason = f"within a step of a {estimate.reason}"
+            comparison.skip("finite-difference", reason, estimate.node, frozenset({estimate.op}))
+        return
+    # A zero gradient is judged against the output's own scale per unit of input.
+    natural = abs(center[-1]) / max(1.0, abs(program.inputs[node]))
+    scale = max(abs(estimate.estimate), abs(reference.gradients[node]), natural)
+    torch_tolerance = reference.gradient_tolerances[node]
+    if not estimate.error_bound <= FD_USEFUL * scale or not math.isfinite(torch_tolerance):
+        comparison.skip("finite-difference", "finite differences too imprecise", node, comparison.downward[node])
+        return
+    tolerance = FD_SAFETY * estimate.error_bound + torch_tolerance
+    got = comparison.run.gradients[node]
+    ratio = error_ratio(abs(got - estimate.estimate), tolerance)
+    detail = ""
+    if ratio > 1.0:
+        detail = describe_number(
+            "d output / d input",
+            node,
+            engine=got,
+            expected=estimate.estimate,
+            tolerance=tolerance,
+            reference=f"finite differences (h={estimate.step:.3g})",
+        )
+    comparison.checks.append(
+        Check("finite-difference", node, comparison.downward[node], ratio, detail, got, estimate.estimate)
+    )
+
+
+def output_error_bound(program: Program, reference: TorchResult) -> float:
+    """A bound on the rounding error of evaluating the program's output near its inputs, for finite differences.
+
+    The larger of the error model's tolerance for the output and the classic
+    first-order bound ``sum over nodes of |d output / d node| * (2 U |node| +
+    2**-1074)``: each node rounded once, relatively or (below the normal range)
+    by one subnormal spacing, and amplified by its gradient. The second term
+    matters where the output is exact at the inputs themselves but not next to
+    them, as when a subnormal product is scaled up.
+    """
+    first_order = 0.0
+    for node in range(len(program.inputs), program.node_count):
+        gradient, value = reference.gradients[node], reference.values[node]
+        first_order += abs(gradient) * (2.0 * U * abs(value) + _SUBNORMAL_SPACING)
+    return max(reference.value_tolerances[program.output], first_order)
+
+
+def _domain_decided_by_rounding(program: Program, run: EngineRun, reference: TorchResult) -> int | None:
+    """A node whose op's domain holds at the engine's operands but not at torch's, or the reverse.
+
+    Only operands within tolerance of each other count. The lanes catch domain
+    edges that rounding crosses continuously; this catches the others, such as
+    ``(-1.0) ** y`` where ``y`` is an integer on one side and a float a
+    rounding away from it on the other.
+    """
+    input_count = len(program.inputs)
+    for index, step in enumerate(program.steps):
+        operand_nodes = [o.node for o in step.operands if isinstance(o, Ref)]
+        if any(node >= len(run.values) for node in operand_nodes):
+            break
+        if any(abs(run.values[n] - reference.values[n]) > reference.value_tolerances[n] for n in operand_nodes):
+            continue
+        spec = registry[step.op]
+        engine_args = [run.values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        torch_args = [reference.values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        if spec.domain.contains(*engine_args, *step.params) != spec.domain.contains(*torch_args, *step.params):
+            return input_count + index
+    return None
+
+
+def _domain_check(
+    program: Program,
+    engine: Engine,
+    run: EngineRun,
+    reference: TorchResult,
+    *,
+    finite: bool,
+    upward: list[frozenset[str]],
+    live_ops: frozenset[str],
+) -> Check:
+    """Where torch is not finite the engine must signal it (at the same forward node), and only there."""
+    failure = run.failure
+    first_bad = reference.first_non_finite_value
+    if failure is None:
+        where = f"node {first_bad}'s value" if first_bad is not None else "a gradient"
+        detail = f"torch's {where} is not finite, but the engine returned finite results without signalling"
+        return Check("domain", first_bad, upward[first_bad] if first_bad is not None else live_ops, math.inf, detail)
+    blame = upward[failure.node] if failure.node is not None else live_ops
+    said = failure.describe()
+    if not failure.domain_signal:
+        expected = "DomainError" if engine.strict else "a domain signal"
+        return Check(
+            "domain", failure.node, blame, math.inf, f"the engine failed with something other than {expected}: {said}"
+        )
+    if finite:
+        detail = f"the engine signalled a domain error where torch's results are all finite: {said}"
+        return Check("domain", failure.node, blame, math.inf, detail)
+    if failure.stage == "forward" and failure.node != first_bad:
+        if first_bad is None:
+            detail = f"the engine rejected node {failure.node}, whose value torch computes as finite: {said}"
+        else:
+            first = f"torch's first non-finite value is node {first_bad}"
+            detail = f"the engine rejected node {failure.node}, but {first}: {said}"
+        return Check("domain", failure.node, blame, math.inf, detail)
+    if failure.stage == "backward" and first_bad is not None:
+        detail = f"torch's value of node {first_bad} is not finite, but the engine only failed in backward: {said}"
+        return Check("domain", first_bad, upward[first_bad], math.inf, detail)
+    return Check("domain", failure.node, blame, 0.0)
