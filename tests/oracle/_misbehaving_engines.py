@@ -11,7 +11,7 @@ name and shrink it. The misbehaviours:
 * changing a node's ``.data`` in place, in an op or in ``backward``;
 * forgetting to set ``.grad`` (the attribute is missing);
 * calling ``sys.exit`` or ``os._exit``;
-* looping forever.
+* looping forever, or waiting forever on a lock it holds (a deadlock).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 
 from _toy_engine import ToyValue
 
@@ -135,6 +136,18 @@ class LoopsForever(ToyValue):
         spins = 0
         while self.data < 0.0:
             spins += 1
+        super().backward()
+
+
+class Deadlocks(ToyValue):
+    """``backward`` takes a lock it already holds when the output is negative: a hang that uses no processor."""
+
+    def backward(self) -> None:
+        """Backward, or wait forever."""
+        if self.data < 0.0:
+            lock = threading.Lock()
+            with lock:
+                lock.acquire()  # not reentrant: never returns
         super().backward()
 
 

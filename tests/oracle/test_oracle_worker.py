@@ -264,13 +264,18 @@ def test_shrinking_waits_for_at_most_ten_hangs() -> None:
 
     Hangs before shrinking: one in the probe (which then stops probing), one among the structured
     programs (which then end) and the first random failure; so at most 13 workers are killed,
-    however many candidates hypothesis would like to try.
+    however many candidates hypothesis would like to try. The engine deadlocks rather than spins:
+    the count of hangs is the point here (the tests above kill a spinning engine), and 13 spins
+    of 3 s would keep a core busy for 40 s of the suite.
     """
     # 3 s, not 1: the watchdog names the stuck line at 0.8 of the limit, and on a loaded machine a
     # 1-second limit left it too little time to write before the kill (the hang is found either way).
-    with IsolatedEngine("_misbehaving_engines:LoopsForever", timeout=3.0) as engine:
+    with IsolatedEngine("_misbehaving_engines:Deadlocks", timeout=3.0) as engine:
         report = verify(engine, examples=60, seed_value=0)
         restarts = engine.restarts
     assert report.failure is not None
-    assert "timeout" in report.failure.failures[0].detail
+    detail = report.failure.failures[0].detail
+    assert "timeout in the engine's process" in detail
+    assert "_misbehaving_engines.py" in detail
+    assert "in backward)" in detail  # the watchdog names the line a blocked engine waits at, too
     assert restarts <= 13
