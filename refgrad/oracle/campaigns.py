@@ -37,8 +37,10 @@ __all__ = [
     "EDGE_POINTS",
     "ORDINARY_HIGH",
     "ORDINARY_LOW",
+    "AccumulationPrograms",
     "Pattern",
     "PatternProgram",
+    "accumulation_programs",
     "at_kink",
     "composition_programs",
     "deep_chain",
@@ -225,6 +227,38 @@ def composition_programs(forms: Sequence[tuple[str, Form]]) -> tuple[PatternProg
                 found.append(PatternProgram("chain", None, None, program, f"a chain {' -> '.join(chain_ops)}"))
                 break
     return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class AccumulationPrograms:
+    """Two graphs for checking backward() more than once: ``first``, and ``then``, built on ``first``'s node n2."""
+
+    first: Program
+    then: Program
+    description: str
+
+
+def accumulation_programs(forms: Sequence[tuple[str, Form]]) -> AccumulationPrograms | None:
+    """The diamond of :func:`composition_programs` (n2 = a(x, y); n3 = b(n2, x); n4 = a(n3, n2)), and b(x, n2).
+
+    The diamond's interior nodes n2 and n3 carry gradients, which is what a second backward() must
+    not pass on again; ``then`` (n2 = a(x, y); n3 = b(x, n2)) is built on ``first``'s own n2: a node
+    reused by a second graph. Drawn from the binary forms on two nodes that passed alone, at
+    ordinary points; None without one.
+    """
+    binary = [op for op, form in forms if form == ("node", "node")]
+    if not binary:
+        return None
+    first_op, second_op = binary[0], binary[1] if len(binary) > 1 else binary[0]
+    steps = (Step(first_op, (Ref(0), Ref(1))), Step(second_op, (Ref(2), Ref(0))), Step(first_op, (Ref(3), Ref(2))))
+    for x, y in ((0.75, 1.5), (1.5, 0.5), (2.0, 3.0)):
+        first = Program((x, y), steps)
+        if _finite(first) and is_ordinary(first):
+            description = f"a diamond of {first_op} and {second_op}"
+            then = Program((x, y), (steps[0], Step(second_op, (Ref(0), Ref(2)))))
+            if _finite(then) and is_ordinary(then):
+                return AccumulationPrograms(first, then, description)
+    return None
 
 
 def deep_chain(forms: Sequence[tuple[str, Form]]) -> PatternProgram | None:

@@ -19,7 +19,9 @@ from typing import Final, Literal
 
 from refgrad.ops import registry
 from refgrad.oracle.campaigns import (
+    AccumulationPrograms,
     PatternProgram,
+    accumulation_programs,
     at_kink,
     composition_programs,
     deep_chain,
@@ -31,8 +33,9 @@ from refgrad.oracle.campaigns import (
 )
 from refgrad.oracle.checks import Check, KnownReferences, Outcome, relative_and_ulps
 from refgrad.oracle.compare import check_program
-from refgrad.oracle.engines import Engine, describe_form
+from refgrad.oracle.engines import AccumulatingEngine, Engine, EngineRun, describe_form
 from refgrad.oracle.findings import (
+    ACCUMULATION,
     ACCURACY,
     BROKEN_OP,
     COMPOSITION,
@@ -89,6 +92,8 @@ class Structured:
     """Shared nodes or chains came out wrong: every random program would show it again."""
     stopped: bool = False
     """The engine's worker hung or died on one of them, which ended the structured phase."""
+    accumulation: tuple[str, ...] = ()
+    """The ways of calling backward() more than once that were checked (an engine keeping ``.grad`` only)."""
 
     def failing(self, strict: bool) -> int:
         """Findings that fail the run: defects, and under ``strict`` warnings too."""
@@ -525,6 +530,84 @@ def _run_patterns(
             found.findings.append(finding)
             if finding.kind is COMPOSITION and group != "deep":
                 found.composition = True
+    if isinstance(engine, AccumulatingEngine) and engine.keeps_gradients and not found.composition:
+        programs = accumulation_programs(sound)
+        if programs is not None:
+            _check_accumulation(engine, programs, found)
+
+
+# Both sides are sums of the same few products of moderate numbers, in the same engine: a pass that
+# accumulates as torch's does agrees to rounding, and one that passes gradients on again is off by a
+# sizeable fraction.
+_ACCUMULATION_TOLERANCE: Final = 1e-9
+
+
+def _accumulation_agrees(got: Sequence[float], expected: Sequence[float]) -> bool:
+    scale = max(1.0, *map(abs, expected))
+    return all(
+        math.isclose(g, e, rel_tol=_ACCUMULATION_TOLERANCE, abs_tol=_ACCUMULATION_TOLERANCE * scale)
+        for g, e in zip(got, expected, strict=True)
+    )
+
+
+def _check_accumulation(engine: AccumulatingEngine, programs: AccumulationPrograms, found: Structured) -> None:
+    """backward() twice, after zero_grad() (where the engine has one), and through a node a second graph reuses.
+
+    Each is compared with the engine's own single passes over fresh graphs, so only how it
+    accumulates is judged (its rules are judged everywhere else). A second backward() that
+    raises is torch's own default (without ``retain_graph``), so that passes.
+    """
+    first, then = programs.first, programs.then
+    once_first, once_then = engine.run(first), engine.run(then)
+    if once_first.failure is not None or once_then.failure is not None:
+        return  # the structured programs before report what stops a single pass
+    inputs = len(first.inputs)
+    one, other = once_first.gradients[:inputs], once_then.gradients[:inputs]
+    where = f"{programs.description} ({first})"
+    checked: list[str] = []
+
+    def judge(run: EngineRun, expected: tuple[float, ...], said: Callable[[list[float]], str]) -> None:
+        if run.failure is None and not _accumulation_agrees(run.gradients[:inputs], expected):
+            found.findings.append(Finding(ACCUMULATION, None, None, said(list(run.gradients[:inputs])), first))
+
+    twice = engine.accumulate(first, first, zero_grad=False)
+    checked.append("twice")
+    doubled = [2.0 * g for g in one]
+    judge(
+        twice,
+        tuple(doubled),
+        lambda got: (
+            f"backward() twice: the inputs' gradients are {got}, not twice one pass's {doubled} (one pass: "
+            f"{list(one)}): gradients the first pass left inside the graph are passed on again; on {where}"
+        ),
+    )
+    reused = engine.accumulate(first, then, zero_grad=False)
+    checked.append("a node reused by a second graph")
+    added = [a + b for a, b in zip(one, other, strict=True)]
+    judge(
+        reused,
+        tuple(added),
+        lambda got: (
+            f"backward() on a second graph built on a node of the first: the inputs' gradients are {got}, not the "
+            f"two graphs' added, {added}: n2's gradient from the first graph is passed on again by the second; "
+            f"the first {where}, the second {then}"
+        ),
+    )
+    if engine.has_zero_grad:
+        cleared = engine.accumulate(first, first, zero_grad=True)
+        checked.append("after zero_grad()")
+        if cleared.failure is not None and cleared.failure.stage != "process":
+            summary = f"zero_grad() after backward() failed: {cleared.failure.describe()}; on {where}"
+            found.findings.append(Finding(ACCUMULATION, None, None, summary, first))
+        judge(
+            cleared,
+            one,
+            lambda got: (
+                f"zero_grad() between two backward() calls: the inputs' gradients are {got}, not one pass's "
+                f"{list(one)}: zero_grad() on the output does not clear what the next backward() adds to; on {where}"
+            ),
+        )
+    found.accumulation = tuple(checked)
 
 
 _RERUNS: Final = 4

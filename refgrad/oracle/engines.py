@@ -32,6 +32,7 @@ import importlib
 import inspect
 import math
 import numbers
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +49,7 @@ from refgrad.value import Value, apply
 __all__ = [
     "ENGINE_NAMES",
     "MICROGRAD_ATTRIBUTES",
+    "AccumulatingEngine",
     "Attributes",
     "Engine",
     "EngineFailure",
@@ -179,6 +181,35 @@ class ForwardModeEngine(Engine, Protocol):
 
     def forward_mode(self, program: Program, tangents: Sequence[float]) -> ForwardModeRun:
         """Build ``program`` and push ``tangents`` (one per input) forward to the output."""
+        ...
+
+
+@runtime_checkable
+class AccumulatingEngine(Engine, Protocol):
+    """An engine whose nodes keep their gradients (``.grad``) and whose backward adds to them: micrograd's style.
+
+    torch's rule, which the oracle checks such engines against (warnings only: micrograd
+    promises nothing here), is that each backward pass adds exactly its own gradients to
+    the leaves: twice is twice one pass, and a second graph built on the first's nodes adds
+    the second graph's gradients.
+    """
+
+    @property
+    def keeps_gradients(self) -> bool:
+        """Whether the nodes keep their gradients (false for an engine that returns them, like refgrad's)."""
+        ...
+
+    @property
+    def has_zero_grad(self) -> bool:
+        """Whether the nodes have a ``zero_grad()`` method."""
+        ...
+
+    def accumulate(self, first: Program, then: Program, *, zero_grad: bool) -> EngineRun:
+        """Build ``first`` and call backward on its output (then ``zero_grad()`` on it, if asked); then
+        build ``then`` on the same nodes (``then``'s inputs and leading steps that are ``first``'s are
+        ``first``'s very nodes, the rest new) and call backward on its output: ``then``'s values and
+        every one of its nodes' ``.grad`` as they read now.
+        """
         ...
 
 
@@ -450,6 +481,30 @@ def _node_type(make: Callable[[float], object]) -> object:
         return object
 
 
+@dataclass(slots=True)
+class _Built:
+    """A micrograd-style graph being built: its nodes, each one's ``.data`` as read when it was made, the values."""
+
+    nodes: list[object]
+    seen: list[float]
+    values: list[float]
+
+
+_ZERO_GRAD: Final = operator.methodcaller("zero_grad")
+
+
+def _shared_prefix(first: Program, then: Program) -> int:
+    """How many of ``then``'s first nodes are ``first``'s (the same inputs, then the same leading steps)."""
+    if then.inputs != first.inputs:
+        return 0
+    shared = len(first.inputs)
+    for mine, theirs in zip(first.steps, then.steps, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return shared
+
+
 class MicrogradStyleEngine:
     """Any micrograd-style class: ``V(x)`` leaves, operators and methods, ``.data``, ``.backward()``, ``.grad``.
 
@@ -544,54 +599,104 @@ class MicrogradStyleEngine:
         ``.data`` after building it (in a later op or in backward), reads that
         fail, and ``sys.exit`` (``SystemExit``) called anywhere in the engine.
         """
-        nodes: list[object] = []
-        seen: list[float] = []  # each node's .data as read right after it was built
-        for position, x in enumerate(program.inputs):
+        built = self._build(program, _Built([], [], []))
+        if isinstance(built, EngineRun):
+            return built
+        return self._backward(built) or self._gradients(built)
+
+    @property
+    def keeps_gradients(self) -> bool:
+        """Always: the nodes' ``.grad`` is where the gradients are read."""
+        return True
+
+    @property
+    def has_zero_grad(self) -> bool:
+        """Whether the node class has a ``zero_grad()`` method."""
+        return callable(getattr(self._methods, "zero_grad", None))
+
+    def accumulate(self, first: Program, then: Program, *, zero_grad: bool) -> EngineRun:
+        """``first`` built and differentiated (and ``zero_grad()`` on its output, if asked), then ``then`` on its nodes.
+
+        See :class:`AccumulatingEngine`. A failure anywhere is the run's failure.
+        """
+        built = self._build(first, _Built([], [], []))
+        if isinstance(built, EngineRun):
+            return built
+        stopped = self._backward(built)
+        if stopped is not None:
+            return stopped
+        if zero_grad:
             try:
-                nodes.append(self._cls(x))
+                _ZERO_GRAD(built.nodes[-1])
+            except _FINDINGS as error:
+                return EngineRun(tuple(built.values), (), _failure("backward", None, error, False))
+        shared = _shared_prefix(first, then)
+        reused = _Built(built.nodes[:shared], built.seen[:shared], built.values[:shared])
+        rebuilt = self._build(then, reused)
+        if isinstance(rebuilt, EngineRun):
+            return rebuilt
+        return self._backward(rebuilt) or self._gradients(rebuilt)
+
+    def _build(self, program: Program, built: _Built) -> _Built | EngineRun:
+        """``program``'s nodes after those in ``built`` (its first nodes, already made), or the failure."""
+        nodes, seen, values = built.nodes, built.seen, built.values  # seen: .data as read right after building
+        for position in range(len(nodes), len(program.inputs)):
+            try:
+                nodes.append(self._cls(program.inputs[position]))
             except _FINDINGS as error:
                 return EngineRun((), (), _failure("forward", position, error, False))
             leaf = self._read(nodes[-1], self._attributes.data)
             if isinstance(leaf, _NotReal) or not math.isfinite(leaf):
                 return EngineRun((), (), self._bad_number("forward", position, leaf))
             seen.append(leaf)
-        values = list(program.inputs)
-        for index, step in enumerate(program.steps):
+            values.append(program.inputs[position])
+        for index in range(len(nodes) - len(program.inputs), len(program.steps)):
+            step = program.steps[index]
             node = len(program.inputs) + index
             operands = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
             try:
                 if step.op == "abs" and not self._abs_method:
-                    built: object = abs(operands[0])  # type: ignore[arg-type]  # probed: the class has __abs__
+                    made: object = abs(operands[0])  # type: ignore[arg-type]  # probed: the class has __abs__
                 else:
-                    built = SURFACE[step.op].build(*operands, *step.params)
+                    made = SURFACE[step.op].build(*operands, *step.params)
             except _FINDINGS as error:
                 return EngineRun(tuple(values), (), _failure("forward", node, error, isinstance(error, self._signals)))
-            value = self._read(built, self._attributes.data)
+            value = self._read(made, self._attributes.data)
             if isinstance(value, _NotReal) or not math.isfinite(value):
                 return EngineRun(tuple(values), (), self._bad_number("forward", node, value))
             changed = self._changed(nodes, seen, (o.node for o in step.operands if isinstance(o, Ref)))
             if changed is not None:
                 return EngineRun(tuple(values), (), _mutation("forward", node, changed))
-            nodes.append(built)
+            nodes.append(made)
             seen.append(value)
             values.append(value)
         changed = self._changed(nodes, seen, range(len(nodes)))
         if changed is not None:
             return EngineRun(tuple(values), (), _mutation("forward", None, changed))
+        return built
+
+    def _backward(self, built: _Built) -> EngineRun | None:
+        """Call the backward method on the last node; the failure, if that fails or changes a node's ``.data``."""
         try:
-            getattr(nodes[-1], self._attributes.backward)()
+            getattr(built.nodes[-1], self._attributes.backward)()
         except _FINDINGS as error:
-            return EngineRun(tuple(values), (), _failure("backward", None, error, isinstance(error, self._signals)))
-        changed = self._changed(nodes, seen, range(len(nodes)))
+            return EngineRun(
+                tuple(built.values), (), _failure("backward", None, error, isinstance(error, self._signals))
+            )
+        changed = self._changed(built.nodes, built.seen, range(len(built.nodes)))
         if changed is not None:
-            return EngineRun(tuple(values), (), _mutation("backward", None, changed))
+            return EngineRun(tuple(built.values), (), _mutation("backward", None, changed))
+        return None
+
+    def _gradients(self, built: _Built) -> EngineRun:
+        """Every node's ``.grad`` as it reads now."""
         gradients: list[float] = []
-        for built_node in nodes:
-            gradient = self._read(built_node, self._attributes.grad)
+        for node in built.nodes:
+            gradient = self._read(node, self._attributes.grad)
             if isinstance(gradient, _NotReal) or not math.isfinite(gradient):
-                return EngineRun(tuple(values), (), self._bad_number("backward", None, gradient))
+                return EngineRun(tuple(built.values), (), self._bad_number("backward", None, gradient))
             gradients.append(gradient)
-        return EngineRun(tuple(values), tuple(gradients), None)
+        return EngineRun(tuple(built.values), tuple(gradients), None)
 
     def _bad_number(
         self, stage: Literal["forward", "backward"], node: int | None, value: float | _NotReal

@@ -21,6 +21,7 @@ from refgrad.oracle.checks import Outcome
 from refgrad.oracle.program import Program
 
 __all__ = [
+    "ACCUMULATION",
     "ACCURACY",
     "BROKEN_OP",
     "COMPOSITION",
@@ -110,6 +111,14 @@ ACCURACY: Final = FindingKind(
     "a value or gradient is a few dozen ulps off at ordinary inputs: a less accurate but legitimate formula",
     "use the math module's function for the op (math.exp, not math.e ** x)",
 )
+ACCUMULATION: Final = FindingKind(
+    "accumulation",
+    "warning",
+    "backward() called more than once on a graph's nodes does not add exactly one pass's gradients to the "
+    "inputs each time, as torch's does (twice, after zero_grad(), or through a node a second graph reuses)",
+    "a node's gradient left from an earlier pass is passed on again: set the gradient of every node that is not "
+    "a leaf to 0 before the pass (leaves keep adding up), or sum the pass's gradients apart and add them at the end",
+)
 LITTLE_CHECKED: Final = FindingKind(
     "little-checked",
     "warning",
@@ -129,6 +138,7 @@ KINDS: Final[Mapping[str, FindingKind]] = {
         KINK_CONVENTION,
         DEEP_GRAPH,
         ACCURACY,
+        ACCUMULATION,
         LITTLE_CHECKED,
     )
 }

@@ -145,6 +145,8 @@ def format_summary(report: VerificationReport) -> str:
                 f"second order: {report.checks.get('second-order', 0)} Hessian entries against torch, "
                 f"{report.checks.get('second-order-fd', 0)} against finite differences of the engine's gradients"
             )
+    if report.accumulation is not None:
+        lines.append(_accumulation_line(report.accumulation))
     if report.skip_reasons:
         skipped = "; ".join(f"{count} {reason}" for reason, count in sorted(report.skip_reasons.items()))
         lines.append(f"skipped: {skipped}")
@@ -155,6 +157,13 @@ def format_summary(report: VerificationReport) -> str:
     lines += [_finding_line(finding) for finding in report.findings]
     lines.append(_closing_line(report))
     return "\n".join(lines)
+
+
+def _accumulation_line(checked: tuple[str, ...]) -> str:
+    if not checked:
+        return "backward() more than once: not checked (it needs a binary op on two nodes that passed alone)"
+    also = "" if "after zero_grad()" in checked else "; zero_grad(): the nodes have none"
+    return f"backward() more than once, against torch's accumulation: {', '.join(checked)}{also}"
 
 
 def _closing_line(report: VerificationReport) -> str:

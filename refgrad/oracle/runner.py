@@ -30,6 +30,7 @@ from refgrad.oracle.checks import CheckKind, Outcome
 from refgrad.oracle.compare import check_program
 from refgrad.oracle.diagnosis import edge_failure, failing, random_finding, run_structured
 from refgrad.oracle.engines import (
+    AccumulatingEngine,
     Engine,
     EngineRun,
     EngineSpecError,
@@ -185,6 +186,10 @@ class VerificationReport:
     """Why no random program was drawn, when none was (a composition defect every one would show)."""
     checked: tuple[str, ...] = ()
     """The op forms checked, as reports write them (``pow``, ``sub (c, x)``)."""
+    accumulation: tuple[str, ...] | None = None
+    """For an engine that keeps its gradients on its nodes: the ways of calling backward() more than once
+    that were checked (``"twice"``, ``"a node reused by a second graph"``, ``"after zero_grad()"``);
+    None for an engine that returns its gradients."""
 
     @property
     def passed(self) -> bool:
@@ -209,6 +214,7 @@ class VerificationReport:
             "seed": self.seed,
             "checked": list(self.checked),
             "unsupported": dict(self.unsupported),
+            "accumulation": None if self.accumulation is None else list(self.accumulation),
             "graphs": self.graphs,
             "structured": self.structured,
             "seconds": round(self.total_seconds, 3),
@@ -349,8 +355,30 @@ class _BothCapabilities(SecondOrderEngine, ForwardModeEngine, Protocol):
     """An engine with second order and forward mode."""
 
 
+class _WatchedAccumulating(_Watched):
+    """A watched engine that keeps its gradients on its nodes, forwarded likewise (its accumulations are not watched:
+    they come after the structured programs, and a hang there is their own failure)."""
+
+    def __init__(self, engine: AccumulatingEngine) -> None:
+        super().__init__(engine)
+        self._accumulating = engine
+
+    @property
+    def keeps_gradients(self) -> bool:
+        return self._accumulating.keeps_gradients
+
+    @property
+    def has_zero_grad(self) -> bool:
+        return self._accumulating.has_zero_grad
+
+    def accumulate(self, first: Program, then: Program, *, zero_grad: bool) -> EngineRun:
+        return self._accumulating.accumulate(first, then, zero_grad=zero_grad)
+
+
 def _watch(engine: Engine) -> _Watched:
     """``engine`` wrapped to remember process failures, keeping exactly the capabilities it has."""
+    if isinstance(engine, AccumulatingEngine) and not isinstance(engine, SecondOrderEngine | ForwardModeEngine):
+        return _WatchedAccumulating(engine)
     if isinstance(engine, SecondOrderEngine) and isinstance(engine, ForwardModeEngine):
         return _WatchedBoth(cast("_BothCapabilities", engine))
     if isinstance(engine, ForwardModeEngine):
@@ -660,6 +688,8 @@ def verify(
     watched = _watch(engine)
     seconds = 0.0
     random_skipped: str | None = None
+    keeps = isinstance(engine, AccumulatingEngine) and engine.keeps_gradients
+    accumulation: tuple[str, ...] | None = () if keeps else None
     if forms:
         structured = run_structured(
             watched,
@@ -670,6 +700,8 @@ def verify(
             strict=strict,
         )
         findings += structured.findings
+        if keeps:
+            accumulation = structured.accumulation
         phase = _RandomPhase(
             watched,
             tally,
@@ -713,4 +745,5 @@ def verify(
         total_seconds=time.perf_counter() - began,
         random_skipped=random_skipped,
         checked=tuple(describe_form(op, form) for op, form in forms),
+        accumulation=accumulation,
     )

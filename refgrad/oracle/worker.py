@@ -44,6 +44,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, Literal, cast, get_args
 
@@ -263,6 +264,17 @@ def _run_from_answer(answer: object) -> EngineRun:
     return EngineRun(tuple(cast("list[float]", values)), tuple(cast("list[float]", gradients)), engine_failure)
 
 
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """What the worker says once the engine is loaded."""
+
+    name: str
+    strict: bool
+    missing: dict[str, str | None]
+    keeps_gradients: bool
+    zero_grad: bool
+
+
 class IsolatedEngine:
     """An engine (``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``) run in a worker process, with a time limit.
 
@@ -307,10 +319,11 @@ class IsolatedEngine:
         if isinstance(ready, str):
             self.close()
             raise EngineSpecError(ready)
-        self._name, self._strict, self._missing = ready
+        self._name, self._strict, self._missing = ready.name, ready.strict, ready.missing
+        self._keeps_gradients, self._has_zero_grad = ready.keeps_gradients, ready.zero_grad
 
-    def _handshake(self, worker: _Worker) -> tuple[str, bool, dict[str, str | None]] | str:
-        """The engine's name, strictness and missing ops, or why the worker could not load it (one line)."""
+    def _handshake(self, worker: _Worker) -> _Ready | str:
+        """The engine's name, strictness, missing ops and gradient keeping, or why the worker could not load it."""
         answer = worker.receive(self._startup_timeout)
         if answer == "timeout":
             worker.stop()
@@ -332,12 +345,19 @@ class IsolatedEngine:
             return f"--engine {self._spec}: the worker's first message was not 'ready'"
         fields = cast("dict[str, object]", ready)
         name, strict, missing = fields.get("name"), fields.get("strict"), fields.get("missing")
-        if not isinstance(name, str) or not isinstance(strict, bool) or not isinstance(missing, dict):
+        keeps, zero_grad = fields.get("keeps_gradients"), fields.get("zero_grad")
+        if (
+            not isinstance(name, str)
+            or not isinstance(strict, bool)
+            or not isinstance(missing, dict)
+            or not isinstance(keeps, bool)
+            or not isinstance(zero_grad, bool)
+        ):
             worker.stop()
             return f"--engine {self._spec}: the worker's 'ready' message is malformed"
         given = cast("dict[object, object]", missing)
         reasons = {str(op): reason if isinstance(reason, str) else None for op, reason in given.items()}
-        return name, strict, reasons
+        return _Ready(name, strict, reasons, keeps, zero_grad)
 
     @property
     def name(self) -> str:
@@ -358,6 +378,16 @@ class IsolatedEngine:
     def restarts(self) -> int:
         """Workers started after the first one (one per timeout or death)."""
         return self._restarts
+
+    @property
+    def keeps_gradients(self) -> bool:
+        """Whether the engine inside keeps its gradients on its nodes (a micrograd-style class)."""
+        return self._keeps_gradients
+
+    @property
+    def has_zero_grad(self) -> bool:
+        """Whether the engine inside has a ``zero_grad()`` on its nodes."""
+        return self._has_zero_grad
 
     def missing(self, op: str) -> str | None:
         """Why the engine cannot express ``op`` at all (a missing method), as the worker found; or None."""
@@ -398,8 +428,23 @@ class IsolatedEngine:
         if isinstance(worker, str):
             failed = _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
             return lambda: failed
+        return self._request(worker, {"program": program.to_dict()})
+
+    def accumulate(self, first: Program, then: Program, *, zero_grad: bool) -> EngineRun:
+        """:meth:`~refgrad.oracle.engines.AccumulatingEngine.accumulate` in the worker, with the time limit of a run."""
+        if not self._keeps_gradients:
+            raise ValueError(f"{self._name} returns its gradients: it keeps none on its nodes to accumulate")
+        self._drop_uncollected()
+        worker = self._live_worker()
+        if isinstance(worker, str):
+            return _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
+        request = {"first": first.to_dict(), "then": then.to_dict(), "zero_grad": zero_grad}
+        return self._request(worker, {"accumulate": request})()
+
+    def _request(self, worker: _Worker, message: Mapping[str, object]) -> Callable[[], EngineRun]:
+        """Send a request answered by a run; the function returned waits for it (once)."""
         offset = worker.log_size()
-        if not worker.send({"program": program.to_dict()}):
+        if not worker.send(message):
             died = self._died(worker, offset)
             return lambda: died
         self._uncollected = True
@@ -535,20 +580,27 @@ def _serve(spec: str, watchdog: float, attributes: Attributes) -> int:
         send({"error": f"cannot import the engine for --engine {spec}: {type(error).__name__}: {error}"})
         return 0
     missing: dict[str, str | None] = {}
+    keeps = isinstance(engine, MicrogradStyleEngine)
     if isinstance(engine, MicrogradStyleEngine):
         missing = {spec.name: engine.missing(spec.name) for spec in registry}
     else:
         missing = dict.fromkeys(registry.names)
-    send({"ready": {"name": engine.name, "strict": engine.strict, "missing": missing}})
+    zero_grad = isinstance(engine, MicrogradStyleEngine) and engine.has_zero_grad
+    ready = {"name": engine.name, "strict": engine.strict, "missing": missing}
+    send({"ready": {**ready, "keeps_gradients": keeps, "zero_grad": zero_grad}})
     for line in protocol_in:
         request = json.loads(line)
         if "script" in request:
             send({"script": engine.script(Program.from_dict(request["script"]))})
             continue
-        program = Program.from_dict(request["program"])
         faulthandler.dump_traceback_later(watchdog)
         try:
-            run = engine.run(program)
+            if "accumulate" in request and isinstance(engine, MicrogradStyleEngine):
+                asked = request["accumulate"]
+                first, then = Program.from_dict(asked["first"]), Program.from_dict(asked["then"])
+                run = engine.accumulate(first, then, zero_grad=asked["zero_grad"] is True)
+            else:
+                run = engine.run(Program.from_dict(request["program"]))
         except BaseException as error:  # KeyboardInterrupt or GeneratorExit raised by the engine itself
             run = EngineRun((), (), EngineFailure("process", None, type(error).__name__, str(error)[:300], False))
         finally:

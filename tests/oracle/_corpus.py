@@ -9,6 +9,9 @@
 * ``EagerRules``: local derivatives computed in the forward pass (right, and so it passes).
 * ``BreadthFirst``: backward walks nodes in breadth-first order from the output, so a node reached
   early passes its gradient on before every consumer has added to it.
+
+The corpus's correct engine, :class:`_toy_engine.ToyValue`, accumulates as torch does; its
+``StaleGrads`` and ``ZeroGradSelfOnly`` accumulate as micrograd does, or clear too little.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 abs'(0) = 0, d/dx x ** 0 = 0, and at a zero base d/dx x ** y = 0 for y = 0 and
 d/dy x ** y = 0 for y >= 0). It knows nothing of refgrad: forwards come from
 ``math``, derivatives are written out below, and its backward is micrograd's
-(a topological order, then each node pushes ``grad`` into its children).
+(a topological order, then each node pushes ``grad`` into its children), but for the nodes
+inside the graph starting each pass from 0, as torch's accumulation does.
 
 Each subclass plants one bug; the oracle must catch every one of them.
 """
@@ -125,8 +126,25 @@ class ToyValue:
         x = self.data
         return self._make(abs(x), (self,), lambda: (1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0,))
 
+    def zero_grad(self) -> None:
+        """Set ``grad`` to 0 on this node and every node it depends on."""
+        stack: list[ToyValue] = [self]
+        seen: set[int] = set()
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            node.grad = 0.0
+            if self.bug != "zero-self":
+                stack.extend(node.children)
+
     def backward(self) -> None:
-        """Fill ``grad`` of every node this one depends on (micrograd's algorithm, without recursion)."""
+        """Fill ``grad`` of every node this one depends on (micrograd's algorithm, without recursion).
+
+        Unlike micrograd's, the nodes inside the graph start each pass from 0 (the ``"stale"`` bug
+        leaves them as an earlier pass left them, as micrograd does).
+        """
         order: list[ToyValue] = []
         seen: set[int] = set()
         stack: list[tuple[ToyValue, bool]] = [(self, False)]
@@ -140,6 +158,12 @@ class ToyValue:
             seen.add(id(node))
             stack.append((node, True))
             stack.extend((child, False) for child in node.children)
+        if self.bug != "stale":
+            # As torch: each pass adds its own gradients to the leaves; the nodes inside start from 0, so
+            # that gradients an earlier pass left there are not passed on again.
+            for node in order:
+                if node.rule is not None:
+                    node.grad = 0.0
         self.grad = 1.0
         sweep = order if self.bug == "order" else list(reversed(order))
         for node in sweep:
@@ -174,3 +198,15 @@ class ReluKink(ToyValue):
     """relu'(0) = 1: right everywhere except at the kink."""
 
     bug = "relu-kink"
+
+
+class StaleGrads(ToyValue):
+    """micrograd's own accumulation: a second backward() passes the first pass's inner gradients on again."""
+
+    bug = "stale"
+
+
+class ZeroGradSelfOnly(ToyValue):
+    """``zero_grad()`` clears only the node it is called on, not what it depends on."""
+
+    bug = "zero-self"

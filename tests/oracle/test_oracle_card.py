@@ -16,11 +16,12 @@ from typing import Any
 import micrograd.engine
 import pytest
 from _corpus import BreadthFirst, EagerRules, ExpByPower, ForgetsOutGrad, LectureValue, ManyBugs, SetOrder
-from _toy_engine import ReluKink, ToyValue
+from _toy_engine import ReluKink, StaleGrads, ToyValue, ZeroGradSelfOnly
 
 from refgrad.cli import main
 from refgrad.ops import N, Params, primal, registry
 from refgrad.oracle import (
+    IsolatedEngine,
     MicrogradStyleEngine,
     Program,
     Ref,
@@ -38,6 +39,7 @@ from refgrad.oracle.diagnosis import (
     random_finding,
 )
 from refgrad.oracle.findings import (
+    ACCUMULATION,
     BROKEN_OP,
     COMPOSITION,
     DEEP_GRAPH,
@@ -407,3 +409,78 @@ def test_a_wrong_derivative_says_which_references_reject_it() -> None:
     )
     assert sure(torch_rejects).startswith("torch (float64) alone says so")
     assert sure(fd_rejects).startswith("finite differences alone say so")
+
+
+_ADD_MUL = ["add", "mul"]
+# The accumulation diamond of add and mul at (0.75, 1.5): n2 = x0 + x1 = 2.25; n3 = n2 * x0; n4 = n3 + n2.
+# One pass: d n4 / d x0 = n2 + (1 + x0) = 4.0, d n4 / d x1 = 1 + x0 = 1.75. A second micrograd-style pass
+# starts from n3.grad = 1 and n2.grad = 1.75 left by the first: n3.grad 2, n2.grad 2.75 + 2 * 0.75 = 4.25,
+# x0.grad 4 + 2 * 2.25 + 4.25 = 12.75, x1.grad 1.75 + 4.25 = 6.0 (torch's: 8.0 and 3.5).
+
+
+def _accumulation(findings: Sequence[Finding]) -> list[str]:
+    return [finding.summary for finding in findings if finding.kind is ACCUMULATION]
+
+
+def test_micrograds_accumulation_is_two_warnings_with_the_numbers() -> None:
+    """backward() twice and a node reused by a second graph, micrograd's way: warnings, the numbers worked out above."""
+    report = verify(MicrogradStyleEngine(StaleGrads), examples=30, seed_value=2, ops=_ADD_MUL)
+    assert report.passed
+    twice, reused = _accumulation(report.warnings)
+    assert twice.startswith(
+        "backward() twice: the inputs' gradients are [12.75, 6.0], "
+        "not twice one pass's [8.0, 3.5] (one pass: [4.0, 1.75])"
+    )
+    diamond = "program(x0=0.75, x1=1.5): n2 = x0 + x1; n3 = n2 * x0; n4 = n3 + n2"
+    assert twice.endswith(f"on a diamond of add and mul ({diamond})")
+    assert reused.startswith("backward() on a second graph built on a node of the first:")
+    assert "the second program(x0=0.75, x1=1.5): n2 = x0 + x1; n3 = x0 * n2" in reused
+    # Its zero_grad clears the whole graph: that one is checked and agrees.
+    assert report.accumulation == ("twice", "a node reused by a second graph", "after zero_grad()")
+    assert not verify(MicrogradStyleEngine(StaleGrads), examples=30, seed_value=2, ops=_ADD_MUL, strict=True).passed
+
+
+def test_torchs_accumulation_passes_and_a_zero_grad_that_clears_too_little_is_a_warning() -> None:
+    """The corpus's engine accumulates as torch does: nothing; its zero_grad() clearing only the output: one warning."""
+    right = verify(MicrogradStyleEngine(ToyValue), examples=30, seed_value=2, ops=_ADD_MUL, strict=True)
+    assert right.passed, [finding.summary for finding in right.findings]
+    assert right.accumulation == ("twice", "a node reused by a second graph", "after zero_grad()")
+    report = verify(MicrogradStyleEngine(ZeroGradSelfOnly), examples=30, seed_value=2, ops=_ADD_MUL)
+    (cleared,) = _accumulation(report.warnings)
+    assert cleared.startswith(
+        "zero_grad() between two backward() calls: the inputs' gradients are [8.0, 3.5], not one pass's [4.0, 1.75]"
+    )
+
+
+def test_the_card_says_which_accumulation_checks_ran() -> None:
+    """micrograd 0.1.0 (no zero_grad on a Value): two checks, two warnings; refgrad's engine returns its gradients."""
+    report = verify(MicrogradStyleEngine(micrograd.engine.Value), examples=20, seed_value=0, ops=_ADD_MUL)
+    assert report.accumulation == ("twice", "a node reused by a second graph")
+    assert len(_accumulation(report.warnings)) == 2
+    text = format_report(report)
+    line = "backward() more than once, against torch's accumulation: twice, a node reused by a second graph; "
+    assert line + "zero_grad(): the nodes have none" in text
+    assert report.to_dict()["accumulation"] == ["twice", "a node reused by a second graph"]
+    compat = verify(load_engine("micrograd-compat"), examples=20, seed_value=0, ops=_ADD_MUL, strict=True)
+    assert compat.passed
+    assert compat.accumulation == ("twice", "a node reused by a second graph")
+    own = verify(RefgradEngine(), examples=20, seed_value=0, ops=_ADD_MUL)
+    assert own.accumulation is None
+    assert own.to_dict()["accumulation"] is None
+    assert "backward() more than once" not in format_report(own)
+
+
+def test_accumulation_runs_in_the_worker_as_in_process() -> None:
+    """Through IsolatedEngine (a worker process) the same checks run and find the same numbers."""
+    in_process = verify(MicrogradStyleEngine(StaleGrads), examples=20, seed_value=2, ops=_ADD_MUL)
+    with IsolatedEngine("_toy_engine:StaleGrads") as engine:
+        assert engine.keeps_gradients
+        assert engine.has_zero_grad
+        isolated = verify(engine, examples=20, seed_value=2, ops=_ADD_MUL)
+    assert _accumulation(isolated.warnings) == _accumulation(in_process.warnings)
+    assert isolated.accumulation == in_process.accumulation
+    with IsolatedEngine("refgrad") as engine:
+        assert not engine.keeps_gradients
+        program = Program((1.0,), (Step("neg", (Ref(0),)),))
+        with pytest.raises(ValueError, match="returns its gradients"):
+            engine.accumulate(program, program, zero_grad=False)

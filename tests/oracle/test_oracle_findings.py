@@ -261,9 +261,12 @@ def test_with_its_names_given_the_engine_is_checked_and_its_script_uses_them(oth
         other_names, examples=40, seed=0, ops="add,mul", out=out, err=err, database=None, **_options(names)
     )
     assert status == 0, out.getvalue() + err.getvalue()
-    # Its backward is recursive: right, and a warning on the deep chain only.
-    assert "PASSED with 1 warning" in out.getvalue()
+    # Its backward is recursive, and accumulates as micrograd's does: right, with a warning on the deep
+    # chain and two on calling backprop() more than once (through the names given).
+    assert "PASSED with 3 warnings" in out.getvalue()
     assert "WARNING [deep-graph] a chain of 1200 add steps: RecursionError in backward" in out.getvalue()
+    assert "WARNING [accumulation] backward() twice: the inputs' gradients are" in out.getvalue()
+    assert "WARNING [accumulation] backward() on a second graph built on a node of the first:" in out.getvalue()
     engine = load_engine(other_names, names)
     script = engine.script(Program((2.0, 3.0), (Step("mul", (Ref(0), Ref(1))),)))
     assert "out.backprop()" in script
