@@ -183,6 +183,16 @@ def edge_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
 _SHARED_POINTS: Final = (0.75, -1.5, 2.0)
 
 
+def _diamond_ops(binary: Sequence[str]) -> tuple[str, str]:
+    """The diamond's two ops: the first two binary ops given (the first twice if there is one)."""
+    return binary[0], binary[1] if len(binary) > 1 else binary[0]
+
+
+def _diamond(first: str, second: str, last: tuple[Ref, Ref]) -> tuple[Step, ...]:
+    """n2 = first(x, y); n3 = second(n2, x); n4 = first(*last), ``last`` being n3 and n2 in either order."""
+    return (Step(first, (Ref(0), Ref(1))), Step(second, (Ref(2), Ref(0))), Step(first, last))
+
+
 def composition_programs(forms: Sequence[tuple[str, Form]]) -> tuple[PatternProgram, ...]:
     """Shared nodes (``x op x`` for each binary form given), a diamond and a chain, from ``forms`` only.
 
@@ -201,13 +211,9 @@ def composition_programs(forms: Sequence[tuple[str, Form]]) -> tuple[PatternProg
         # n2 = a(x, y); n3 = b(n2, x); n4 = a(n3, n2) and a(n2, n3): x and n2 each feed two nodes, by paths
         # of different lengths, and n4 reads the short path first or last (a breadth-first backward
         # passes n2 on before its gradient is complete when the short path comes first).
-        first, second = binary[0], binary[1] if len(binary) > 1 else binary[0]
+        first, second = _diamond_ops(binary)
         for last in ((Ref(3), Ref(2)), (Ref(2), Ref(3))):
-            steps: tuple[Step, ...] = (
-                Step(first, (Ref(0), Ref(1))),
-                Step(second, (Ref(2), Ref(0))),
-                Step(first, last),
-            )
+            steps = _diamond(first, second, last)
             for x, y in ((0.75, -1.5), (1.5, 0.5), (2.0, 3.0)):
                 program = Program((x, y), steps)
                 if _finite(program):
@@ -249,8 +255,8 @@ def accumulation_programs(forms: Sequence[tuple[str, Form]]) -> AccumulationProg
     binary = [op for op, form in forms if form == ("node", "node")]
     if not binary:
         return None
-    first_op, second_op = binary[0], binary[1] if len(binary) > 1 else binary[0]
-    steps = (Step(first_op, (Ref(0), Ref(1))), Step(second_op, (Ref(2), Ref(0))), Step(first_op, (Ref(3), Ref(2))))
+    first_op, second_op = _diamond_ops(binary)
+    steps = _diamond(first_op, second_op, (Ref(3), Ref(2)))
     for x, y in ((0.75, 1.5), (1.5, 0.5), (2.0, 3.0)):
         first = Program((x, y), steps)
         if _finite(first) and is_ordinary(first):

@@ -555,7 +555,8 @@ def _check_accumulation(engine: AccumulatingEngine, programs: AccumulationProgra
 
     Each is compared with the engine's own single passes over fresh graphs, so only how it
     accumulates is judged (its rules are judged everywhere else). A second backward() that
-    raises is torch's own default (without ``retain_graph``), so that passes.
+    raises, on the same graph or through the reused node, is torch's own default (without
+    ``retain_graph``), so that passes.
     """
     first, then = programs.first, programs.then
     once_first, once_then = engine.run(first), engine.run(then)

@@ -25,6 +25,7 @@ from refgrad.oracle.checks import (
     NEAR_OVERFLOW,
     PARTIAL_OVERFLOW,
     Check,
+    CheckKind,
     Comparison,
     describe_number,
     error_ratio,
@@ -80,18 +81,9 @@ def check_values(comparison: Comparison) -> None:
     """Every step's value against torch's, within the error model's tolerance (where that is finite)."""
     reference, run = comparison.reference, comparison.run
     for node in range(len(comparison.program.inputs), comparison.program.node_count):
-        tolerance = reference.value_tolerances[node]
-        if not math.isfinite(tolerance):
-            comparison.skip("value", NEAR_OVERFLOW, node, comparison.upward[node])
-            continue
-        expected, got = reference.values[node], run.values[node]
-        ratio = error_ratio(abs(got - expected), tolerance)
-        detail = ""
-        if ratio > 1.0:
-            detail = describe_number(
-                "value", node, engine=got, expected=expected, tolerance=tolerance, reference="torch"
-            )
-        comparison.checks.append(Check("value", node, comparison.upward[node], ratio, detail, got, expected))
+        got, expected, tolerance = run.values[node], reference.values[node], reference.value_tolerances[node]
+        ops = comparison.upward[node]
+        _against_torch(comparison, "value", "value", node, got=got, expected=expected, tolerance=tolerance, ops=ops)
 
 
 def check_gradients(comparison: Comparison) -> None:
@@ -106,18 +98,33 @@ def check_gradients(comparison: Comparison) -> None:
     for node in range(comparison.program.output):
         if not live[node] or node in spoiled:
             continue
-        tolerance = reference.gradient_tolerances[node]
-        if not math.isfinite(tolerance):
-            comparison.skip("gradient", NEAR_OVERFLOW, node, comparison.downward[node])
-            continue
-        expected, got = reference.gradients[node], run.gradients[node]
-        ratio = error_ratio(abs(got - expected), tolerance)
-        detail = ""
-        if ratio > 1.0:
-            detail = describe_number(
-                "d output / d node", node, engine=got, expected=expected, tolerance=tolerance, reference="torch"
-            )
-        comparison.checks.append(Check("gradient", node, comparison.downward[node], ratio, detail, got, expected))
+        got, expected, tolerance = run.gradients[node], reference.gradients[node], reference.gradient_tolerances[node]
+        ops = comparison.downward[node]
+        _against_torch(
+            comparison, "gradient", "d output / d node", node, got=got, expected=expected, tolerance=tolerance, ops=ops
+        )
+
+
+def _against_torch(
+    comparison: Comparison,
+    kind: CheckKind,
+    what: str,
+    node: int,
+    *,
+    got: float,
+    expected: float,
+    tolerance: float,
+    ops: frozenset[str],
+) -> None:
+    """One of the engine's numbers against torch's: a check, or a skip where torch's tolerance is not finite."""
+    if not math.isfinite(tolerance):
+        comparison.skip(kind, NEAR_OVERFLOW, node, ops)
+        return
+    ratio = error_ratio(abs(got - expected), tolerance)
+    detail = ""
+    if ratio > 1.0:
+        detail = describe_number(what, node, engine=got, expected=expected, tolerance=tolerance, reference="torch")
+    comparison.checks.append(Check(kind, node, ops, ratio, detail, got, expected))
 
 
 def check_finite_differences(comparison: Comparison) -> None:

@@ -423,26 +423,22 @@ class IsolatedEngine:
         Starting another program before collecting this one restarts the
         worker (its answer would come out of turn).
         """
-        self._drop_uncollected()
-        worker = self._live_worker()
-        if isinstance(worker, str):
-            failed = _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
-            return lambda: failed
-        return self._request(worker, {"program": program.to_dict()})
+        return self._request({"program": program.to_dict()})
 
     def accumulate(self, first: Program, then: Program, *, zero_grad: bool) -> EngineRun:
         """:meth:`~refgrad.oracle.engines.AccumulatingEngine.accumulate` in the worker, with the time limit of a run."""
         if not self._keeps_gradients:
             raise ValueError(f"{self._name} returns its gradients: it keeps none on its nodes to accumulate")
+        request = {"first": first.to_dict(), "then": then.to_dict(), "zero_grad": zero_grad}
+        return self._request({"accumulate": request})()
+
+    def _request(self, message: Mapping[str, object]) -> Callable[[], EngineRun]:
+        """Send a request answered by a run; the function returned waits for it (once)."""
         self._drop_uncollected()
         worker = self._live_worker()
         if isinstance(worker, str):
-            return _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
-        request = {"first": first.to_dict(), "then": then.to_dict(), "zero_grad": zero_grad}
-        return self._request(worker, {"accumulate": request})()
-
-    def _request(self, worker: _Worker, message: Mapping[str, object]) -> Callable[[], EngineRun]:
-        """Send a request answered by a run; the function returned waits for it (once)."""
+            failed = _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
+            return lambda: failed
         offset = worker.log_size()
         if not worker.send(message):
             died = self._died(worker, offset)
@@ -579,13 +575,11 @@ def _serve(spec: str, watchdog: float, attributes: Attributes) -> int:
     except BaseException as error:  # sys.exit while importing the module, say
         send({"error": f"cannot import the engine for --engine {spec}: {type(error).__name__}: {error}"})
         return 0
-    missing: dict[str, str | None] = {}
-    keeps = isinstance(engine, MicrogradStyleEngine)
+    missing: dict[str, str | None] = dict.fromkeys(registry.names)
+    keeps = zero_grad = False
     if isinstance(engine, MicrogradStyleEngine):
         missing = {spec.name: engine.missing(spec.name) for spec in registry}
-    else:
-        missing = dict.fromkeys(registry.names)
-    zero_grad = isinstance(engine, MicrogradStyleEngine) and engine.has_zero_grad
+        keeps, zero_grad = engine.keeps_gradients, engine.has_zero_grad
     ready = {"name": engine.name, "strict": engine.strict, "missing": missing}
     send({"ready": {**ready, "keeps_gradients": keeps, "zero_grad": zero_grad}})
     for line in protocol_in:
