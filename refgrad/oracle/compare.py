@@ -41,7 +41,7 @@ from refgrad.oracle.higher_order import check_forward_mode, check_second_order
 from refgrad.oracle.program import Program
 from refgrad.oracle.torch_reference import torch_reference
 
-__all__ = ["check_program"]
+__all__ = ["check_program", "checked"]
 
 
 def check_program(
@@ -67,6 +67,21 @@ def check_program(
     order = order_argument(order)
     if order == 2 and not isinstance(engine, SecondOrderEngine):
         raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
+    return checked(program, engine, finite_differences=finite_differences, order=order, known=known)
+
+
+def checked(
+    program: Program,
+    engine: Engine,
+    *,
+    finite_differences: bool = True,
+    order: Literal[1, 2] = 1,
+    known: KnownReferences | None = None,
+) -> Outcome:
+    """:func:`check_program` for arguments already checked: the oracle's own loops, whose engine was checked once.
+
+    (An engine's check is a protocol's, which walks the protocol's members on every call.)
+    """
     finish = start_run(engine, program)  # an engine in a worker process computes while torch does
     reference = known.torch if known is not None else torch_reference(program, second_order=order == 2)
     run = finish()

@@ -32,7 +32,7 @@ from refgrad.oracle.campaigns import (
     redrawn,
 )
 from refgrad.oracle.checks import Check, KnownReferences, Outcome, relative_and_ulps
-from refgrad.oracle.compare import check_program
+from refgrad.oracle.compare import checked
 from refgrad.oracle.engines import AccumulatingEngine, Engine, EngineRun, describe_form
 from refgrad.oracle.findings import (
     ACCUMULATION,
@@ -301,7 +301,7 @@ def _alone_at(program: Program, step: Step, engine: Engine) -> Outcome | None:
             operands.append(operand)
     if not all(map(math.isfinite, inputs)):
         return None
-    return check_program(Program(tuple(inputs), (Step(step.op, tuple(operands), step.params),)), engine, order=1)
+    return checked(Program(tuple(inputs), (Step(step.op, tuple(operands), step.params),)), engine, order=1)
 
 
 def _wrong_alone(alone: Outcome | None) -> bool:
@@ -448,7 +448,7 @@ def run_structured(
         # every check there is skipped as imprecise, at the cost of many finite differences.
         at: Literal[1, 2] = 1 if pattern.pattern == "edge" else order
         known = _references(pattern.program, at == 2)
-        outcome = check_program(pattern.program, engine, order=at, known=known)
+        outcome = checked(pattern.program, engine, order=at, known=known)
         found.programs += 1
         record(outcome)
         failure = outcome.engine_failure
@@ -638,7 +638,7 @@ def smallest_failing_part(outcome: Outcome, engine: Engine, order: Literal[1, 2]
         Program(program.inputs, program.steps[: node - count + 1]).pruned() for node in range(count, program.output)
     }
     for part in sorted(parts, key=lambda candidate: (candidate.node_count, candidate.to_json())):
-        tried = check_program(part, engine, order=order)
+        tried = checked(part, engine, order=order)
         if not tried.passed:
             return tried
     return outcome
@@ -660,7 +660,7 @@ def random_finding(outcome: Outcome, engine: Engine, order: Literal[1, 2], *, at
         outcome = smallest_failing_part(outcome, engine, order)
         seed = zlib.crc32(outcome.program.to_json().encode())
         for candidate in redrawn(outcome.program, _REDRAWS, seed):
-            tried = check_program(candidate, engine, order=order)
+            tried = checked(candidate, engine, order=order)
             if not tried.passed:
                 return random_finding(tried, engine, order, at_edge=False)
     program = outcome.program

@@ -35,6 +35,7 @@ import numbers
 import operator
 import os
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, cast, runtime_checkable
@@ -60,6 +61,7 @@ __all__ = [
     "MicrogradStyleEngine",
     "Probed",
     "RefgradEngine",
+    "RunStarter",
     "SecondOrderEngine",
     "SecondOrderRun",
     "load_engine",
@@ -220,11 +222,16 @@ class _KnowsMissing(Protocol):
     def missing(self, op: str) -> str | None: ...
 
 
-@runtime_checkable
-class _StartsRuns(Protocol):
-    """An engine that can start a run and be collected later (one in a worker process)."""
+class RunStarter(ABC):
+    """An engine that can start a run and be collected later (one in a worker process, and its watcher).
 
-    def start(self, program: Program) -> Callable[[], EngineRun]: ...
+    A base class, not a protocol: :func:`start_run` asks on every run, and a class check is
+    answered from a cache where a protocol's walks its members each time (Python 3.11).
+    """
+
+    @abstractmethod
+    def start(self, program: Program) -> Callable[[], EngineRun]:
+        """Send ``program`` off; calling the result waits for its run."""
 
 
 def start_run(engine: Engine, program: Program) -> Callable[[], EngineRun]:
@@ -234,7 +241,7 @@ def start_run(engine: Engine, program: Program) -> Callable[[], EngineRun]:
     caller does something else, such as computing torch's reference; any other
     engine runs when the result is called.
     """
-    if isinstance(engine, _StartsRuns):
+    if isinstance(engine, RunStarter):
         return engine.start(program)
     return lambda: engine.run(program)
 

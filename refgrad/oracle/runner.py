@@ -27,7 +27,7 @@ from hypothesis.errors import Flaky
 from refgrad.ops import registry
 from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
 from refgrad.oracle.checks import CheckKind, Outcome
-from refgrad.oracle.compare import check_program
+from refgrad.oracle.compare import checked
 from refgrad.oracle.diagnosis import edge_failure, failing, random_finding, run_structured
 from refgrad.oracle.engines import (
     AccumulatingEngine,
@@ -38,6 +38,7 @@ from refgrad.oracle.engines import (
     ForwardModeRun,
     MicrogradStyleEngine,
     Probed,
+    RunStarter,
     SecondOrderEngine,
     SecondOrderRun,
     describe_form,
@@ -286,7 +287,7 @@ _MAX_SHRINK_STOPS: Final = 10
 """Hangs or crashes of an engine in a worker tolerated while shrinking: each costs a timeout and a restart."""
 
 
-class _Watched:
+class _Watched(RunStarter):
     """An engine whose last run is remembered: did its worker hang or die (a ``"process"`` failure)?"""
 
     def __init__(self, engine: Engine) -> None:
@@ -423,7 +424,7 @@ def _without_dead_steps(failure: Outcome, engine: Engine, order: Literal[1, 2]) 
     pruned = failure.program.pruned()
     if pruned == failure.program:
         return failure
-    outcome = check_program(pruned, engine, order=order)
+    outcome = checked(pruned, engine, order=order)
     return failure if outcome.passed else outcome
 
 
@@ -532,7 +533,7 @@ class _RandomPhase:
                 if program in failed:
                     raise _DisagreementError(failed[program])
                 return
-            outcome = check_program(program, engine, order=self.order)
+            outcome = checked(program, engine, order=self.order)
             if failing and engine.stopped:
                 stops_while_shrinking += 1
             if not failing:

@@ -56,6 +56,7 @@ from refgrad.oracle.engines import (
     EngineRun,
     EngineSpecError,
     MicrogradStyleEngine,
+    RunStarter,
     Stage,
     load_engine,
 )
@@ -275,7 +276,7 @@ class _Ready:
     zero_grad: bool
 
 
-class IsolatedEngine:
+class IsolatedEngine(RunStarter):
     """An engine (``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``) run in a worker process, with a time limit.
 
     Construction starts the worker and raises :class:`EngineSpecError` (one
