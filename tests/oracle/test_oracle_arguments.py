@@ -95,6 +95,14 @@ def test_good_arguments_still_run() -> None:
     assert check_program(_SQUARE, RefgradEngine(), order=2).passed
 
 
+def test_ops_draws_exactly_the_ops_named() -> None:
+    """Four ops named: the per-op table holds those four, each checked, and no other op."""
+    ops = ["add", "mul", "tanh", "exp"]
+    report = verify(RefgradEngine(), examples=20, seed_value=0, ops=ops)
+    assert sorted(report.stats) == sorted(ops)
+    assert all(stats.graphs > 0 and stats.gradient > 0 for stats in report.stats.values()), report.stats
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -139,6 +139,28 @@ def test_a_rule_wrong_only_at_some_inputs_is_named_by_checking_it_alone_there() 
     )
 
 
+def _pow_by_division(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    """pow's partial as ``c * x ** c / x``: right at moderate magnitudes; ``x ** c`` under- or overflows first."""
+    (x,) = inputs
+    (c,) = params
+    return (0.0,) if c == 0.0 else (c * output / x,)
+
+
+def test_a_custom_rule_that_divides_is_fragile_not_wrong() -> None:
+    """A custom pow rule dividing out x: pow warnings at 0 and at 1e-300, alone and in random programs; no defect."""
+    engine = RefgradEngine({"pow": dataclasses.replace(registry["pow"], partials=_pow_by_division)}, name="pow / x")
+    report = verify(engine, examples=30, seed_value=0)
+    # The random programs at edge inputs fail too: each failure, reduced and redrawn at moderate
+    # magnitudes, passes, so it is a fragility of pow (the one already found), never a defect.
+    assert report.passed, [finding.summary for finding in report.defects]
+    assert report.defects == ()
+    assert _kinds(report.warnings) == {(FRAGILE.name, "pow")}
+    summaries = " ".join(finding.summary for finding in report.warnings)
+    assert "pow at x = 0.0, c = 1.0: DomainError in backward" in summaries  # 0 / 0
+    assert "a wrong gradient at x = 1e-300, c = 2.0" in summaries  # (1e-300) ** 2 is 0
+    assert not verify(engine, examples=30, seed_value=0, strict=True, max_defects=1).passed
+
+
 def test_the_lecture_style_engine_is_right_and_fragile() -> None:
     """tanh from exp, x * y ** -1, recursion: passes by default; tanh at |x| = 400 and x ** 0 at 0 are warnings."""
     report = verify(MicrogradStyleEngine(LectureValue), examples=60, seed_value=2)
