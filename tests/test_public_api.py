@@ -9,6 +9,8 @@ import pkgutil
 import types
 import typing
 from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +115,13 @@ def test_the_walk_sees_the_core() -> None:
     modules = public_modules()
     for expected in ("refgrad", "refgrad.value", "refgrad.autodiff", "refgrad.ops.spec", "refgrad.micrograd.engine"):
         assert expected in modules
+
+
+def test_the_version_is_written_once_and_the_licence_ships() -> None:
+    """The installed metadata's version is ``refgrad.__version__`` (the build reads it there); the MIT text ships."""
+    assert metadata.version("refgrad") == refgrad.__version__
+    assert metadata.metadata("refgrad")["License-Expression"] == "MIT"
+    assert metadata.metadata("refgrad").get_all("License-File") == ["LICENSE"]
+    licence = Path(__file__).resolve().parent.parent / "LICENSE"
+    assert licence.read_text(encoding="utf-8").startswith("MIT License\n")
+    assert refgrad.__version__.count(".") == 2
