@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from operator import attrgetter
 from typing import Final, Literal, NoReturn, Protocol, Self, TypeVar, cast, overload
 
@@ -110,6 +110,42 @@ def _backward_domain_error(node: GraphNode, cause: str) -> DomainError:
     )
 
 
+def _malformed_rule(op: OpSpec, partials: object, operands: int) -> ValueError | None:
+    """The error for a rule that did not return one partial derivative per operand (``None`` if it did).
+
+    A programming error in the op's entry, not a point outside its domain: the same
+    ``ValueError``, naming the op, in reverse mode, forward mode and under ``create_graph``.
+    """
+    if isinstance(partials, Sized):
+        count = len(partials)
+        if count == operands:
+            return None
+        got = f"{count} partial derivative(s)"
+    else:
+        got = f"a {type_name(partials)}, not a tuple"
+    return ValueError(
+        f"malformed rule: the partials of op {op.name!r} returned {got} for its {operands} operand(s); "
+        "a rule returns a tuple with one partial derivative per operand"
+    )
+
+
+def _rule_failure(node: GraphNode, error: Exception) -> ValueError:
+    """What a rule's failure at ``node`` (a float pass) means: a malformed rule, or a partial outside the domain.
+
+    Called only once a pass has failed: the rule is called again, to tell the two apart.
+    """
+    op = node.op
+    assert op is not None
+    try:
+        partials = op.partials(tuple(inp.data for inp in _operands(node)), node.data, node.params)
+    except (ArithmeticError, ValueError):
+        partials = None
+    malformed = None if partials is None else _malformed_rule(op, partials, len(_operands(node)))
+    if malformed is not None:
+        return malformed
+    return _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})")
+
+
 def reverse_accumulate(output: NodeT, *, required: Iterable[NodeT] | None = None) -> dict[NodeT, float]:
     """d output / d node for every node ``output`` depends on, as floats.
 
@@ -133,7 +169,7 @@ def reverse_accumulate(output: NodeT, *, required: Iterable[NodeT] | None = None
             assert op is not None
             y = node._second
             # Unpacking checks that the rule returned one partial per operand
-            # (a ValueError, reported below with the op's name).
+            # (a ValueError, told apart from a domain error below).
             if y is None:
                 (dx,) = op.partials((x.data,), node.data, node.params)
                 grads[x] = accumulated(x, 0.0) + cotangent * dx
@@ -143,7 +179,7 @@ def reverse_accumulate(output: NodeT, *, required: Iterable[NodeT] | None = None
                 # Read back: for x * x the first contribution is already in.
                 grads[y] = accumulated(y, 0.0) + cotangent * dy
     except (ArithmeticError, ValueError) as error:
-        raise _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})") from None
+        raise _rule_failure(node, error) from None
     # One C-speed pass instead of a check per edge; the rare failure is then
     # traced to the first node (in processing order) that received a bad value.
     checked = grads.values() if required is None else [grads.get(node, 0.0) for node in required]
@@ -276,8 +312,9 @@ def _reverse_accumulate_graph(output: Value, required: tuple[Value, ...]) -> dic
             partials = op.partials(inputs, node, node.params)
         except (ArithmeticError, ValueError) as error:
             raise _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})") from None
-        if len(partials) != len(inputs):
-            raise ValueError(f"partials of op {op.name!r} returned {len(partials)} entries for {len(inputs)} inputs")
+        malformed = _malformed_rule(op, partials, len(inputs))
+        if malformed is not None:
+            raise malformed
         for inp, partial in zip(inputs, partials, strict=True):
             if inp not in relevant:
                 continue
@@ -363,7 +400,7 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
             # reverse mode, where x's gradient includes the path through y.
             tangent[current] = tangent.get(current, 0.0) + total
     except (ArithmeticError, ValueError) as error:
-        raise _backward_domain_error(current, f"a partial derivative is not a finite real number ({error})") from None
+        raise _rule_failure(current, error) from None
     result = tangent.get(output, 0.0)
     if not _isfinite(result):
         raise DomainError(f"jvp of {output!r} is not finite ({result!r})")
