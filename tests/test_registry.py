@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import math
 import sys
@@ -9,8 +10,11 @@ import sys
 import pytest
 
 from refgrad import DomainError, Value, apply, grad, jvp, registry
-from refgrad.ops import Domain, Kink, N, OpSpec, Params, Partials
+from refgrad.micrograd.engine import Value as MicrogradValue
+from refgrad.ops import Domain, Kink, N, OpSpec, Params, Partials, Spelling
 from refgrad.ops.scalar import EXP_MAX
+from refgrad.oracle.program import forms_of
+from refgrad.oracle.surface import builder
 
 REQUIRED_OPS = ("add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu", "abs")
 
@@ -93,6 +97,63 @@ def test_partials_return_one_entry_per_input_for_floats_and_nodes(spec: OpSpec) 
         for as_node, as_float in zip(symbolic, numeric, strict=True):
             value = as_node.data if isinstance(as_node, Value) else as_node
             assert value == pytest.approx(as_float, rel=1e-15, abs=1e-300)
+
+
+@pytest.mark.parametrize("spec", list(registry), ids=lambda spec: spec.name)
+def test_the_spelling_computes_the_op_on_refgrad_and_micrograd_style_values(spec: OpSpec) -> None:
+    """The entry's micrograd-style spelling, built on refgrad's Value and on the micrograd surface, is the op."""
+    spelling = spec.spelling
+    assert spelling is not None
+    assert spelling.template.startswith("{0}") or spelling.template.startswith("-{0}")
+    build = builder(spelling)
+    for inputs, params in SAMPLES[spec.name]:
+        expected = apply(spec, *(Value(x) for x in inputs), params=params).data
+        for value_type in (Value, MicrogradValue):
+            operands = [value_type(x) for x in inputs]
+            built = build(*operands, *params)
+            assert isinstance(built, value_type)
+            assert built.data == expected, (spec.name, value_type)
+        if spelling.method is not None:
+            assert callable(getattr(Value, spelling.method))
+            assert callable(getattr(MicrogradValue, spelling.method))
+        if spelling.builtin is not None:
+            through = getattr(builtins, spelling.builtin)(Value(inputs[0]))
+            assert isinstance(through, Value)
+            assert through.data == expected
+    operand_texts = ["a", "b"][: spec.arity]
+    text = spelling.template.format(*operand_texts, **{f"p{i}": "2.0" for i in range(len(spec.params))})
+    assert all(name in text for name in operand_texts)
+
+
+def test_a_spelling_that_is_neither_a_method_nor_a_python_operator_is_refused() -> None:
+    """builder says which templates it knows rather than guess what ``{0} @ {1}`` means."""
+    with pytest.raises(ValueError, match=r"^spelling '\{0\} @ \{1\}' names no method and is none of the operators"):
+        builder(Spelling("{0} @ {1}"))
+
+
+@pytest.mark.parametrize("spec", list(registry), ids=lambda spec: spec.name)
+def test_divides_says_which_partials_blow_up_at_a_tiny_operand(spec: OpSpec) -> None:
+    """``divides``: some partial of the op overflows (or fails) at an operand of 1e-300, and no other op's does."""
+    params = (-1.0,) if spec.params else ()  # x ** -1: the power rule divides by x
+    blew_up = False
+    for position in range(spec.arity):
+        inputs = tuple(1e-300 if i == position else -1.0 if spec.name == "vpow" else 1.5 for i in range(spec.arity))
+        if not spec.domain.contains(*inputs, *params):
+            continue
+        try:
+            partials = spec.partials(inputs, spec.forward(*inputs, *params), params)
+        except ArithmeticError:
+            blew_up = True
+            continue
+        blew_up |= any(not math.isfinite(p) or abs(p) > 1e250 for p in partials)
+    assert blew_up == spec.divides
+
+
+def test_only_vpow_has_an_operand_that_is_always_a_node() -> None:
+    """``node_only``: vpow's exponent (``x ** c`` with a number is pow); the forms drawn follow it."""
+    assert {spec.name: spec.node_only for spec in registry if spec.node_only} == {"vpow": (1,)}
+    assert forms_of("vpow") == (("node", "node"), ("const", "node"))
+    assert ("node", "const") in forms_of("div")
 
 
 def _central_difference(spec: OpSpec, inputs: tuple[float, ...], params: Params, position: int) -> float:

@@ -28,7 +28,7 @@ from refgrad.ops.scalar import (
     VPOW,
     primal,
 )
-from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, Partials, Registry, log_of
+from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, Partials, Registry, Spelling, log_of
 
 __all__ = [
     "ABS",
@@ -51,6 +51,7 @@ __all__ = [
     "Params",
     "Partials",
     "Registry",
+    "Spelling",
     "log_of",
     "primal",
     "registry",

@@ -12,7 +12,7 @@ import operator
 import sys
 from typing import TYPE_CHECKING, Final
 
-from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, log_of
+from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, Spelling, log_of
 
 if TYPE_CHECKING:
     from refgrad.value import Value
@@ -76,6 +76,7 @@ ADD: Final = OpSpec(
     partial_formulas=("1", "1"),
     symbol="+",
     torch="torch.add",
+    spelling=Spelling("{0} + {1}"),
 )
 
 
@@ -100,6 +101,7 @@ SUB: Final = OpSpec(
     partial_formulas=("1", "-1"),
     symbol="-",
     torch="torch.sub",
+    spelling=Spelling("{0} - {1}"),
 )
 
 
@@ -125,6 +127,7 @@ MUL: Final = OpSpec(
     partial_formulas=("y", "x"),
     symbol="*",
     torch="torch.mul",
+    spelling=Spelling("{0} * {1}"),
 )
 
 
@@ -155,6 +158,8 @@ DIV: Final = OpSpec(
     partial_formulas=("1 / y", "-x / y**2"),
     symbol="/",
     torch="torch.div",
+    spelling=Spelling("{0} / {1}"),
+    divides=True,
 )
 
 
@@ -179,6 +184,7 @@ NEG: Final = OpSpec(
     partial_formulas=("-1",),
     symbol="neg",
     torch="torch.neg",
+    spelling=Spelling("-{0}"),
 )
 
 
@@ -224,6 +230,8 @@ POW: Final = OpSpec(
     partial_formulas=("c * x ** (c - 1)",),
     symbol="**",
     torch="torch.pow",
+    spelling=Spelling("{0} ** {p0}"),
+    divides=True,
 )
 
 
@@ -277,6 +285,9 @@ VPOW: Final = OpSpec(
     partial_formulas=("y * x ** (y - 1)", "x ** y * log(x)"),
     symbol="**",
     torch="torch.pow",
+    spelling=Spelling("{0} ** {1}"),
+    node_only=(1,),
+    divides=True,
 )
 
 
@@ -301,6 +312,7 @@ EXP: Final = OpSpec(
     partial_formulas=("exp(x)",),
     symbol="exp",
     torch="torch.exp",
+    spelling=Spelling("{0}.exp()", method="exp"),
 )
 
 
@@ -326,6 +338,8 @@ LOG: Final = OpSpec(
     partial_formulas=("1 / x",),
     symbol="log",
     torch="torch.log",
+    spelling=Spelling("{0}.log()", method="log"),
+    divides=True,
 )
 
 
@@ -346,6 +360,7 @@ TANH: Final = OpSpec(
     partial_formulas=("1 - tanh(x)**2",),
     symbol="tanh",
     torch="torch.tanh",
+    spelling=Spelling("{0}.tanh()", method="tanh"),
 )
 
 
@@ -374,6 +389,7 @@ SIGMOID: Final = OpSpec(
     partial_formulas=("sigmoid(x) * (1 - sigmoid(x))",),
     symbol="sigmoid",
     torch="torch.sigmoid",
+    spelling=Spelling("{0}.sigmoid()", method="sigmoid"),
 )
 
 
@@ -399,6 +415,7 @@ RELU: Final = OpSpec(
     partial_formulas=("1 if x > 0 else 0",),
     symbol="ReLU",
     torch="torch.relu",
+    spelling=Spelling("{0}.relu()", method="relu"),
 )
 
 
@@ -425,6 +442,7 @@ ABS: Final = OpSpec(
     partial_formulas=("sign(x)",),
     symbol="abs",
     torch="torch.abs",
+    spelling=Spelling("{0}.abs()", method="abs", builtin="abs"),
 )
 
 

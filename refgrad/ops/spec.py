@@ -30,6 +30,7 @@ __all__ = [
     "Params",
     "Partials",
     "Registry",
+    "Spelling",
     "log_of",
 ]
 
@@ -86,6 +87,24 @@ class Kink:
     convention: str
 
 
+@dataclass(frozen=True, slots=True)
+class Spelling:
+    """How a micrograd-style ``Value`` writes an op: a Python operator or a method.
+
+    The oracle drives micrograd-style engines by it and writes its counterexample
+    scripts with it, so a printed script runs exactly what was checked.
+    """
+
+    template: str
+    """Source text, with the operands as ``{0}``, ``{1}`` and the parameters as ``{p0}``:
+    ``"{0} + {1}"``, ``"{0} ** {p0}"``, ``"{0}.exp()"``."""
+    method: str | None = None
+    """The method a class must have, for an op written as a method call (``"exp"``)."""
+    builtin: str | None = None
+    """A builtin function that writes the op too, through a dunder method (``abs(x)``, ``__abs__``),
+    for classes without :attr:`method`."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class OpSpec:
     """One operation: its signature, forward, partial derivatives, domain and kinks.
@@ -118,6 +137,15 @@ class OpSpec:
     """The PyTorch function computing the same op, e.g. ``"torch.mul"``: its conventions are the ones
     refgrad follows, and the oracle checks the op against it (``refgrad.oracle.TORCH_REFERENCES``).
     ``None`` for an op of your own that PyTorch lacks; every op in :data:`refgrad.ops.registry` has one."""
+    spelling: Spelling | None = None
+    """How a micrograd-style ``Value`` writes the op; ``None`` for an op written only as
+    :func:`refgrad.apply` (an op of your own)."""
+    node_only: tuple[int, ...] = ()
+    """The operands that are always nodes, never numbers: ``vpow``'s exponent (``x ** c`` with
+    a number ``c`` is ``pow``, which takes ``c`` as a parameter)."""
+    divides: bool = False
+    """Whether a derivative of the op (of first or second order) divides by an operand, so that
+    it overflows where the operand's reciprocal does."""
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"

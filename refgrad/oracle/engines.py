@@ -28,6 +28,7 @@ infinity. Other engines may signal it by raising ``ArithmeticError`` or
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import inspect
 import math
@@ -44,7 +45,7 @@ from refgrad.autodiff import grad, jvp
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec, registry
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
-from refgrad.oracle.surface import SURFACE
+from refgrad.oracle.surface import SURFACE, builder
 from refgrad.value import Value, apply
 
 __all__ = [
@@ -300,7 +301,7 @@ class RefgradEngine:
         spelling = SURFACE.get(step.op)
         if override is not None or spelling is None:
             return apply(override or registry[step.op], *operands, params=step.params)
-        built = spelling.build(*operands, *step.params)
+        built = builder(spelling)(*operands, *step.params)
         if not isinstance(built, Value):
             raise TypeError(f"{step.op} built a {type(built).__name__}, not a Value")
         return built
@@ -549,8 +550,15 @@ class MicrogradStyleEngine:
         self._strict = strict
         self._signals: tuple[type[Exception], ...] = (DomainError,) if strict else (ArithmeticError, ValueError)
         self._methods = _node_type(cls)
-        self._abs_method = callable(getattr(self._methods, "abs", None))
-        self._has_abs = self._abs_method or callable(getattr(self._methods, "__abs__", None))
+        # Ops the class writes through a builtin (abs(x) by __abs__) as it lacks their method.
+        self._through_builtin: dict[str, Callable[[object], object]] = {
+            op: getattr(builtins, spelling.builtin)
+            for op, spelling in SURFACE.items()
+            if spelling.builtin is not None
+            and spelling.method is not None
+            and not callable(getattr(self._methods, spelling.method, None))
+            and callable(getattr(self._methods, f"__{spelling.builtin}__", None))
+        }
 
     @property
     def name(self) -> str:
@@ -567,9 +575,11 @@ class MicrogradStyleEngine:
         spelling = SURFACE.get(op)
         if spelling is None:
             return f"no micrograd-style spelling for op {op!r}"
-        if op == "abs":
-            return None if self._has_abs else "no abs method and no __abs__"
-        if spelling.method is not None and not callable(getattr(self._methods, spelling.method, None)):
+        if op in self._through_builtin or spelling.method is None:
+            return None
+        if not callable(getattr(self._methods, spelling.method, None)):
+            if spelling.builtin is not None:
+                return f"no {spelling.method} method and no __{spelling.builtin}__"
             return f"no method {spelling.method!r}"
         return None
 
@@ -662,10 +672,11 @@ class MicrogradStyleEngine:
             node = len(program.inputs) + index
             operands = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
             try:
-                if step.op == "abs" and not self._abs_method:
-                    made: object = abs(operands[0])  # type: ignore[arg-type]  # probed: the class has __abs__
+                through = self._through_builtin.get(step.op)
+                if through is not None:
+                    made: object = through(operands[0])
                 else:
-                    made = SURFACE[step.op].build(*operands, *step.params)
+                    made = builder(SURFACE[step.op])(*operands, *step.params)
             except _FINDINGS as error:
                 return EngineRun(tuple(values), (), _failure("forward", node, error, isinstance(error, self._signals)))
             value = self._read(made, self._attributes.data)
@@ -733,7 +744,7 @@ class MicrogradStyleEngine:
         return program.to_script(
             engine_import=engine_import,
             differentiate="backward",
-            abs_method=self._abs_method,
+            abs_method=not self._through_builtin,
             data=self._attributes.data,
             grad=self._attributes.grad,
             backward=self._attributes.backward,

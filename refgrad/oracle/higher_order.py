@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
+from refgrad.ops import registry
 from refgrad.oracle.checks import (
     BELOW_NORMAL,
     EDGE_WEIGHT_OVERFLOW,
@@ -54,8 +55,6 @@ from refgrad.oracle.torch_reference import (
 __all__ = ["check_forward_mode", "check_second_order", "tangents_for"]
 
 _NORMAL: Final = sys.float_info.min
-_DIVIDING_OPS: Final = frozenset({"div", "pow", "vpow", "log"})
-"""Ops whose derivatives (of first or second order) divide by an operand."""
 
 
 def tangents_for(program: Program) -> tuple[float, ...]:
@@ -203,7 +202,7 @@ def _reciprocal_overflow(comparison: Comparison) -> int | None:
     program, values = comparison.program, comparison.reference.values
     for index, step in enumerate(program.steps):
         node = len(program.inputs) + index
-        if step.op not in _DIVIDING_OPS or not comparison.live[node]:
+        if not registry[step.op].divides or not comparison.live[node]:
             continue
         for operand in step.operands:
             # (x == 0 is a pole: a domain edge, not this.)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NoReturn, cast
 
@@ -54,10 +54,6 @@ _JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_A_BRACKET: Final = re.compile(r"[^\[\]{}]")
 _INNERMOST_PAIR: Final = re.compile(r"\[\]|\{\}")
 
-# ``x ** c`` with a number ``c`` is op ``pow`` (a static parameter), so ``vpow``
-# only ever takes a node as its exponent: ``x ** y`` and ``c ** y``.
-_NODE_ONLY_OPERANDS: Final[Mapping[str, tuple[int, ...]]] = {"vpow": (1,)}
-
 
 def forms_of(op: str) -> tuple[Form, ...]:
     """The operand forms a program may use for registry op ``op``, most basic first.
@@ -68,7 +64,7 @@ def forms_of(op: str) -> tuple[Form, ...]:
     spec = registry[op]
     if spec.arity == 1:
         return (("node",),)
-    node_only = _NODE_ONLY_OPERANDS.get(op, ())
+    node_only = spec.node_only
     forms: list[Form] = [("node", "node")]
     if 1 not in node_only:
         forms.append(("node", "const"))

@@ -1,42 +1,26 @@
-"""The micrograd-style surface: how each registry op is written with Python operators and methods.
+"""The micrograd-style surface: each registry op written with Python operators and methods.
 
 micrograd-style engines (and refgrad's own ``Value``, and torch tensors) are
-driven through this one table: ``+ - * / **``, unary ``-``, numbers on either
-side of an operator, and the methods ``exp``, ``log``, ``tanh``, ``sigmoid``,
-``relu`` and ``abs``. The same table spells programs as scripts and builds
-them on live objects, so a printed counterexample runs exactly what the oracle ran.
-An op missing here (a future registry entry) is built through
-:func:`refgrad.apply` on refgrad's engines and reported as unsupported on others.
+driven by each op's :class:`~refgrad.ops.Spelling` (its registry entry's
+``spelling``): ``+ - * / **``, unary ``-``, numbers on either side of an
+operator, and methods such as ``exp``. The same spelling writes programs as
+scripts and builds them on live objects, so a printed counterexample runs
+exactly what the oracle ran. An op without one (an op of your own) is built
+through :func:`refgrad.apply` on refgrad's engines and reported as unsupported
+on others.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from functools import cache
 from types import MappingProxyType
 from typing import Any, Final
 
-__all__ = ["SURFACE", "Spelling", "spell"]
+from refgrad.ops import Spelling, registry
 
-
-@dataclass(frozen=True, slots=True)
-class Spelling:
-    """One op on the micrograd-style surface.
-
-    ``template`` formats operands ``{0}``, ``{1}`` and parameters ``{p0}`` as
-    source text; ``build`` does the same on live objects:
-    ``build(*operands, *params)``. ``method`` names the method an engine must
-    have, if the op is a method call.
-    """
-
-    template: str
-    build: Callable[..., object]
-    method: str | None = None
-
-
-def _method(name: str) -> Spelling:
-    return Spelling("{0}." + name + "()", operator.methodcaller(name), method=name)
+__all__ = ["SURFACE", "builder", "spell"]
 
 
 def _divide(numerator: Any, denominator: Any) -> object:  # any micrograd-style class: duck-typed on purpose
@@ -47,38 +31,55 @@ def _power(base: Any, exponent: Any) -> object:  # as above; unsupported forms a
     return base**exponent
 
 
-SURFACE: Final[Mapping[str, Spelling]] = MappingProxyType(
+# The Python operators a spelling may use, by template: how each is applied to live objects.
+_OPERATORS: Final[Mapping[str, Callable[..., object]]] = MappingProxyType(
     {
-        "add": Spelling("{0} + {1}", operator.add),
-        "sub": Spelling("{0} - {1}", operator.sub),
-        "mul": Spelling("{0} * {1}", operator.mul),
-        "div": Spelling("{0} / {1}", _divide),
-        "neg": Spelling("-{0}", operator.neg),
-        "pow": Spelling("{0} ** {p0}", _power),
-        "vpow": Spelling("{0} ** {1}", _power),
-        "exp": _method("exp"),
-        "log": _method("log"),
-        "tanh": _method("tanh"),
-        "sigmoid": _method("sigmoid"),
-        "relu": _method("relu"),
-        "abs": _method("abs"),
+        "{0} + {1}": operator.add,
+        "{0} - {1}": operator.sub,
+        "{0} * {1}": operator.mul,
+        "{0} / {1}": _divide,
+        "-{0}": operator.neg,
+        "{0} ** {p0}": _power,
+        "{0} ** {1}": _power,
     }
 )
-"""Registry op name to its micrograd-style spelling."""
+
+SURFACE: Final[Mapping[str, Spelling]] = MappingProxyType(
+    {spec.name: spec.spelling for spec in registry if spec.spelling is not None}
+)
+"""Registry op name to its micrograd-style spelling (the registry entries' ``spelling``)."""
+
+
+@cache
+def builder(spelling: Spelling) -> Callable[..., object]:
+    """What ``spelling`` does on live objects: ``builder(spelling)(*operands, *params)``.
+
+    A method call for a spelling with a ``method``; otherwise one of Python's operators,
+    by its template (``ValueError`` naming the template for any other).
+    """
+    if spelling.method is not None:
+        return operator.methodcaller(spelling.method)
+    try:
+        return _OPERATORS[spelling.template]
+    except KeyError:
+        known = ", ".join(repr(template) for template in _OPERATORS)
+        raise ValueError(
+            f"spelling {spelling.template!r} names no method and is none of the operators: {known}"
+        ) from None
 
 
 def spell(op: str, operands: Sequence[str], params: Sequence[str], *, abs_method: bool = True) -> str:
     """Source text applying ``op`` to the operand and parameter texts.
 
-    ``abs_method=False`` writes ``abs(x)`` (for classes with ``__abs__`` but no
-    ``abs`` method). An op without a surface spelling is written as
-    ``apply(registry["op"], ...)`` (refgrad only).
+    ``abs_method=False`` writes an op with a builtin spelling through the builtin
+    (``abs(x)``, for classes with ``__abs__`` but no ``abs`` method). An op without
+    a surface spelling is written as ``apply(registry["op"], ...)`` (refgrad only).
     """
-    if op == "abs" and not abs_method:
-        return f"abs({operands[0]})"
     spelling = SURFACE.get(op)
     if spelling is None:
         arguments = ", ".join(operands)
         extra = f", params=({', '.join(params)},)" if params else ""
         return f'apply(registry["{op}"], {arguments}{extra})'
+    if spelling.builtin is not None and not abs_method:
+        return f"{spelling.builtin}({operands[0]})"
     return spelling.template.format(*operands, **{f"p{i}": text for i, text in enumerate(params)})
