@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from refgrad import DomainError, Value, apply, grad, jvp, registry
+from refgrad import DomainError, Value, apply, grad, hessian, jvp, registry
 from refgrad.micrograd.engine import Value as MicrogradValue
 from refgrad.ops import Domain, Kink, N, OpSpec, Params, Partials, Spelling
 from refgrad.ops.scalar import EXP_MAX
@@ -154,6 +154,34 @@ def test_only_vpow_has_an_operand_that_is_always_a_node() -> None:
     assert {spec.name: spec.node_only for spec in registry if spec.node_only} == {"vpow": (1,)}
     assert forms_of("vpow") == (("node", "node"), ("const", "node"))
     assert ("node", "const") in forms_of("div")
+
+
+def _gradient_difference(spec: OpSpec, inputs: tuple[float, ...], row: int, column: int) -> float:
+    """d/d input ``column`` of d output / d input ``row``, by central differences of refgrad's gradients."""
+    h = 1e-6
+
+    def gradient_at(shift: float) -> float:
+        moved = [Value(x + (shift if i == column else 0.0)) for i, x in enumerate(inputs)]
+        return grad(apply(spec, *moved), moved)[row]
+
+    return (gradient_at(h) - gradient_at(-h)) / (2 * h)
+
+
+def test_constant_partials_mark_where_a_partials_own_derivative_is_lost() -> None:
+    """vpow at y = 0: d/dx is the constant 0, so d/dy d/dx is 0 where the gradients' slope is 1 / x; elsewhere equal."""
+    assert [spec.name for spec in registry if spec.constant_partials is not None] == ["vpow"]
+    vpow = registry["vpow"]
+    assert vpow.constant_partials is not None
+    for inputs, _ in SAMPLES["vpow"]:
+        x, y = Value(inputs[0]), Value(inputs[1])
+        mixed = hessian(apply(vpow, x, y), (x, y))[0][1]  # d/dy of d/dx
+        slope = _gradient_difference(vpow, inputs, 0, 1)
+        if vpow.constant_partials(*inputs):
+            assert inputs[1] == 0.0
+            assert mixed == 0.0
+            assert slope == pytest.approx(1 / inputs[0], rel=1e-6)
+        else:
+            assert mixed == pytest.approx(slope, rel=1e-6)
 
 
 def _central_difference(spec: OpSpec, inputs: tuple[float, ...], params: Params, position: int) -> float:

@@ -263,6 +263,11 @@ def _vpow_partials(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N 
     return (d_base, d_exponent)
 
 
+def _zero_exponent(base: float, exponent: float) -> bool:
+    """x ** y at y == 0: d/dx is PyTorch's constant 0 there."""
+    return exponent == 0.0
+
+
 VPOW: Final = OpSpec(
     name="vpow",
     arity=2,
@@ -288,6 +293,7 @@ VPOW: Final = OpSpec(
     spelling=Spelling("{0} ** {1}"),
     node_only=(1,),
     divides=True,
+    constant_partials=_zero_exponent,
 )
 
 

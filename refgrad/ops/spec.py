@@ -146,6 +146,10 @@ class OpSpec:
     divides: bool = False
     """Whether a derivative of the op (of first or second order) divides by an operand, so that
     it overflows where the operand's reciprocal does."""
+    constant_partials: Callable[..., bool] | None = None
+    """``constant_partials(*operands, *params)``: true where a partial is a constant by convention
+    (PyTorch's), not the rule's expression, so that its own derivatives are lost there: ``vpow`` at
+    ``y == 0``, where d/dx is the constant 0 but d/dy of ``y * x ** (y - 1)`` is ``1 / x``."""
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"

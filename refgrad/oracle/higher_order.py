@@ -46,6 +46,7 @@ from refgrad.oracle.finite_differences import (
 )
 from refgrad.oracle.program import Program, Ref
 from refgrad.oracle.torch_reference import (
+    TORCH_REFERENCES,
     directional_tolerance,
     first_infinite_second_partial,
     first_overflowing_edge_weight,
@@ -131,7 +132,7 @@ def check_second_order(comparison: Comparison, engine: SecondOrderEngine, *, fin
     if reference.hessian_finiteness_ambiguous:
         comparison.skip("second-order", NEAR_OVERFLOW, None, comparison.live_ops)
         return
-    excused = _zero_base_power(comparison)
+    excused = _torch_hessian_nan(comparison)
 
     def meaningful(entry: float) -> bool:
         return math.isfinite(entry) or (excused is not None and math.isnan(entry))
@@ -212,20 +213,21 @@ def _reciprocal_overflow(comparison: Comparison) -> int | None:
     return None
 
 
-def _zero_base_power(comparison: Comparison) -> int | None:
-    """A live ``x ** y`` node at ``x = 0, y >= 0`` or at ``y = 0``, where torch's second derivatives are NaN."""
-    return _live_vpow(comparison, lambda base, exponent: (base == 0.0 and exponent >= 0.0) or exponent == 0.0)
+def _torch_hessian_nan(comparison: Comparison) -> int | None:
+    """A live node where torch's second derivatives are NaN by its conventions (``x ** y`` at ``x = 0, y >= 0``)."""
+    return _first_live(comparison, lambda op: TORCH_REFERENCES[op].hessian_nan)
 
 
-def _live_vpow(comparison: Comparison, where: Callable[[float, float], bool]) -> int | None:
-    """The first live ``x ** y`` node whose operands (torch's values) satisfy ``where``, if any."""
+def _first_live(comparison: Comparison, where_of: Callable[[str], Callable[..., bool] | None]) -> int | None:
+    """The first live node whose op has a predicate (``where_of(op)``) true at its operands (torch's values)."""
     program, values = comparison.program, comparison.reference.values
     for index, step in enumerate(program.steps):
         node = len(program.inputs) + index
-        if step.op != "vpow" or not comparison.live[node]:
+        where = where_of(step.op)
+        if where is None or not comparison.live[node]:
             continue
-        base, exponent = (values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
-        if where(base, exponent):
+        operands = (values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+        if where(*operands, *step.params):
             return node
     return None
 
@@ -322,7 +324,7 @@ def _second_order_finite_difference(
     tolerance = FD_SAFETY * estimate.error_bound + torch_tolerance
     ratio = error_ratio(abs(got - estimate.estimate), tolerance)
     detail = ""
-    if ratio > 1.0 and (node := _live_vpow(comparison, lambda base, exponent: exponent == 0.0)) is not None:
+    if ratio > 1.0 and (node := _first_live(comparison, lambda op: registry[op].constant_partials)) is not None:
         comparison.skip("second-order-fd", ZERO_EXPONENT_POWER, node, comparison.op_of(node))
         return
     if ratio > 1.0:

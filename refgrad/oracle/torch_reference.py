@@ -140,7 +140,10 @@ class TorchReference:
     perturbs, for the op's own backward only, the result torch saved: it
     models roundings inside a partial that cancellation amplifies, as in
     ``1 - y*y`` for ``tanh`` near saturation, where the rounding of ``y*y``
-    is absolute, not relative to the small partial.
+    is absolute, not relative to the small partial. ``hessian_nan(*operands, *params)``
+    is true where torch's second derivatives of the op are NaN by its own conventions (a
+    ``torch.where`` whose discarded branch it still differentiates), where refgrad's are
+    the derivatives of PyTorch's constant partials.
     """
 
     forward: Callable[..., torch.Tensor]
@@ -148,6 +151,12 @@ class TorchReference:
     partial_u: float
     underflow_exact: bool
     saved_output_u: float = 0.0
+    hessian_nan: Callable[..., bool] | None = None
+
+
+def _zero_base_or_exponent(base: float, exponent: float) -> bool:
+    """torch.pow(x, y) at x == 0 with y >= 0, or at y == 0: its Hessian is NaN there."""
+    return (base == 0.0 and exponent >= 0.0) or exponent == 0.0
 
 
 def _pow(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -166,7 +175,9 @@ TORCH_REFERENCES: Final[Mapping[str, TorchReference]] = MappingProxyType(
         "div": TorchReference(torch.div, forward_u=1.0, partial_u=4.0, underflow_exact=False),
         "neg": TorchReference(torch.neg, forward_u=0.0, partial_u=1.0, underflow_exact=True),
         "pow": TorchReference(_pow, forward_u=2.0, partial_u=6.0, underflow_exact=False),
-        "vpow": TorchReference(torch.pow, forward_u=2.0, partial_u=6.0, underflow_exact=False),
+        "vpow": TorchReference(
+            torch.pow, forward_u=2.0, partial_u=6.0, underflow_exact=False, hessian_nan=_zero_base_or_exponent
+        ),
         "exp": TorchReference(torch.exp, forward_u=2.0, partial_u=2.0, underflow_exact=False),
         "log": TorchReference(torch.log, forward_u=2.0, partial_u=2.0, underflow_exact=True),
         "tanh": TorchReference(torch.tanh, forward_u=4.0, partial_u=4.0, underflow_exact=False, saved_output_u=2.0),
