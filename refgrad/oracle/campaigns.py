@@ -308,7 +308,7 @@ def is_ordinary(program: Program) -> bool:
         spec = registry[step.op]
         if not all(map(_ordinary_number, step.params)):
             return False
-        operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        operands = list(step.arguments(values))
         if not all(map(_ordinary_number, operands)):
             return False
         if any(operands[kink.input] == kink.at for kink in spec.kinks):
@@ -323,7 +323,7 @@ def at_kink(program: Program) -> bool:
     except (DomainError, ArithmeticError, ValueError):
         return False
     for step in program.steps:
-        operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        operands = list(step.arguments(values))
         if any(operands[kink.input] == kink.at for kink in registry[step.op].kinks):
             return True
     return False

@@ -309,12 +309,11 @@ class RefgradEngine:
     def _build_all(self, program: Program) -> tuple[list[Value], EngineFailure | None]:
         """Every node of ``program`` as a ``Value``, or those built before the failure and the failure."""
         nodes = [Value(x) for x in program.inputs]
-        for index, step in enumerate(program.steps):
-            operands: list[Value | float] = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        for node, step in program.numbered_steps():
+            operands: list[Value | float] = list(step.arguments(nodes))
             try:
                 nodes.append(self._build(step, operands))
             except Exception as error:  # any exception is a finding; the oracle reports it
-                node = len(program.inputs) + index
                 return nodes, _failure("forward", node, error, isinstance(error, DomainError))
         return nodes, None
 
@@ -670,7 +669,7 @@ class MicrogradStyleEngine:
         for index in range(len(nodes) - len(program.inputs), len(program.steps)):
             step = program.steps[index]
             node = len(program.inputs) + index
-            operands = [nodes[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+            operands = list(step.arguments(nodes))
             try:
                 through = self._through_builtin.get(step.op)
                 if through is not None:

@@ -117,10 +117,9 @@ class _Watch:
 def _watches(program: Program, values: Sequence[float]) -> list[_Watch]:
     """The (operand, point) pairs whose side must not change across a stencil."""
     found: list[_Watch] = []
-    for index, step in enumerate(program.steps):
-        node = len(program.inputs) + index
+    for node, step in program.numbered_steps():
         spec = registry[step.op]
-        args = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        args = list(step.arguments(values))
         for kink in spec.kinks:
             if isinstance(step.operands[kink.input], Ref):
                 found.append(_Watch(node, kink.input, kink.at, "kink"))
@@ -136,12 +135,11 @@ def _watches(program: Program, values: Sequence[float]) -> list[_Watch]:
 def _evaluate(program: Program, inputs: list[float]) -> list[float] | int:
     """Every node's value, or the node whose op left its domain."""
     values: list[float] = list(inputs)
-    for index, step in enumerate(program.steps):
-        args = tuple(values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+    for node, step in program.numbered_steps():
         try:
-            values.append(evaluate(registry[step.op], args, step.params))
+            values.append(evaluate(registry[step.op], step.arguments(values), step.params))
         except DomainError:
-            return len(program.inputs) + index
+            return node
     return values
 
 

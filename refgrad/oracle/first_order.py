@@ -200,18 +200,17 @@ def _domain_decided_by_rounding(program: Program, run: EngineRun, reference: Tor
     ``(-1.0) ** y`` where ``y`` is an integer on one side and a float a
     rounding away from it on the other.
     """
-    input_count = len(program.inputs)
-    for index, step in enumerate(program.steps):
+    for node, step in program.numbered_steps():
         operand_nodes = [o.node for o in step.operands if isinstance(o, Ref)]
-        if any(node >= len(run.values) for node in operand_nodes):
+        if any(n >= len(run.values) for n in operand_nodes):
             break
         if any(abs(run.values[n] - reference.values[n]) > reference.value_tolerances[n] for n in operand_nodes):
             continue
         spec = registry[step.op]
-        engine_args = [run.values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
-        torch_args = [reference.values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+        engine_args = list(step.arguments(run.values))
+        torch_args = list(step.arguments(reference.values))
         if spec.domain.contains(*engine_args, *step.params) != spec.domain.contains(*torch_args, *step.params):
-            return input_count + index
+            return node
     return None
 
 

@@ -201,8 +201,7 @@ def _second_order_failure(comparison: Comparison, failure: EngineFailure, *, tor
 def _reciprocal_overflow(comparison: Comparison) -> int | None:
     """The first live node of an op whose derivatives divide by an operand whose reciprocal overflows, if any."""
     program, values = comparison.program, comparison.reference.values
-    for index, step in enumerate(program.steps):
-        node = len(program.inputs) + index
+    for node, step in program.numbered_steps():
         if not registry[step.op].divides or not comparison.live[node]:
             continue
         for operand in step.operands:
@@ -221,12 +220,11 @@ def _torch_hessian_nan(comparison: Comparison) -> int | None:
 def _first_live(comparison: Comparison, where_of: Callable[[str], Callable[..., bool] | None]) -> int | None:
     """The first live node whose op has a predicate (``where_of(op)``) true at its operands (torch's values)."""
     program, values = comparison.program, comparison.reference.values
-    for index, step in enumerate(program.steps):
-        node = len(program.inputs) + index
+    for node, step in program.numbered_steps():
         where = where_of(step.op)
         if where is None or not comparison.live[node]:
             continue
-        operands = (values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+        operands = step.arguments(values)
         if where(*operands, *step.params):
             return node
     return None

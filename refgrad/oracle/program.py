@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, NoReturn, cast
+from typing import Final, Literal, NoReturn, TypeVar, cast
 
 from refgrad.ops import registry
 from refgrad.value import evaluate
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_PROGRAM_CHARACTERS",
@@ -111,6 +113,10 @@ class Step:
         """The kinds of the operands, e.g. ``("node", "const")``."""
         return tuple("node" if isinstance(operand, Ref) else "const" for operand in self.operands)
 
+    def arguments(self, nodes: Sequence[T]) -> tuple[T | float, ...]:
+        """The operands, each node looked up in ``nodes`` (values, tensors, live nodes) and each constant its number."""
+        return tuple(nodes[operand.node] if isinstance(operand, Ref) else operand.value for operand in self.operands)
+
 
 def _check_float(value: object, what: str) -> float:
     if type(value) is not float or not math.isfinite(value):
@@ -140,8 +146,8 @@ class Program:
             _check_float(value, f"input {position}")
         if not isinstance(steps, tuple) or not steps:
             raise ValueError("a program needs at least one step (a non-empty tuple of Step)")
-        for index, step in enumerate(self.steps):
-            self._check_step(len(self.inputs) + index, step)
+        for node, step in self.numbered_steps():
+            self._check_step(node, step)
 
     @staticmethod
     def _check_step(node: int, candidate: object) -> None:
@@ -188,11 +194,15 @@ class Program:
     def consumers(self) -> tuple[tuple[int, ...], ...]:
         """For each node, the nodes whose steps use it (once per use: ``x * x`` lists its node twice)."""
         users: list[list[int]] = [[] for _ in range(self.node_count)]
-        for index, step in enumerate(self.steps):
+        for node, step in self.numbered_steps():
             for operand in step.operands:
                 if isinstance(operand, Ref):
-                    users[operand.node].append(len(self.inputs) + index)
+                    users[operand.node].append(node)
         return tuple(tuple(found) for found in users)
+
+    def numbered_steps(self) -> Iterator[tuple[int, Step]]:
+        """Each step with the node it computes (the inputs are nodes 0 to ``len(inputs) - 1``)."""
+        return enumerate(self.steps, start=len(self.inputs))
 
     def ancestors(self, node: int) -> frozenset[int]:
         """``node`` and every node it depends on (by an explicit stack: any depth)."""
@@ -236,8 +246,7 @@ class Program:
             if alive[node]:
                 number[node] = len(number)
         steps: list[Step] = []
-        for index, step in enumerate(self.steps):
-            node = len(self.inputs) + index
+        for node, step in self.numbered_steps():
             if not alive[node]:
                 continue
             operands = tuple(Ref(number[o.node]) if isinstance(o, Ref) else o for o in step.operands)
@@ -248,9 +257,9 @@ class Program:
     def depth(self) -> int:
         """Ops on the longest path from an input to the output."""
         depths = [0] * self.node_count
-        for index, step in enumerate(self.steps):
+        for node, step in self.numbered_steps():
             below = [depths[operand.node] for operand in step.operands if isinstance(operand, Ref)]
-            depths[len(self.inputs) + index] = 1 + max(below)
+            depths[node] = 1 + max(below)
         return depths[self.output]
 
     def ops(self) -> frozenset[str]:
@@ -269,7 +278,7 @@ class Program:
         if len(values) != len(self.inputs):
             raise ValueError(f"the program has {len(self.inputs)} inputs, got {len(values)} values")
         for step in self.steps:
-            args = tuple(values[o.node] if isinstance(o, Ref) else o.value for o in step.operands)
+            args = step.arguments(values)
             values.append(evaluate(registry[step.op], args, step.params))
         return tuple(values)
 
@@ -329,12 +338,11 @@ class Program:
         from refgrad.oracle.surface import spell
 
         lines: list[str] = []
-        for index, step in enumerate(self.steps):
+        for node, step in self.numbered_steps():
             operands = [
                 _name(o.node, len(self.inputs)) if isinstance(o, Ref) else _literal(o.value) for o in step.operands
             ]
             params = [_literal(value) for value in step.params]
-            node = len(self.inputs) + index
             lines.append(f"{_name(node, len(self.inputs))} = {spell(step.op, operands, params, abs_method=abs_method)}")
         return lines
 

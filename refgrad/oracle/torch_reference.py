@@ -403,8 +403,8 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
     lanes = _Lanes(program)
     for node, value in enumerate(program.inputs):
         lanes.add_input(node, value)
-    for index, step in enumerate(program.steps):
-        lanes.add_step(len(program.inputs) + index, step)
+    for node, step in program.numbered_steps():
+        lanes.add_step(node, step)
     sites = max(lanes.sites, 1)
     if second_order:
         # autograd.grad, not backward(create_graph=True), which would tie each leaf to its own gradient.
@@ -512,8 +512,7 @@ def _structure(program: Program) -> _Structure:
     seconds: list[list[list[float]]] = []
     for step in program.steps:
         operands = [
-            torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64, requires_grad=True)
-            for o in step.operands
+            torch.tensor(argument, dtype=torch.float64, requires_grad=True) for argument in step.arguments(values)
         ]
         result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
         partials = torch.autograd.grad(result, operands, create_graph=True)
@@ -667,7 +666,7 @@ def _contribution_rounding(
 def _local_partials(program: Program, values: Sequence[float], index: int) -> list[float] | None:
     """Step ``index``'s registry partials at ``values`` (NaN where one is not real); None outside its domain."""
     step = program.steps[index]
-    operands = [values[o.node] if isinstance(o, Ref) else o.value for o in step.operands]
+    operands = list(step.arguments(values))
     spec = registry[step.op]
     if not spec.domain.contains(*operands, *step.params):
         return None
@@ -691,11 +690,10 @@ def _subnormal_allowance(program: Program, local: Sequence[list[float] | None], 
     counts ``1 + sum |partial|`` spacings over its step's partials, times the step's adjoint.
     """
     total = 0.0
-    for index, step in enumerate(program.steps):
-        partials = local[index]
+    for (node, step), partials in zip(program.numbered_steps(), local, strict=True):
         carried = 1.0 + sum(abs(p) for p in partials or () if math.isfinite(p))
         edges = sum(isinstance(operand, Ref) for operand in step.operands)
-        total += _times(abs(adjoints[len(program.inputs) + index]), edges * carried)
+        total += _times(abs(adjoints[node]), edges * carried)
     return _SUBNORMAL_SPACING * total
 
 
@@ -780,16 +778,15 @@ def first_infinite_partial(program: Program) -> int | None:
     comparison reports such programs separately.
     """
     values = torch_reference_values(program)
-    for index, step in enumerate(program.steps):
+    for node, step in program.numbered_steps():
         operands = [
-            torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64, requires_grad=True)
-            for o in step.operands
+            torch.tensor(argument, dtype=torch.float64, requires_grad=True) for argument in step.arguments(values)
         ]
         result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
         partials = torch.autograd.grad(result, operands)
         for partial in partials:
             if not bool(torch.isfinite(partial)):
-                return len(program.inputs) + index
+                return node
     return None
 
 
@@ -803,10 +800,9 @@ def first_infinite_second_partial(program: Program) -> int | None:
     multiply by 0).
     """
     values = torch_reference_values(program)
-    for index, step in enumerate(program.steps):
+    for node, step in program.numbered_steps():
         operands = [
-            torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64, requires_grad=True)
-            for o in step.operands
+            torch.tensor(argument, dtype=torch.float64, requires_grad=True) for argument in step.arguments(values)
         ]
         result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
         partials = torch.autograd.grad(result, operands, create_graph=True)
@@ -818,7 +814,7 @@ def first_infinite_second_partial(program: Program) -> int | None:
                 torch.autograd.grad(partial, operands, retain_graph=True, allow_unused=True),
             )
             if any(second is not None and not bool(torch.isfinite(second)) for second in found):
-                return len(program.inputs) + index
+                return node
     return None
 
 
@@ -827,9 +823,6 @@ def torch_reference_values(program: Program) -> list[float]:
     values = list(program.inputs)
     with torch.no_grad():
         for step in program.steps:
-            operands = [
-                torch.tensor(values[o.node] if isinstance(o, Ref) else o.value, dtype=torch.float64)
-                for o in step.operands
-            ]
+            operands = [torch.tensor(argument, dtype=torch.float64) for argument in step.arguments(values)]
             values.append(TORCH_REFERENCES[step.op].forward(*operands, *step.params).item())
     return values
