@@ -210,17 +210,29 @@ _FIRST_ITEM_ORIGINS = frozenset(
 _MAPPING_ORIGINS = frozenset({dict, collections.abc.Mapping, collections.abc.MutableMapping})
 
 
+def _accepts_anything(annotation: object) -> bool:
+    """``object``, ``Any``, a type variable with no bound or constraints, or a union with one: no check can fail."""
+    if annotation is object or annotation is typing.Any:
+        return True
+    if isinstance(annotation, typing.TypeVar):
+        return annotation.__bound__ is None and not annotation.__constraints__
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_accepts_anything(member) for member in typing.get_args(annotation))
+    return False
+
+
 def _shape(value: object, annotation: object = None, depth: int = 0) -> str:
     """What of ``value`` typeguard's check against ``annotation`` can depend on: its class and its items' shapes.
 
     Read with the annotation where it is a plain container type: a ``tuple[X, ...]`` by the set of
     its items' shapes (each item is checked against ``X``, in any order and number), a fixed
     tuple item by item, a list, set or mapping by its first item (all typeguard checks), and a
-    value whose annotation accepts anything (``object``, ``Any``) as ``*``. Without such an
+    value whose annotation accepts anything (``object``, ``Any``, a type variable with no bound, a
+    union with one of those) as ``*``. Without such an
     annotation (a union, a forward reference, a nested item), by the class of the value and of
     its first items, as typeguard reads it: a tuple's first four, others' first.
     """
-    if annotation is object or annotation is typing.Any:
+    if _accepts_anything(annotation):
         return _ANYTHING
     cls = type(value)
     name = f"{cls.__module__}.{cls.__qualname__}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
@@ -120,6 +121,13 @@ def test_left_out_tests_only_repeat_flows_others_check(tmp_path: Path, capsys: p
 
 
 IntRows = tuple[tuple[int, ...], ...]
+_Anything = typing.TypeVar("_Anything")
+_Bounded = typing.TypeVar("_Bounded", bound=float | Value)
+
+
+def _generic(alone: _Anything, or_float: _Anything | float, items: Sequence[_Anything], bounded: _Bounded) -> _Bounded:
+    """Annotations with type variables, read back by the shape test."""
+    return bounded
 
 
 def test_a_flow_tells_values_apart_only_where_the_check_could_tell() -> None:
@@ -137,5 +145,10 @@ def test_a_flow_tells_values_apart_only_where_the_check_could_tell() -> None:
     # Whatever is passed as object or Any passes: the flow says nothing of its class.
     assert shape(Value(1.0), object) == shape(None, typing.Any) == "*"
     assert shape([Value(1.0)], list[object]) == shape([None], list[object]) == "builtins.list[*]"
+    # So does whatever is passed as a type variable with no bound, or a union with one; not with a bound.
+    hints = typing.get_type_hints(_generic)
+    assert shape(Value(1.0), hints["alone"]) == shape(None, hints["or_float"]) == "*"
+    assert shape([Value(1.0)], hints["items"]) == shape([2.0], hints["items"]) == "builtins.list[*]"
+    assert shape(Value(1.0), hints["bounded"]) != shape(2.0, hints["bounded"])
     # Without a plain container annotation (a union here), the classes of the first items tell.
     assert shape((1, 2), tuple[int, ...] | None) != shape((1, 2, 3), tuple[int, ...] | None)
