@@ -185,8 +185,16 @@ class Registry:
         try:
             return self._by_name[name]
         except KeyError:
-            known = ", ".join(self._by_name)
-            raise KeyError(f"no op named {name!r}; known ops: {known}") from None
+            raise KeyError(self.unknown(name)) from None
+
+    def unknown(self, name: object) -> str:
+        """What to say of a name that is not an op here: ``no op named 'x'; known ops: add, ...``."""
+        return f"no op named {name!r}; known ops: {', '.join(self._by_name)}"
+
+    def check_name(self, name: object, where: str = "") -> None:
+        """``ValueError`` (its message prefixed by ``where``) unless ``name`` is the name of an op here."""
+        if not (isinstance(name, str) and name in self._by_name):
+            raise ValueError(where + self.unknown(name))
 
     @property
     def names(self) -> tuple[str, ...]:

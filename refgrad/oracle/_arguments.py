@@ -40,8 +40,7 @@ def op_names_argument(ops: object, what: str = "ops") -> tuple[str, ...]:
     for name in cast("Iterable[object]", ops):  # each name is checked below
         if not isinstance(name, str):
             raise TypeError(f"{what} must hold op names (str), got {type_name(name)}: {shown(name)}")
-        if name not in registry:
-            raise ValueError(f"{what}: no op named {name!r}; known ops: {', '.join(registry.names)}")
+        registry.check_name(name, f"{what}: ")
         names.append(name)
     if not names:
         raise ValueError(f"{what} must name at least one op (None: every op of the registry)")

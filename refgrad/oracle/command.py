@@ -31,6 +31,7 @@ from refgrad.oracle.engines import (
     EngineSpecError,
     SecondOrderEngine,
     load_engine,
+    second_order_refusal,
 )
 from refgrad.oracle.page import html_argument, write_html
 from refgrad.oracle.report import format_junit, format_report
@@ -53,8 +54,7 @@ def parse_ops(text: object) -> tuple[str, ...] | None:
     if not names:
         raise ValueError("--ops needs at least one op name (comma-separated)")
     for name in names:
-        if name not in registry:
-            raise ValueError(f"--ops: no op named {name!r}; known ops: {','.join(registry.names)}")
+        registry.check_name(name, "--ops: ")
     return tuple(dict.fromkeys(names))
 
 
@@ -242,16 +242,11 @@ def run_verify(
     except KeyboardInterrupt:  # while a worker was loading the engine
         stderr.write("\nrefgrad: interrupted\n")
         return 130
-    if order == 2 and not isinstance(chosen, SecondOrderEngine):
+    refusal = second_order_refusal(chosen) if order == 2 else None
+    if refusal is not None:
         if isinstance(chosen, IsolatedEngine):
             chosen.close()
-        stderr.write(
-            f"refgrad: error: --order 2 needs an engine that can differentiate its own gradients; "
-            f"{chosen.name} cannot (run in this process)\n"
-            if isinstance(chosen, IsolatedEngine)
-            else f"refgrad: error: --order 2 needs an engine that can differentiate its own gradients; "
-            f"{chosen.name} cannot\n"
-        )
+        stderr.write(f"refgrad: error: --{refusal}\n")
         return 2
     if isinstance(chosen, IsolatedEngine) and engine in ENGINE_NAMES:
         # The worker runs programs only: say what the in-process run would check besides.

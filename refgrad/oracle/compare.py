@@ -35,7 +35,7 @@ from typing import Literal
 
 from refgrad.oracle._arguments import engine_argument, flag_argument, order_argument, program_argument
 from refgrad.oracle.checks import NEAR_OVERFLOW, Comparison, KnownReferences, Outcome
-from refgrad.oracle.engines import Engine, ForwardModeEngine, SecondOrderEngine, start_run
+from refgrad.oracle.engines import Engine, ForwardModeEngine, SecondOrderEngine, second_order_refusal, start_run
 from refgrad.oracle.first_order import check_domain, check_finite_differences, check_gradients, check_values
 from refgrad.oracle.higher_order import check_forward_mode, check_second_order
 from refgrad.oracle.program import Program
@@ -65,8 +65,9 @@ def check_program(
     engine = engine_argument(engine)
     finite_differences = flag_argument(finite_differences, "finite_differences")
     order = order_argument(order)
-    if order == 2 and not isinstance(engine, SecondOrderEngine):
-        raise ValueError(f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot")
+    refusal = second_order_refusal(engine) if order == 2 else None
+    if refusal is not None:
+        raise ValueError(refusal)
     return checked(program, engine, finite_differences=finite_differences, order=order, known=known)
 
 

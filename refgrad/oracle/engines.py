@@ -70,6 +70,7 @@ __all__ = [
     "probe_forms",
     "probe_program",
     "refuses",
+    "second_order_refusal",
     "start_run",
 ]
 
@@ -233,6 +234,17 @@ class RunStarter(ABC):
     @abstractmethod
     def start(self, program: Program) -> Callable[[], EngineRun]:
         """Send ``program`` off; calling the result waits for its run."""
+
+
+def second_order_refusal(engine: Engine) -> str | None:
+    """Why ``engine`` cannot be checked at order 2, in one sentence; ``None`` if it can.
+
+    Every place that asks (``verify``, ``check_program``, the command line) says the same.
+    """
+    if isinstance(engine, SecondOrderEngine):
+        return None
+    why = "run in this process" if isinstance(engine, RunStarter) else "its gradients are floats"
+    return f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot ({why})"
 
 
 def start_run(engine: Engine, program: Program) -> Callable[[], EngineRun]:

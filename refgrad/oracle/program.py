@@ -156,8 +156,7 @@ class Program:
         step = candidate
         operands: object = step.operands
         params: object = step.params
-        if step.op not in registry:
-            raise ValueError(f"node {node}: no op named {step.op!r}; known ops: {', '.join(registry.names)}")
+        registry.check_name(step.op, f"node {node}: ")
         spec = registry[step.op]
         if not isinstance(operands, tuple) or len(operands) != spec.arity:
             raise ValueError(f"node {node}: op {step.op!r} takes {spec.arity} operand(s), got {step.operands!r}")

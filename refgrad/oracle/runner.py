@@ -43,6 +43,7 @@ from refgrad.oracle.engines import (
     SecondOrderRun,
     describe_form,
     probe_forms,
+    second_order_refusal,
     start_run,
 )
 from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, NONDETERMINISTIC, Finding
@@ -437,11 +438,9 @@ def _check_drivable(engine: Engine) -> None:
 
 
 def _check_order(engine: Engine, order: int) -> None:
-    if order == 2 and not isinstance(engine, SecondOrderEngine):
-        raise ValueError(
-            f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot "
-            "(its gradients are floats)"
-        )
+    refusal = second_order_refusal(engine) if order == 2 else None
+    if refusal is not None:
+        raise ValueError(refusal)
 
 
 def _probe(engine: Engine, ops: Iterable[str] | None) -> tuple[Probed, tuple[tuple[str, Form], ...], int]:

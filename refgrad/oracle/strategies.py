@@ -212,8 +212,7 @@ class _Table:
 def _table(forms: Sequence[tuple[str, Form]]) -> _Table:
     by_op: dict[str, list[Form]] = {}
     for name, form in forms:
-        if name not in registry:
-            raise ValueError(f"no op named {name!r}; known ops: {', '.join(registry.names)}")
+        registry.check_name(name)
         if form not in forms_of(name):
             raise ValueError(f"op {name!r} has no operand form {form}")
         by_op.setdefault(name, []).append(form)
