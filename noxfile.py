@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -50,12 +51,13 @@ DURATIONS = ["--durations=15", "--durations-min=2"]
 
 
 @cache
-def _pip_find_links() -> tuple[str, ...]:
-    """The folders and pages pip's configuration adds with find-links, which uv does not read.
+def _pip_options_for_uv() -> tuple[str, ...]:
+    """pip's configured find-links (and no-index), as uv options: uv reads none of pip's configuration.
 
     Some machines keep wheels on disk for pip (a CPU build of torch, say) and say so in pip's
-    configuration; uv reads only its own, so it is handed pip's find-links, and both installers
-    see the same files. Nothing when pip has none (or no pip is there to ask).
+    configuration: handed the same find-links, uv sees the same files. pip's index settings are
+    not handed on (uv asks PyPI), but for no-index, which keeps uv off the network as it keeps
+    pip. Nothing when pip has no such settings (or no pip is there to ask).
     """
     try:
         listed = subprocess.run(
@@ -63,12 +65,22 @@ def _pip_find_links() -> tuple[str, ...]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return ()
-    links: list[str] = []
-    for line in listed.splitlines():  # key='value', the value's lines written \n
-        key, _, value = line.partition("=")
+    options: list[str] = []
+    for line in listed.splitlines():  # key='value', the value a Python literal
+        key, _, written = line.partition("=")
+        try:
+            value = ast.literal_eval(written)
+        except (ValueError, SyntaxError):
+            continue
+        if not isinstance(value, str):
+            continue
         if key.endswith(".find-links"):
-            links += (link for link in value.strip("'\"").replace("\\n", " ").split() if link not in links)
-    return tuple(links)
+            for link in value.split():
+                if link not in options:
+                    options += ["--find-links", link]
+        elif key.endswith(".no-index") and value.lower() in {"1", "true", "yes", "on"} and "--no-index" not in options:
+            options.append("--no-index")
+    return tuple(options)
 
 
 def _install(session: nox.Session, *packages: str) -> None:
@@ -80,10 +92,7 @@ def _install(session: nox.Session, *packages: str) -> None:
     the sessions unset it, so that each process does not compile torch again.
     """
     session.env["PYTHONDONTWRITEBYTECODE"] = None
-    if session.venv_backend == "uv":
-        options = [option for link in _pip_find_links() for option in ("--find-links", link)]
-    else:
-        options = ["--no-compile"]
+    options = _pip_options_for_uv() if session.venv_backend == "uv" else ("--no-compile",)
     session.install(*options, *packages)
 
 

@@ -122,11 +122,23 @@ def _malformed_rule(op: OpSpec, partials: object, operands: int) -> ValueError |
             return None
         got = f"{count} partial derivative(s)"
     else:
-        got = f"a {type_name(partials)}, not a tuple"
+        got = "no tuple"  # the same words whether the bare answer is a float or a node
     return ValueError(
         f"malformed rule: the partials of op {op.name!r} returned {got} for its {operands} operand(s); "
         "a rule returns a tuple with one partial derivative per operand"
     )
+
+
+def _malformed_at(node: GraphNode) -> ValueError | None:
+    """The malformed-rule error for ``node``'s op, if its rule there is malformed (it is called again to see)."""
+    op = node.op
+    assert op is not None
+    operands = _operands(node)
+    try:
+        partials = op.partials(tuple(inp.data for inp in operands), node.data, node.params)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return _malformed_rule(op, partials, len(operands))
 
 
 def _rule_failure(node: GraphNode, error: Exception) -> ValueError:
@@ -134,13 +146,7 @@ def _rule_failure(node: GraphNode, error: Exception) -> ValueError:
 
     Called only once a pass has failed: the rule is called again, to tell the two apart.
     """
-    op = node.op
-    assert op is not None
-    try:
-        partials = op.partials(tuple(inp.data for inp in _operands(node)), node.data, node.params)
-    except (ArithmeticError, ValueError):
-        partials = None
-    malformed = None if partials is None else _malformed_rule(op, partials, len(_operands(node)))
+    malformed = _malformed_at(node)
     if malformed is not None:
         return malformed
     return _backward_domain_error(node, f"a partial derivative is not a finite real number ({error})")
@@ -180,6 +186,11 @@ def reverse_accumulate(output: NodeT, *, required: Iterable[NodeT] | None = None
                 grads[y] = accumulated(y, 0.0) + cotangent * dy
     except (ArithmeticError, ValueError) as error:
         raise _rule_failure(node, error) from None
+    except TypeError:  # a rule that returned a bare number (not a tuple), or something else gone wrong
+        malformed = _malformed_at(node)
+        if malformed is None:
+            raise
+        raise malformed from None
     # One C-speed pass instead of a check per edge; the rare failure is then
     # traced to the first node (in processing order) that received a bad value.
     checked = grads.values() if required is None else [grads.get(node, 0.0) for node in required]
@@ -401,6 +412,11 @@ def jvp(output: Value, inputs: Value | Iterable[Value], tangents: float | Iterab
             tangent[current] = tangent.get(current, 0.0) + total
     except (ArithmeticError, ValueError) as error:
         raise _rule_failure(current, error) from None
+    except TypeError:  # as in reverse mode
+        malformed = _malformed_at(current)
+        if malformed is None:
+            raise
+        raise malformed from None
     result = tangent.get(output, 0.0)
     if not _isfinite(result):
         raise DomainError(f"jvp of {output!r} is not finite ({result!r})")

@@ -163,6 +163,10 @@ def _one_partial_too_few(inputs: tuple[N, ...], output: N, params: Params) -> tu
     return (inputs[1],)
 
 
+def _bare_partial(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N | float, ...]:
+    return output  # type: ignore[return-value]  # the mistake under test: exp's partial, not in a tuple
+
+
 def _every_mode(z: Value, x: Value, y: Value | None) -> dict[str, Callable[[], object]]:
     inputs = [x] if y is None else [x, y]
     return {
@@ -182,8 +186,12 @@ def _every_mode(z: Value, x: Value, y: Value | None) -> dict[str, Callable[[], o
             dataclasses.replace(registry["mul"], name="too_few", partials=_one_partial_too_few),
             "the partials of op 'too_few' returned 1 partial derivative(s) for its 2 operand(s)",
         ),
+        (
+            dataclasses.replace(registry["exp"], name="bare", partials=_bare_partial),
+            "the partials of op 'bare' returned no tuple for its 1 operand(s)",
+        ),
     ],
-    ids=["too many", "too few"],
+    ids=["too many", "too few", "not a tuple"],
 )
 def test_a_malformed_rule_is_one_value_error_naming_the_op_in_every_mode(spec: OpSpec, message: str) -> None:
     """A rule without one partial per operand: the same ValueError (not a DomainError) in every mode, saying so."""

@@ -129,7 +129,8 @@ def _replay(engine: Engine, stored: Sequence[StoredExample], out: TextIO) -> _Re
     for example in stored:
         if example.order == 2 and not isinstance(engine, SecondOrderEngine):
             # Checking it at order 1 could call a second-order bug fixed.
-            where = " in a worker process (run it in this process)" if isinstance(engine, IsolatedEngine) else ""
+            in_worker = isinstance(engine, IsolatedEngine) and engine.in_process_second_order
+            where = " in a worker process (run it in this process)" if in_worker else ""
             out.write(
                 f"  not replayed: {example.path.name} ({example.program.node_count} nodes): found at --order 2, "
                 f"which {engine.name} cannot check{where}\n"
@@ -163,7 +164,11 @@ def _check_file(engine: Engine, path: str, out: TextIO, order: Literal[1, 2]) ->
         if not isinstance(engine, SecondOrderEngine):
             raise ValueError(
                 f"{path} was found at --order 2, which {engine.name} cannot check"
-                + (" in a worker process (run it in this process)" if isinstance(engine, IsolatedEngine) else "")
+                + (
+                    " in a worker process (run it in this process)"
+                    if isinstance(engine, IsolatedEngine) and engine.in_process_second_order
+                    else ""
+                )
             )
         out.write(f"{path} is a stored counterexample found at --order 2: checking it at order 2\n")
         order = 2

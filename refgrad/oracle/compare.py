@@ -98,6 +98,8 @@ def checked(
             check_finite_differences(comparison)
         if isinstance(engine, ForwardModeEngine):
             check_forward_mode(comparison, engine)
-        if order == 2 and isinstance(engine, SecondOrderEngine):
+        if order == 2:
+            if not isinstance(engine, SecondOrderEngine):
+                raise ValueError(second_order_refusal(engine))
             check_second_order(comparison, engine, finite_differences=finite_differences)
     return Outcome(program, tuple(comparison.checks), tuple(comparison.skips), run.failure)

@@ -231,6 +231,9 @@ class RunStarter(ABC):
     answered from a cache where a protocol's walks its members each time (Python 3.11).
     """
 
+    in_process_second_order: bool = False
+    """Whether the engine behind it, run in this process instead, could be checked at order 2."""
+
     @abstractmethod
     def start(self, program: Program) -> Callable[[], EngineRun]:
         """Send ``program`` off; calling the result waits for its run."""
@@ -243,7 +246,8 @@ def second_order_refusal(engine: Engine) -> str | None:
     """
     if isinstance(engine, SecondOrderEngine):
         return None
-    why = "run in this process" if isinstance(engine, RunStarter) else "its gradients are floats"
+    in_process = isinstance(engine, RunStarter) and engine.in_process_second_order
+    why = "run in this process" if in_process else "its gradients are floats"
     return f"order 2 needs an engine that can differentiate its own gradients; {engine.name} cannot ({why})"
 
 

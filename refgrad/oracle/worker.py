@@ -308,6 +308,7 @@ class IsolatedEngine(RunStarter):
                 f"got {timeout!r} and {startup_timeout!r}"
             )
         self._spec = spec
+        self.in_process_second_order = spec == "refgrad"  # refgrad's own Value differentiates its gradients
         self._timeout = float(timeout)
         self._startup_timeout = float(startup_timeout)
         # The worker dumps its stack a little before the oracle gives up, to say where the engine is stuck.
