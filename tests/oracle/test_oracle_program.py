@@ -172,3 +172,13 @@ def test_a_pruned_program_has_the_same_output_and_gradients(program: Program) ->
     assert math.copysign(1.0, full.values[-1]) == math.copysign(1.0, small.values[-1])
     assert full.values[-1] == small.values[-1]
     assert [full.gradients[node] for node in kept] == list(small.gradients[: len(kept)])
+
+
+def test_numbered_steps_and_arguments_look_operands_up_as_the_nodes_are_numbered() -> None:
+    """Each step with its node (after the inputs); arguments: the caller's entries for nodes, numbers for constants."""
+    program = Program((2.0, 3.0), (Step("mul", (Ref(0), Const(4.0))), Step("add", (Ref(2), Ref(1)))))
+    assert [(node, step.op) for node, step in program.numbered_steps()] == [(2, "mul"), (3, "add")]
+    values = program.evaluate()
+    assert [step.arguments(values) for _, step in program.numbered_steps()] == [(2.0, 4.0), (8.0, 3.0)]
+    names = ["x0", "x1", "n2", "n3"]
+    assert program.steps[1].arguments(names) == ("n2", "x1")
