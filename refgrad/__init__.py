@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
-from refgrad.autodiff import Gradients, grad, hessian, jvp, nodes
+from refgrad.autodiff import grad, hessian, jvp, nodes
 from refgrad.errors import DomainError
 from refgrad.ops import registry
-from refgrad.value import Value, apply
+from refgrad.value import Gradients, Value, apply
 
 __all__ = ["DomainError", "Gradients", "Value", "apply", "grad", "hessian", "jvp", "nodes", "registry"]
 

@@ -12,7 +12,7 @@ import math
 import random
 from typing import NamedTuple
 
-from refgrad.value import as_finite_float
+from refgrad.numeric import as_finite_float
 
 __all__ = ["Moons", "make_moons"]
 

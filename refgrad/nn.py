@@ -28,18 +28,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Self, cast
 
+from refgrad.kernel import forward_binary, forward_unary
+from refgrad.numeric import as_count, as_finite_float, is_bool_like, is_real_number, not_a_number, type_name
 from refgrad.ops.scalar import ADD, MUL, RELU
-from refgrad.value import (
-    Value,
-    as_count,
-    as_finite_float,
-    forward_binary,
-    forward_unary,
-    is_bool_like,
-    is_real_number,
-    not_a_number,
-    type_name,
-)
+from refgrad.value import Value
 
 __all__ = ["MLP", "Layer", "Model", "Neuron"]
 

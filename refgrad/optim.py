@@ -26,7 +26,8 @@ from typing import Final, TypeVar, cast
 
 from refgrad.errors import DomainError
 from refgrad.nn import Model
-from refgrad.value import Value, as_count, as_finite_float, shown, type_name
+from refgrad.numeric import as_count, as_finite_float, shown, type_name
+from refgrad.value import Value
 
 __all__ = ["SGD", "Adam", "AdamState"]
 

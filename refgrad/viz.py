@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Final, Literal, TypeAlias, cast
 
 from refgrad.micrograd.engine import Value as MicrogradValue
-from refgrad.value import Value, as_count, as_finite_float, shown, type_name
+from refgrad.numeric import as_count, as_finite_float, shown, type_name
+from refgrad.value import Value
 
 __all__ = ["DEFAULT_MAX_NODES", "render", "save", "to_dot"]
 

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refgrad import DomainError, Value, apply, grad, hessian, jvp, nodes
+from refgrad.kernel import forward_unary
 from refgrad.ops import Domain, N, OpSpec, Params, registry
-from refgrad.value import forward_unary
 
 
 def _torch_vpow_grads(base: float, exponent: float) -> tuple[float, float]:

@@ -13,9 +13,9 @@ import pytest
 
 from refgrad import DomainError, Gradients, Value, apply, grad, hessian, jvp, nodes, registry
 from refgrad.autodiff import gradients
+from refgrad.kernel import evaluate
 from refgrad.ops import MUL, POW, Domain, OpSpec, Params
 from refgrad.ops.spec import N, Registry
-from refgrad.value import evaluate
 
 
 def _returns_an_int(x: float, y: float) -> float:
@@ -216,13 +216,13 @@ def test_apply_names_what_is_wrong() -> None:
     """apply() names a non-op's type, a bad input's position and type, a bad parameter's name, a non-tuple params."""
     x = Value(2.0)
     with pytest.raises(TypeError, match=r"^apply\(\) needs an OpSpec, got str$"):
-        apply("mul", x, x)  # type: ignore[arg-type]  # deliberately wrong type
+        apply("mul", x, x)  # type: ignore[call-overload]  # deliberately wrong type
     with pytest.raises(TypeError, match=r"^input 1 of 'mul' must be a Value or a real number, got str$"):
-        apply(MUL, x, "a")  # type: ignore[arg-type]  # deliberately wrong type
+        apply(MUL, x, "a")  # type: ignore[call-overload]  # deliberately wrong type
     with pytest.raises(ValueError, match=r"^parameter 'exponent' of 'pow' must be finite, got nan$"):
         apply(POW, x, params=(math.nan,))
     with pytest.raises(TypeError, match=r"^params must be a tuple of numbers, got list$"):
-        apply(POW, x, params=[2.0])  # type: ignore[arg-type]  # deliberately wrong type
+        apply(POW, x, params=[2.0])  # type: ignore[call-overload]  # deliberately wrong type
     with pytest.raises(ValueError, match=r"^input 0 of 'mul' must be finite, got inf$"):
         apply(MUL, math.inf, x)
     with pytest.raises(TypeError, match=r"^input 1 of 'mul' must be a real number \(int or float\), got a bool"):

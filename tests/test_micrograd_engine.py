@@ -213,11 +213,11 @@ def test_writes_are_checked() -> None:
     with pytest.raises(ValueError, match=r"Value\.grad"):
         a.grad = math.inf
     with pytest.raises(AttributeError, match="op"):
-        a.op = None
+        a.op = None  # type: ignore[misc]  # read-only, deliberately written
     with pytest.raises(AttributeError):
         a.anything = 1  # deliberately unsupported
     with pytest.raises(AttributeError):
-        del a.data
+        del a.data  # pyright: ignore[reportAttributeAccessIssue]  # deliberately refused
     a.label = "a"
     a.grad = 0
     assert (a.data, a.grad, a.label) == (1.0, 0.0, "a")

@@ -29,8 +29,8 @@ from refgrad import DomainError, Value, apply, grad, jvp, registry
 from refgrad.micrograd import nn as micrograd_nn
 from refgrad.micrograd.engine import Value as MicrogradValue
 from refgrad.nn import MLP, Layer, Neuron
+from refgrad.numeric import as_count, as_finite_float, is_bool_like, shown, type_name
 from refgrad.optim import SGD, Adam, AdamState
-from refgrad.value import as_count, as_finite_float, is_bool_like, shown, type_name
 from refgrad.viz import to_dot
 
 
@@ -77,10 +77,13 @@ ACCEPTED: list[object] = [
 def _places(x: object) -> list[tuple[str, Callable[[], float]]]:
     """Every place a number goes in, each giving back the float refgrad stored for it."""
 
+    def stored(node: MicrogradValue) -> float:
+        return node.data
+
     def micrograd_data_write() -> float:
         node = MicrogradValue(0.0)
         node.data = x  # type: ignore[assignment]  # the point: any real number is written as a float
-        return node.data
+        return stored(node)
 
     def micrograd_grad_write() -> float:
         node = MicrogradValue(0.0)
@@ -93,7 +96,7 @@ def _places(x: object) -> list[tuple[str, Callable[[], float]]]:
         ("Value + x", lambda: (Value(0.0) + x).inputs[1].data),  # type: ignore[operator]  # as above
         ("x * Value", lambda: (x * Value(1.0)).inputs[0].data),  # type: ignore[operator]  # as above
         ("micrograd Value - x", lambda: (MicrogradValue(0.0) - x).inputs[1].data),  # type: ignore[operator]  # as above
-        ("apply(add, x, Value)", lambda: apply(registry["add"], x, Value(0.0)).inputs[0].data),  # type: ignore[arg-type]  # as above
+        ("apply(add, x, Value)", lambda: apply(registry["add"], x, Value(0.0)).inputs[0].data),  # type: ignore[call-overload]  # as above
         ("jvp tangent", lambda: _tangent_of(x)),
         ("micrograd .data =", micrograd_data_write),
         ("micrograd .grad =", micrograd_grad_write),
@@ -294,13 +297,14 @@ def test_gradients_lookups_of_unhashable_objects_are_clear() -> None:
 
 
 def test_mixing_the_two_surfaces_is_a_clear_type_error() -> None:
-    """A refgrad.Value and a micrograd-surface Value in one operation: said so, whichever is on the left."""
+    """A refgrad.Value and a micrograd-surface Value in one operation: said so, left operand first."""
     refgrad_node, micrograd_node = Value(1.0), MicrogradValue(1.0)
-    expected = r"cannot combine a refgrad\.micrograd\.engine\.Value with a refgrad\.Value"
+    refgrad_first = r"cannot combine a refgrad\.Value with a refgrad\.micrograd\.engine\.Value: the two surfaces"
+    micrograd_first = r"cannot combine a refgrad\.micrograd\.engine\.Value with a refgrad\.Value: the two surfaces"
     for operation in OPERATORS:
-        with pytest.raises(TypeError, match=expected):
+        with pytest.raises(TypeError, match=refgrad_first):
             operation(refgrad_node, micrograd_node)
-        with pytest.raises(TypeError, match=expected):
+        with pytest.raises(TypeError, match=micrograd_first):
             operation(micrograd_node, refgrad_node)
 
 

@@ -60,9 +60,17 @@ def test_a_subclass_of_the_micrograd_value_is_an_operand_as_it_is() -> None:
     class Named(CompatValue):
         """A user's own node type, as micrograd code sometimes has."""
 
-    x, y = CompatValue(2.0), Named(3.0)
-    for z in (x * y, y * x, x - y, x + y, x / y):
-        assert y in z.inputs
+    x, y = CompatValue(2.0), Named(3.0, label="y")
+    assert type(y) is Named
+    assert y.label == "y"
+    assert y.grad == 0.0
+    # The result is of the left operand's class (operators are typed with Self).
+    results: tuple[CompatValue, ...] = (x * y, x - y, x + y, x / y, 2.0 * y, y * 2.0)
+    for result in results:
+        assert y in result.inputs
+    assert type(x * y) is CompatValue
+    assert type(y * y) is Named
+    assert type(y.tanh()) is Named
     z = x * y
     z.backward()
     assert y.grad == 2.0

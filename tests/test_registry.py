@@ -328,9 +328,9 @@ def test_apply_validates_its_arguments() -> None:
     with pytest.raises(TypeError, match="parameters"):
         apply(registry["pow"], x)
     with pytest.raises(TypeError, match="OpSpec"):
-        apply("mul", x, x)  # type: ignore[arg-type]  # deliberately wrong input
+        apply("mul", x, x)  # type: ignore[call-overload]  # deliberately wrong input
     with pytest.raises(TypeError, match="input 1"):
-        apply(registry["mul"], x, "2")  # type: ignore[arg-type]  # deliberately wrong input
+        apply(registry["mul"], x, "2")  # type: ignore[call-overload]  # deliberately wrong input
     assert apply(registry["mul"], x, 2).data == 2.0
 
 

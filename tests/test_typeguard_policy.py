@@ -42,7 +42,7 @@ class HasData(Protocol):
         (typing.Any, NO_NAMES),
         (float | Value, NO_NAMES),
         (typing.Optional[Value], NO_NAMES),  # noqa: UP045 (the typing.Union spelling on purpose)
-        (N, frozenset({"Value"})),
+        (N, None),  # a rule's number type: float, or the NodeLike protocol, which reads the value's attributes
         (typing.ForwardRef("Value", module="refgrad.value"), frozenset({"Value"})),
         (typing.ForwardRef("Value"), None),  # resolved in the caller's globals: not remembered
         (numbers.Real, None),  # an ABC: registration, not the class hierarchy alone

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence, Sized
 from typing import cast
 
 from refgrad.micrograd.engine import Value
-from refgrad.value import as_count, as_finite_float, is_real_number, not_a_number, type_name
+from refgrad.numeric import as_count, as_finite_float, is_real_number, not_a_number, type_name
 
 __all__ = ["MLP", "Layer", "Module", "Neuron"]
 

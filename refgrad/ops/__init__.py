@@ -28,7 +28,7 @@ from refgrad.ops.scalar import (
     VPOW,
     primal,
 )
-from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, Partials, Registry, Spelling, log_of
+from refgrad.ops.spec import Domain, Kink, N, NodeLike, OpSpec, Params, Partials, Registry, Spelling, log_of
 
 __all__ = [
     "ABS",
@@ -47,6 +47,7 @@ __all__ = [
     "Domain",
     "Kink",
     "N",
+    "NodeLike",
     "OpSpec",
     "Params",
     "Partials",

@@ -10,12 +10,9 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from refgrad.ops.spec import Domain, Kink, N, OpSpec, Params, Spelling, log_of
-
-if TYPE_CHECKING:
-    from refgrad.value import Value
+from refgrad.ops.spec import Domain, Kink, N, NodeLike, OpSpec, Params, Spelling, log_of
 
 __all__ = [
     "ABS",
@@ -40,7 +37,7 @@ EXP_MAX: Final = math.log(sys.float_info.max)
 """Largest ``x`` with a finite ``exp(x)`` (``log`` of the largest float)."""
 
 
-def primal(x: float | Value) -> float:
+def primal(x: float | NodeLike) -> float:
     """The float value of a rule operand, whether it is a float or a node."""
     if isinstance(x, float | int):
         return x

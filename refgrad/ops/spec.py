@@ -17,15 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ForwardRef, Protocol, TypeVar, overload
-
-if TYPE_CHECKING:
-    from refgrad.value import Value
+from typing import Protocol, Self, TypeVar, overload
 
 __all__ = [
     "Domain",
     "Kink",
     "N",
+    "NodeLike",
     "OpSpec",
     "Params",
     "Partials",
@@ -37,14 +35,37 @@ __all__ = [
 Params = tuple[float, ...]
 """Static parameters of one application of an op (the exponent of ``x ** 3``)."""
 
-if TYPE_CHECKING:
-    N = TypeVar("N", float, "Value")
-else:
-    # This module cannot import refgrad.value (which imports the registry), so the constraint is a
-    # forward reference; naming its module lets run-time checkers (typeguard) resolve it once the
-    # node module has loaded, instead of looking for a Value in this module.
-    N = TypeVar("N", float, ForwardRef("Value", module="refgrad.value"))
-"""A rule's number type: ``float`` for first order, ``Value`` to build graphs."""
+
+class NodeLike(Protocol):
+    """What a rule may do with a node operand: arithmetic with nodes and floats, ``log``, its float.
+
+    :class:`refgrad.Value` is one; so is any type with these methods. The registry
+    knows nodes only through this protocol, so it sits below the node type (which
+    builds its operators from the registry's entries) and imports nothing of it.
+    """
+
+    @property
+    def data(self) -> float:
+        """The node's float value."""
+        ...
+
+    def __add__(self, other: Self | float, /) -> Self: ...
+    def __radd__(self, other: float, /) -> Self: ...
+    def __sub__(self, other: Self | float, /) -> Self: ...
+    def __rsub__(self, other: float, /) -> Self: ...
+    def __mul__(self, other: Self | float, /) -> Self: ...
+    def __rmul__(self, other: float, /) -> Self: ...
+    def __truediv__(self, other: Self | float, /) -> Self: ...
+    def __rtruediv__(self, other: float, /) -> Self: ...
+    def __pow__(self, exponent: Self | float, /) -> Self: ...
+    def __neg__(self) -> Self: ...
+    def log(self) -> Self:
+        """The natural logarithm, as a node."""
+        ...
+
+
+N = TypeVar("N", float, NodeLike)
+"""A rule's number type: ``float`` for first order, a node (:class:`NodeLike`: ``refgrad.Value``) to build graphs."""
 
 
 class Partials(Protocol):
@@ -205,11 +226,14 @@ class Registry:
         return f"Registry({', '.join(self._by_name)})"
 
 
+_Node = TypeVar("_Node", bound=NodeLike)
+
+
 @overload
 def log_of(x: float) -> float: ...
 @overload
-def log_of(x: Value) -> Value: ...
-def log_of(x: float | Value) -> float | Value:
+def log_of(x: _Node) -> _Node: ...
+def log_of(x: float | _Node) -> float | _Node:
     """Natural logarithm of a float or of a node, for rules that need one."""
     if isinstance(x, float | int):
         return math.log(x)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, cast
 
+from refgrad.numeric import is_bool_like, shown, type_name
 from refgrad.ops import registry
 from refgrad.oracle.engines import Engine
 from refgrad.oracle.program import Program
-from refgrad.value import is_bool_like, shown, type_name
 
 
 def order_argument(order: object, what: str = "order") -> Literal[1, 2]:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Literal, TextIO
 
+from refgrad.numeric import as_count
 from refgrad.ops import registry
 from refgrad.oracle._arguments import order_argument
 from refgrad.oracle.checks import Outcome
@@ -37,7 +38,6 @@ from refgrad.oracle.page import html_argument, write_html
 from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
-from refgrad.value import as_count
 
 __all__ = ["parse_ops", "run_verify"]
 

@@ -55,10 +55,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from refgrad.errors import DomainError
+from refgrad.kernel import evaluate
 from refgrad.ops import registry
 from refgrad.oracle.program import Program, Ref
 from refgrad.oracle.torch_reference import U
-from refgrad.value import evaluate
 
 __all__ = [
     "REFINEMENTS",

@@ -23,8 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NoReturn, TypeVar, cast
 
+from refgrad.kernel import evaluate
 from refgrad.ops import registry
-from refgrad.value import evaluate
 
 T = TypeVar("T")
 

@@ -24,6 +24,7 @@ from typing import Final, Literal, Protocol, cast
 from hypothesis import Phase, Verbosity, given, seed, settings
 from hypothesis.errors import Flaky
 
+from refgrad.numeric import as_count
 from refgrad.ops import registry
 from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
 from refgrad.oracle.checks import CheckKind, Outcome
@@ -49,7 +50,6 @@ from refgrad.oracle.engines import (
 from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, NONDETERMINISTIC, Finding
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
-from refgrad.value import as_count
 
 __all__ = ["OpStats", "Progress", "VerificationReport", "verify"]
 

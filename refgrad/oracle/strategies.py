@@ -31,10 +31,10 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from refgrad.errors import DomainError
+from refgrad.kernel import evaluate
 from refgrad.ops import OpSpec, registry
 from refgrad.oracle._arguments import op_names_argument
 from refgrad.oracle.program import Const, Form, Operand, Program, Ref, Step, forms_of
-from refgrad.value import evaluate
 
 __all__ = [
     "HEALTHY_MAGNITUDE",

@@ -10,9 +10,11 @@ from __future__ import annotations
 import cProfile
 import gc
 import json
+import operator
 import os
 import pstats
 import re
+import statistics
 import sys
 import time
 import tracemalloc
@@ -24,6 +26,7 @@ from _engines import graph_engine, learning_rate, node_makers, training_engine
 
 __all__ = [
     "JOBS",
+    "BuildResult",
     "MemoryResult",
     "OracleResult",
     "ProfileResult",
@@ -185,6 +188,86 @@ def memory(params: dict[str, object]) -> MemoryResult:
             kept.append(holder)
     gc.enable()
     return MemoryResult(engine=name, tracemalloc=traced, rss=rss)
+
+
+# Node building ------------------------------------------------------------------------------
+
+
+class BuildResult(TypedDict):
+    """Median nanoseconds to build one product node, per way of building it, in one process."""
+
+    nanoseconds: dict[str, float]
+
+
+def _twin_fill() -> Callable[[object, object], object]:
+    """refgrad's product node as the kernel fills it (the writable twin, then the class switch), without dispatch."""
+    from refgrad import Value
+    from refgrad.kernel import forward_binary
+    from refgrad.ops import MUL
+
+    def product(x: object, y: object) -> object:
+        x_node, y_node = cast("Value", x), cast("Value", y)
+        data = forward_binary(MUL, x_node.data, y_node.data)
+        return x_node._make(data, MUL, x_node, y_node, ())  # pyright: ignore[reportPrivateUsage]  # measured alone
+
+    return product
+
+
+def _descriptor_fill() -> Callable[[object, object], object]:
+    """refgrad's product node, filled in by writing each slot through its descriptor: no writable twin.
+
+    The same node the kernel makes (same class, same slots, same values), built the way a class
+    without the twin would have to build it; the difference is what the class switch saves.
+    """
+    from refgrad import Value
+    from refgrad.kernel import Node, forward_binary
+    from refgrad.ops import MUL
+
+    setters = {name: Node.__dict__[name].__set__ for name in ("data", "op", "params", "label")}
+    setters |= {name: Node.__dict__[name].__set__ for name in ("_first", "_second", "_position")}
+    set_data, set_op, set_params, set_label = (setters[n] for n in ("data", "op", "params", "label"))
+    set_first, set_second, set_position = (setters[n] for n in ("_first", "_second", "_position"))
+    new = object.__new__
+    position = iter(range(2**62)).__next__
+
+    def product(x: object, y: object) -> object:
+        x_node, y_node = cast("Value", x), cast("Value", y)
+        node = new(Value)
+        set_data(node, forward_binary(MUL, x_node.data, y_node.data))
+        set_op(node, MUL)
+        set_params(node, ())
+        set_label(node, None)
+        set_first(node, x)
+        set_second(node, y)
+        set_position(node, position())
+        return node
+
+    return product
+
+
+def node_build(params: dict[str, object]) -> BuildResult:
+    """Build ``count`` product nodes each way, ``rounds`` times interleaved; the median time per node."""
+    count = cast("int", params["count"])
+    rounds = cast("int", params["rounds"])
+    ways: dict[str, tuple[Callable[[object, object], object], object, object]] = {}
+    for engine in ("refgrad", "compat", "micrograd", "torch"):
+        make = node_makers(engine)
+        x, y = make["leaf"](1), make["leaf"](2)
+        ways[engine] = (cast("Callable[[object, object], object]", operator.mul), x, y)
+    refgrad_x, refgrad_y = ways["refgrad"][1], ways["refgrad"][2]
+    ways["refgrad fill: writable twin"] = (_twin_fill(), refgrad_x, refgrad_y)
+    ways["refgrad fill: slot by slot"] = (_descriptor_fill(), refgrad_x, refgrad_y)
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, (build, x, y) in ways.items():
+            kept: list[object] = [None] * count
+            gc.collect()
+            began = time.perf_counter()
+            for i in range(count):
+                kept[i] = build(x, y)
+            times[name].append((time.perf_counter() - began) / count * 1e9)
+            del kept
+    return BuildResult(nanoseconds={name: statistics.median(values) for name, values in times.items()})
 
 
 # Graph shapes --------------------------------------------------------------------------------
@@ -417,6 +500,7 @@ JOBS: Final[dict[str, Callable[[dict[str, object]], object]]] = {
     "recursion_probe": recursion_probe,
     "oracle": oracle,
     "profile": profile,
+    "node_build": node_build,
 }
 
 

@@ -123,8 +123,9 @@ def render(mutants: list[Mutant], equivalents: dict[str, Equivalent], version: s
         f"{len(explained)} equivalent, each argued below; {len(unexplained)} unexplained.",
         "",
         f"Run on {today} with mutmut {version}, by `nox -s mutation`. mutmut changes one thing at a time "
-        "in the registry (`refgrad/ops/spec.py`, `refgrad/ops/scalar.py`), the node (`refgrad/value.py`) "
-        "and differentiation (`refgrad/autodiff.py`): an operator, a constant, a comparison, an argument, a "
+        "in the registry (`refgrad/ops/spec.py`, `refgrad/ops/scalar.py`), the node (`refgrad/numeric.py`, "
+        "`refgrad/kernel.py`, `refgrad/value.py`) and differentiation (`refgrad/reverse.py`, "
+        "`refgrad/autodiff.py`): an operator, a constant, a comparison, an argument, a "
         "string. For each change it runs the fast tests of the engine that reach the changed function "
         "(`[tool.mutmut]` in `pyproject.toml` lists them); a mutant is *killed* when one of them fails. "
         "A mutant that survives is either a gap in the tests, closed by a new test, or *equivalent*: no "
