@@ -148,9 +148,9 @@ class Node:
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass of an installed kind (a user's own node class) gets constructors of its own."""
         super().__init_subclass__(**kwargs)
-        options = cls.__dict__.get("_install_options")
+        # install() sets _install_options after the class exists, so here it can only be inherited.
         inherited = getattr(cls, "_install_options", None)
-        if options is None and inherited is not None and not cls.__dict__.get("_writable_twin", False):
+        if inherited is not None and not cls.__dict__.get("_writable_twin", False):
             label, grad = inherited
             install(cls, label=label, grad=grad, surface=False)
 
