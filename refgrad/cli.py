@@ -10,11 +10,12 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from refgrad.autodiff import grad
-from refgrad.ops import registry
+from refgrad.ops import OpSpec, registry
+from refgrad.ops.extra import extra_ops_argument, load_ops, with_extras
 from refgrad.value import Value
 
 __all__ = ["main", "seed_example"]
@@ -98,12 +99,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def op_table() -> list[tuple[str, ...]]:
-    """One row per registry op: name, arity, params, formula, partials, torch counterpart, domain, kinks."""
+def op_table(extra: Iterable[OpSpec] = ()) -> list[tuple[str, ...]]:
+    """One row per op: name, arity, params, formula, partials, torch counterpart, domain, kinks.
+
+    The registry's ops, then ``extra`` (ops of your own, checked: see :mod:`refgrad.ops.extra`).
+    """
     rows: list[tuple[str, ...]] = [
         ("op", "arity", "params", "forward", "partials", "torch", "domain", "kinks (convention)")
     ]
-    for spec in registry:
+    for spec in with_extras(registry, extra_ops_argument(extra, registry)):
         rows.append(
             (
                 spec.name,
@@ -120,7 +124,11 @@ def op_table() -> list[tuple[str, ...]]:
 
 
 def _ops(args: argparse.Namespace) -> int:
-    rows = op_table()
+    try:
+        rows = op_table(() if args.ops_from is None else load_ops(args.ops_from, registry))
+    except ValueError as error:
+        print(f"refgrad: error: {error}", file=sys.stderr)
+        return 2
     # The last column is free text; align the others.
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -141,6 +149,7 @@ def _conflicting_verify_options(args: argparse.Namespace) -> str | None:
         flag
         for flag, value in (
             ("--ops", args.ops),
+            ("--ops-from", args.ops_from),
             ("--seed", args.seed),
             ("--examples", args.examples),
             ("--html", args.html),
@@ -191,6 +200,7 @@ def _verify(args: argparse.Namespace) -> int:
         examples=VERIFY_EXAMPLES if args.examples is None else args.examples,
         seed=0 if args.seed is None else args.seed,
         ops=args.ops,
+        ops_from=args.ops_from,
         timeout=args.timeout,
         isolate=args.isolate,
         database=None if args.no_database else (args.database or DEFAULT_DATABASE),
@@ -224,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="PATH", help="write a PNG of the decision boundary and the loss curve")
     train.set_defaults(run=_train)
     ops = commands.add_parser("ops", help="print the op registry as a table")
+    ops.add_argument("--ops-from", metavar="MODULE", help="also your own ops: the module's OPS, a tuple of OpSpec")
     ops.set_defaults(run=_ops)
     verify = commands.add_parser("verify", help="check gradients on random graphs against torch and finite differences")
     verify.add_argument(
@@ -235,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--examples", type=int, help=f"graphs to check (default {VERIFY_EXAMPLES})")
     verify.add_argument("--seed", type=int, help="the run's seed (default 0): same seed, same run")
     verify.add_argument("--ops", metavar="LIST", help="comma-separated ops to draw (default: every op in the registry)")
+    verify.add_argument(
+        "--ops-from",
+        metavar="MODULE",
+        help="also draw your own ops, the module's OPS (a tuple of refgrad.ops.OpSpec), on refgrad's engine",
+    )
     verify.add_argument(
         "--timeout",
         type=float,

@@ -17,6 +17,9 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
   finite differences) and :mod:`~refgrad.oracle.higher_order` (forward mode, the
   Hessian), recorded as :mod:`~refgrad.oracle.checks` (:class:`Check`, :class:`Skip`,
   :class:`Outcome`);
+* :mod:`~refgrad.oracle.optable` and :mod:`~refgrad.oracle.entries`: the ops a run draws
+  (the registry's, and yours: :func:`using_ops`, ``verify(..., extra_ops=...)``) and the check
+  of an entry's declared domain;
 * :mod:`~refgrad.oracle.findings`: the catalogue of finding kinds (defects and
   warnings) and :class:`Finding`;
 * :mod:`~refgrad.oracle.campaigns` and :mod:`~refgrad.oracle.diagnosis`: the
@@ -55,6 +58,7 @@ from refgrad.oracle.engines import (
 )
 from refgrad.oracle.findings import KINDS, Finding, FindingKind
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
+from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import format_html, write_html
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
 from refgrad.oracle.report import check_engine, format_junit, format_report
@@ -106,12 +110,14 @@ __all__ = [
     "forms_of",
     "input_values",
     "load_engine",
+    "op_table",
     "probe",
     "programs",
     "read_program_file",
     "read_program_file_and_order",
     "torch_jvp",
     "torch_reference",
+    "using_ops",
     "verify",
     "write_html",
 ]

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Literal, cast
 
 from refgrad.numeric import is_bool_like, shown, type_name
-from refgrad.ops import registry
 from refgrad.oracle.engines import Engine
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program
 
 
@@ -40,7 +40,7 @@ def op_names_argument(ops: object, what: str = "ops") -> tuple[str, ...]:
     for name in cast("Iterable[object]", ops):  # each name is checked below
         if not isinstance(name, str):
             raise TypeError(f"{what} must hold op names (str), got {type_name(name)}: {shown(name)}")
-        registry.check_name(name, f"{what}: ")
+        op_table.check_name(name, f"{what}: ")
         names.append(name)
     if not names:
         raise ValueError(f"{what} must name at least one op (None: every op of the registry)")

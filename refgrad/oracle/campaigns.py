@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from refgrad.errors import DomainError
-from refgrad.ops import registry
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
 
 __all__ = [
@@ -81,7 +81,7 @@ class PatternProgram:
 
 
 def _in_domain(op: str, args: Sequence[float], params: Sequence[float]) -> bool:
-    spec = registry[op]
+    spec = op_table[op]
     try:
         return bool(spec.domain.contains(*args, *params))
     except (ArithmeticError, ValueError):
@@ -114,7 +114,7 @@ def _one_step(op: str, form: Form, args: Sequence[float], params: tuple[float, .
 
 
 def _param_choices(op: str, exponents: Sequence[float]) -> tuple[tuple[float, ...], ...]:
-    count = len(registry[op].params)
+    count = len(op_table[op].params)
     return ((),) if count == 0 else tuple((exponent,) * count for exponent in exponents)
 
 
@@ -129,7 +129,7 @@ def _describe_point(form: Form, args: Sequence[float], params: tuple[float, ...]
 def ordinary_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone in ``form`` at moderate points inside its domain (several exponents for ``x ** c``)."""
     found: list[PatternProgram] = []
-    arity = registry[op].arity
+    arity = op_table[op].arity
     for params in _param_choices(op, _ORDINARY_EXPONENTS):
         for pair in _ORDINARY_PAIRS:
             args = pair[:arity]
@@ -142,7 +142,7 @@ def ordinary_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
 @functools.cache
 def kink_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone with an operand at each of its registry kinks (the other operand moderate)."""
-    spec = registry[op]
+    spec = op_table[op]
     found: list[PatternProgram] = []
     for kink in spec.kinks:
         if kink.input >= len(form) or form[kink.input] != "node":
@@ -162,7 +162,7 @@ def kink_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
 @functools.cache
 def edge_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone at edge inputs: each edge point as the operand (a binary op's second, or both of them)."""
-    spec = registry[op]
+    spec = op_table[op]
     found: list[PatternProgram] = []
     for params in _param_choices(op, (0.0, 2.0, -1.0, 0.5)):
         for edge in EDGE_POINTS:
@@ -200,7 +200,7 @@ def composition_programs(forms: Sequence[tuple[str, Form]]) -> tuple[PatternProg
     """
     found: list[PatternProgram] = []
     binary = [op for op, form in forms if form == ("node", "node")]
-    unary = [op for op, form in forms if form == ("node",) and not registry[op].params]
+    unary = [op for op, form in forms if form == ("node",) and not op_table[op].params]
     for op in binary:
         for x in _SHARED_POINTS:
             program = Program((x,), (Step(op, (Ref(0), Ref(0))),))
@@ -225,7 +225,7 @@ def composition_programs(forms: Sequence[tuple[str, Form]]) -> tuple[PatternProg
     if chain_ops:
         for x in (0.75, -0.5, 1.5):
             steps = tuple(
-                Step(op, (Ref(index),) if registry[op].arity == 1 else (Ref(index), Ref(index)))
+                Step(op, (Ref(index),) if op_table[op].arity == 1 else (Ref(index), Ref(index)))
                 for index, op in enumerate(chain_ops)
             )
             program = Program((x,), steps)
@@ -274,7 +274,7 @@ def deep_chain(forms: Sequence[tuple[str, Form]]) -> PatternProgram | None:
     whose values leave the ordinary range (``exp``'s overflow, ``x * c``'s underflow) is passed over.
     """
     for op, form in forms:
-        if form not in (("node",), ("node", "const")) or registry[op].params:
+        if form not in (("node",), ("node", "const")) or op_table[op].params:
             continue
         steps: list[Step] = []
         for index in range(DEEP_CHAIN_STEPS):
@@ -305,7 +305,7 @@ def is_ordinary(program: Program) -> bool:
     if not all(map(_ordinary_number, values)):
         return False
     for step in program.steps:
-        spec = registry[step.op]
+        spec = op_table[step.op]
         if not all(map(_ordinary_number, step.params)):
             return False
         operands = list(step.arguments(values))
@@ -324,7 +324,7 @@ def at_kink(program: Program) -> bool:
         return False
     for step in program.steps:
         operands = list(step.arguments(values))
-        if any(operands[kink.input] == kink.at for kink in registry[step.op].kinks):
+        if any(operands[kink.input] == kink.at for kink in op_table[step.op].kinks):
             return True
     return False
 

@@ -16,15 +16,17 @@ from typing import Final, Literal, cast, get_args
 from refgrad.oracle.engines import Engine, EngineFailure, EngineRun
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import TorchResult
+from refgrad.oracle.torch_reference import TorchResult, has_torch
 
 __all__ = [
     "BELOW_NORMAL",
+    "BEYOND_FIRST_ORDER",
     "CHECK_KINDS",
     "EDGE_WEIGHT_OVERFLOW",
     "FD_SAFETY",
     "FD_USEFUL",
     "NEAR_OVERFLOW",
+    "NO_TORCH",
     "PARTIAL_OVERFLOW",
     "RECIPROCAL_OVERFLOW",
     "SECOND_PARTIAL_OVERFLOW",
@@ -62,6 +64,18 @@ FD_USEFUL: Final = 1e-4
 
 FD_SAFETY: Final = 2.0
 """A finite-difference estimate's error bound is trusted to within this factor."""
+NO_TORCH: Final = "an op without a torch counterpart (torch=None) takes part: finite differences are the reference"
+"""Skip reason for a torch check through an op of the caller's that names no torch function.
+
+torch runs such an op through a stand-in made of the op's own entry, which cannot judge the entry;
+its value and the gradients through it are checked against finite differences only.
+"""
+BEYOND_FIRST_ORDER: Final = "an op answers its operands' rounding nonlinearly (sin of a huge operand): no error model"
+"""Skip reason for torch and finite-difference checks through a node beyond the error model's first-order regime.
+
+Values from that node on, and every gradient, depend on roundings the model cannot bound
+(see :attr:`~refgrad.oracle.torch_reference.TorchResult.beyond_first_order`).
+"""
 NEAR_OVERFLOW: Final = "within rounding of an overflow or a domain edge"
 """Skip reason where torch's tolerance is not finite: rounding decides whether a result is."""
 
@@ -262,6 +276,17 @@ class Comparison:
         self.upward, self.downward = cones(program, self.live)
         input_count = len(program.inputs)
         self.live_ops = frozenset(step.op for i, step in enumerate(program.steps) if self.live[input_count + i])
+        self.without_torch = frozenset(step.op for step in program.steps if not has_torch(step.op))
+        """The program's ops torch runs only through a stand-in of their own entry (:data:`NO_TORCH`)."""
+        beyond = [node for node in reference.beyond_first_order if self.live[node]]
+        self.unmodelled: frozenset[int] = frozenset(
+            later
+            for later in range(min(beyond, default=program.node_count), program.node_count)
+            if any(node in program.ancestors(later) for node in beyond)
+        )
+        """Nodes whose value depends on a live node beyond first order (:data:`BEYOND_FIRST_ORDER`)."""
+        self.beyond_first_order = frozenset(beyond)
+        """The live nodes beyond first order: then no gradient, finite-difference or forward-mode check is modelled."""
         self.checks: list[Check] = []
         self.skips: list[Skip] = []
         # refgrad's engines differentiate constants too and must refuse if one's gradient is not

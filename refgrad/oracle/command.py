@@ -17,10 +17,11 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Literal, TextIO
+from typing import Literal, Required, TextIO, TypedDict, Unpack
 
 from refgrad.numeric import as_count
 from refgrad.ops import registry
+from refgrad.ops.extra import load_ops
 from refgrad.oracle._arguments import order_argument
 from refgrad.oracle.checks import Outcome
 from refgrad.oracle.compare import check_program
@@ -34,6 +35,7 @@ from refgrad.oracle.engines import (
     load_engine,
     second_order_refusal,
 )
+from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import html_argument, write_html
 from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, verify
@@ -54,7 +56,7 @@ def parse_ops(text: object) -> tuple[str, ...] | None:
     if not names:
         raise ValueError("--ops needs at least one op name (comma-separated)")
     for name in names:
-        registry.check_name(name, "--ops: ")
+        op_table.check_name(name, "--ops: ")
     return tuple(dict.fromkeys(names))
 
 
@@ -186,6 +188,67 @@ def _check_file(engine: Engine, path: str, out: TextIO, order: Literal[1, 2]) ->
 def run_verify(
     engine: str,
     *,
+    ops_from: str | None = None,
+    err: TextIO | None = None,
+    isolate: bool | None = None,
+    timeout: float | None = None,
+    **options: Unpack[_Options],
+) -> int:
+    """Run the oracle as the command line does; returns the exit status (see :func:`_run_verify`).
+
+    ``ops_from`` names a module whose ``OPS`` (a tuple of :class:`~refgrad.ops.OpSpec`) are drawn
+    with the registry's ops on refgrad's engine, in this process (:mod:`refgrad.ops.extra`):
+    a module that cannot be read, an entry that cannot be checked, or another engine is a usage
+    error (exit 2, one line).
+    """
+    if ops_from is None:
+        return _run_verify(engine, err=err, isolate=isolate, timeout=timeout, **options)
+    stderr: TextIO = sys.stderr if err is None else err
+    try:
+        extra = load_ops(ops_from, registry)
+        if engine != "refgrad" or isolate or timeout is not None:
+            raise ValueError(
+                "--ops-from checks your ops on refgrad's own engine in this process, which builds them from "
+                "their entries: drop "
+                + ", ".join(
+                    what
+                    for what, given in (
+                        (f"--engine {engine}", engine != "refgrad"),
+                        ("--isolate", bool(isolate)),
+                        ("--timeout", timeout is not None),
+                    )
+                    if given
+                )
+            )
+    except ValueError as error:
+        stderr.write(f"refgrad: error: {error}\n")
+        return 2
+    with using_ops(extra, origin=ops_from):
+        return _run_verify(engine, err=err, isolate=isolate, timeout=timeout, **options)
+
+
+class _Options(TypedDict, total=False):
+    """:func:`run_verify`'s options besides the engine and the ops (see :func:`_run_verify`)."""
+
+    examples: Required[int]
+    seed: Required[int]
+    ops: Required[str | None]
+    out: TextIO | None
+    database: str | os.PathLike[str] | None
+    replay: bool
+    program: str | os.PathLike[str] | None
+    order: int
+    data: str
+    grad: str
+    backward: str
+    strict: bool
+    output_format: str
+    html: str | os.PathLike[str] | None
+
+
+def _run_verify(
+    engine: str,
+    *,
     examples: int,
     seed: int,
     ops: str | None,
@@ -280,6 +343,16 @@ def run_verify(
             chosen.close()
 
 
+def _database_key(engine: Engine) -> str:
+    """The engine's name in the example database; with ops of the caller's, their module's too.
+
+    Their programs cannot be read back without those ops, so they are kept apart.
+    """
+    if not op_table.extra:
+        return engine.name
+    return f"{engine.name}+{op_table.origin or ','.join(sorted(op_table.extra))}"
+
+
 def _run(
     engine: Engine,
     *,
@@ -306,7 +379,7 @@ def _run(
             return 2
     store = None if database is None else ExampleDatabase(database)
     if store is not None:
-        stored, corrupt = store.load(engine.name)
+        stored, corrupt = store.load(_database_key(engine))
         for entry in corrupt:
             err.write(
                 f"refgrad: warning: skipping a corrupt entry in the example database: {entry.path}: {entry.reason}\n"
@@ -315,7 +388,7 @@ def _run(
             out.write(f"no stored counterexamples for {engine.name} in {store.root}\n")
             return 0
         if stored:
-            where = store.directory(engine.name)
+            where = store.directory(_database_key(engine))
             err.write(f"refgrad verify: replaying {len(stored)} stored counterexample(s) from {where}\n")
             replayed = _replay(engine, stored, out)
             if replayed == "fail":
@@ -362,7 +435,7 @@ def _run(
         try:
             failures = report.failure.failures
             why = failures[0].detail if failures else report.defects[0].summary
-            path = store.save(engine.name, report.failure.program, why, order=order)
+            path = store.save(_database_key(engine), report.failure.program, why, order=order)
         except OSError as error:
             err.write(f"refgrad: warning: could not store the counterexample in {store.root}: {error}\n")
         else:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from refgrad.ops import registry
 from refgrad.oracle.campaigns import (
     AccumulationPrograms,
     PatternProgram,
@@ -48,6 +47,7 @@ from refgrad.oracle.findings import (
     Finding,
     FindingKind,
 )
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
 from refgrad.oracle.torch_reference import torch_reference
 
@@ -182,7 +182,7 @@ def _alone_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) ->
     assert pattern.op is not None
     assert pattern.form is not None
     op, program = pattern.op, outcome.program
-    spec = registry[op]
+    spec = op_table[op]
     name = describe_form(op, pattern.form)
     script = engine.script(program)
     values = [check for check in outcome.failures if check.kind == "value"]
@@ -241,7 +241,7 @@ def _kink_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) -> 
         said = outcome.engine_failure.describe()
         summary = f"{name} at {pattern.description}: {said}, where torch's result is finite"
         return Finding(FRAGILE, op, name, summary, program, script, outcome)
-    conventions = "; ".join(kink.convention for kink in registry[op].kinks)
+    conventions = "; ".join(kink.convention for kink in op_table[op].kinks)
     summary = f"{name} at {pattern.description}: {_numbers(outcome.failures[0])}; PyTorch's convention: {conventions}"
     return Finding(KINK_CONVENTION, op, name, summary, program, script, outcome)
 

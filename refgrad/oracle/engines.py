@@ -43,9 +43,10 @@ from typing import Final, Literal, Protocol, cast, runtime_checkable
 
 from refgrad.autodiff import grad, jvp
 from refgrad.errors import DomainError
-from refgrad.ops import OpSpec, registry
+from refgrad.ops import OpSpec
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
-from refgrad.oracle.surface import SURFACE, builder
+from refgrad.oracle.surface import SURFACE, builder, own_prelude
 from refgrad.value import Value, apply
 
 __all__ = [
@@ -298,7 +299,7 @@ class RefgradEngine:
         """An adapter for refgrad's core, with optional replacement ops."""
         self._overrides = dict(overrides or {})
         for op, spec in self._overrides.items():
-            if op not in registry or not isinstance(spec, OpSpec):
+            if op not in op_table or not isinstance(spec, OpSpec):
                 raise ValueError(f"overrides must map registry op names to OpSpec, got {op!r}: {spec!r}")
         self._name = name
 
@@ -316,7 +317,7 @@ class RefgradEngine:
         override = self._overrides.get(step.op)
         spelling = SURFACE.get(step.op)
         if override is not None or spelling is None:
-            return apply(override or registry[step.op], *operands, params=step.params)
+            return apply(override or op_table[step.op], *operands, params=step.params)
         built = builder(spelling)(*operands, *step.params)
         if not isinstance(built, Value):
             raise TypeError(f"{step.op} built a {type(built).__name__}, not a Value")
@@ -371,7 +372,12 @@ class RefgradEngine:
 
     def script(self, program: Program) -> str:
         """The script, using ``refgrad.Value`` and the gradients ``out.backward()`` returns."""
-        text = program.to_script(engine_import="from refgrad import Value", differentiate="gradients")
+        own = [op for op in dict.fromkeys(step.op for step in program.steps) if op_table.is_extra(op)]
+        engine_import = "from refgrad import Value"
+        if own:
+            engine_import = f"{engine_import}\n{own_prelude(op_table.origin)}"
+        on_torch = all(op_table[op].torch is not None for op in own)
+        text = program.to_script(engine_import=engine_import, differentiate="gradients", on_torch=on_torch)
         if self._overrides:
             replaced = ", ".join(sorted(self._overrides))
             note = f"# note: the oracle ran this with replaced rules for {replaced}; the script uses the registry's"
@@ -850,7 +856,7 @@ _PROBE_EXPONENTS: Final = (2.0, 3.0)
 
 def probe_program(op: str, form: Form) -> Program:
     """A one-step in-domain program using ``op`` in ``form`` (on two inputs, so both operands are distinct)."""
-    spec = registry[op]
+    spec = op_table[op]
     for first in _PROBE_VALUES:
         for second in _PROBE_VALUES:
             for exponent in _PROBE_EXPONENTS:

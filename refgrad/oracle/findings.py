@@ -33,6 +33,7 @@ __all__ = [
     "LITTLE_CHECKED",
     "NONDETERMINISTIC",
     "WRONG_DERIVATIVE",
+    "WRONG_DOMAIN",
     "WRONG_VALUE",
     "Finding",
     "FindingKind",
@@ -70,6 +71,14 @@ WRONG_DERIVATIVE: Final = FindingKind(
     "defect",
     "the op's local derivative in one operand is wrong at ordinary inputs (its value is right)",
     "compare the rule in the op's backward with the registry's formula shown",
+)
+WRONG_DOMAIN: Final = FindingKind(
+    "wrong-domain",
+    "defect",
+    "an op entry's declared domain is not where the op is defined: the oracle draws only inside it, and expects "
+    "a domain signal outside it",
+    "make the entry's Domain.contains true exactly where the forward (and the torch function it names) gives a "
+    "number, the points shown included",
 )
 COMPOSITION: Final = FindingKind(
     "composition",
@@ -132,6 +141,7 @@ KINDS: Final[Mapping[str, FindingKind]] = {
         BROKEN_OP,
         WRONG_VALUE,
         WRONG_DERIVATIVE,
+        WRONG_DOMAIN,
         COMPOSITION,
         NONDETERMINISTIC,
         FRAGILE,

@@ -50,15 +50,16 @@ component accepted at the first refinement where it converges.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from refgrad.errors import DomainError
 from refgrad.kernel import evaluate
-from refgrad.ops import registry
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import U
+from refgrad.oracle.torch_reference import PARTIAL_SPACINGS, U
 
 __all__ = [
     "REFINEMENTS",
@@ -118,7 +119,7 @@ def _watches(program: Program, values: Sequence[float]) -> list[_Watch]:
     """The (operand, point) pairs whose side must not change across a stencil."""
     found: list[_Watch] = []
     for node, step in program.numbered_steps():
-        spec = registry[step.op]
+        spec = op_table[step.op]
         args = list(step.arguments(values))
         for kink in spec.kinks:
             if isinstance(step.operands[kink.input], Ref):
@@ -137,7 +138,7 @@ def _evaluate(program: Program, inputs: list[float]) -> list[float] | int:
     values: list[float] = list(inputs)
     for node, step in program.numbered_steps():
         try:
-            values.append(evaluate(registry[step.op], step.arguments(values), step.params))
+            values.append(evaluate(op_table[step.op], step.arguments(values), step.params))
         except DomainError:
             return node
     return values
@@ -233,31 +234,19 @@ def _differences(
         FiniteDifferenceSkip("not converging", input_index, None)
     ] * count
     pending = list(range(count))
+    local = [program.local_partials(values, index) for index in range(len(program.steps))]
     for refinement in range(start, REFINEMENTS + 1):
         h = h0 / 4.0**refinement
-        outputs: list[tuple[float, ...]] = []
         points = (x + h, x - h, x + h / 2, x - h / 2, x + h / 4, x - h / 4)
-        skip: FiniteDifferenceSkip | None = None
-        for point in points:
-            shifted = list(program.inputs)
-            shifted[input_index] = point
-            result = _evaluate(program, shifted)
-            if isinstance(result, int):
-                step = program.step_of(result)
-                assert step is not None
-                skip = FiniteDifferenceSkip("domain boundary", result, step.op)
-                break
-            skip = _first_crossing(program, result, watches, centers)
-            if skip is not None:
-                break
-            found = components(result, shifted)
-            if found is None:
-                skip = FiniteDifferenceSkip("engine failure", input_index, None)
-                break
-            outputs.append(found)
-        if skip is not None:
+        stencil = _stencil(program, input_index, points, components=components, watches=watches, centers=centers)
+        if isinstance(stencil, FiniteDifferenceSkip):
             for component in pending:
-                results[component] = skip
+                results[component] = stencil
+            continue
+        outputs, narrowest = stencil
+        if not _resolved(program, values, narrowest[0], narrowest[1], local):
+            for component in pending:
+                results[component] = FiniteDifferenceSkip("not converging", input_index, None)
             continue
         for component in list(pending):
             column = [output[component] for output in outputs]
@@ -275,6 +264,82 @@ def _differences(
         if not pending:
             break
     return tuple(results)
+
+
+_RESOLUTION_SLACK: Final = 0.25
+"""How far (as a share) a node's central difference may stray from the linear response to its operands'."""
+
+
+def _stencil(
+    program: Program,
+    input_index: int,
+    points: Sequence[float],
+    *,
+    components: _Components,
+    watches: Sequence[_Watch],
+    centers: Sequence[float],
+) -> tuple[list[tuple[float, ...]], list[Sequence[float]]] | FiniteDifferenceSkip:
+    """The components at each point, and every node's values at the last two; or why the stencil is skipped."""
+    outputs: list[tuple[float, ...]] = []
+    narrowest: list[Sequence[float]] = []
+    for point in points:
+        shifted = list(program.inputs)
+        shifted[input_index] = point
+        result = _evaluate(program, shifted)
+        if isinstance(result, int):
+            step = program.step_of(result)
+            assert step is not None
+            return FiniteDifferenceSkip("domain boundary", result, step.op)
+        skip = _first_crossing(program, result, watches, centers)
+        if skip is not None:
+            return skip
+        found = components(result, shifted)
+        if found is None:
+            return FiniteDifferenceSkip("engine failure", input_index, None)
+        outputs.append(found)
+        narrowest = [*narrowest[-1:], result]
+    return outputs, narrowest
+
+
+def _resolved(
+    program: Program,
+    center: Sequence[float],
+    plus: Sequence[float],
+    minus: Sequence[float],
+    local: Sequence[list[float] | None],
+) -> bool:
+    """Whether every op responds to the narrowest stencil nearly linearly: the step resolves the program.
+
+    Each node's central difference ``(plus - minus) / 2`` must be the sum of its operands'
+    times its partials at the center, to within :data:`_RESOLUTION_SLACK` of that sum and
+    the roundings of the values. Convergence of the quotients alone can be met by chance
+    where the step is far wider than an op's own scale: ``sin`` at ``x = 1e16`` samples
+    its period at random, every step from ``1e11`` down (a third of such stencils pass the
+    ratio test), and a program ``x + sin(x)`` then "converges" to the slope of ``x`` alone.
+    """
+    half = [(p - m) / 2.0 for p, m in zip(plus, minus, strict=True)]
+    noise = [_rounding(c, p, m) for c, p, m in zip(center, plus, minus, strict=True)]
+    for (node, step), partials in zip(program.numbered_steps(), local, strict=True):
+        if partials is None or not all(math.isfinite(partial) for partial in partials):
+            continue  # a boundary or a pole: the domain watches speak for it
+        linear = 0.0
+        carried = noise[node]
+        for operand, partial in zip(step.operands, partials, strict=True):
+            if isinstance(operand, Ref):
+                linear += partial * half[operand.node]
+                # The partial's own rounding: below the normal range, a few spacings (0 for a tiny one).
+                carried += abs(partial) * noise[operand.node] + PARTIAL_SPACINGS * _SUBNORMAL * abs(half[operand.node])
+        noise[node] = carried
+        if not math.isfinite(linear) or not math.isfinite(half[node]):
+            continue
+        if abs(half[node] - linear) > _RESOLUTION_SLACK * abs(linear) + 4.0 * carried:
+            return False
+    return True
+
+
+def _rounding(*values: float) -> float:
+    """One rounding of the largest of ``values``, relative or (below the normal range) absolute."""
+    return 2.0 * U * max(abs(v) for v in values) + _SUBNORMAL
 
 
 def _converging(coarse: float, fine: float, *, noise: float) -> bool:

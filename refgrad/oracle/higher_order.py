@@ -19,13 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
-from refgrad.ops import registry
 from refgrad.oracle.checks import (
     BELOW_NORMAL,
+    BEYOND_FIRST_ORDER,
     EDGE_WEIGHT_OVERFLOW,
     FD_SAFETY,
     FD_USEFUL,
     NEAR_OVERFLOW,
+    NO_TORCH,
     RECIPROCAL_OVERFLOW,
     SECOND_PARTIAL_OVERFLOW,
     UNRESOLVED_INPUT,
@@ -44,12 +45,13 @@ from refgrad.oracle.finite_differences import (
     FiniteDifferenceSkip,
     gradient_finite_differences,
 )
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
 from refgrad.oracle.torch_reference import (
-    TORCH_REFERENCES,
     directional_tolerance,
     first_infinite_second_partial,
     first_overflowing_edge_weight,
+    reference_of,
     torch_jvp,
 )
 
@@ -101,6 +103,10 @@ def check_forward_mode(comparison: Comparison, engine: ForwardModeEngine) -> Non
         ("forward-mode", expected, "torch's forward mode"),
         ("forward-vs-reverse", reverse, "the engine's reverse mode sum_i t_i * grad_i"),
     )
+    if comparison.without_torch or comparison.beyond_first_order:
+        reason = NO_TORCH if comparison.without_torch else BEYOND_FIRST_ORDER
+        comparison.skip("forward-mode", reason, None, ops)
+        against = against[1:]
     for kind, reference_value, name in against:
         ratio = error_ratio(abs(got - reference_value), tolerance)
         detail = ""
@@ -122,6 +128,9 @@ def check_second_order(comparison: Comparison, engine: SecondOrderEngine, *, fin
     count = len(program.inputs)
     live_inputs = [i for i in range(count) if comparison.live[i]]
     if not live_inputs:
+        return
+    if comparison.beyond_first_order:
+        comparison.skip("second-order", BEYOND_FIRST_ORDER, None, comparison.live_ops)
         return
     spoiled: set[int] = set()
     for kink_node in reference.kink_ambiguous:
@@ -202,7 +211,7 @@ def _reciprocal_overflow(comparison: Comparison) -> int | None:
     """The first live node of an op whose derivatives divide by an operand whose reciprocal overflows, if any."""
     program, values = comparison.program, comparison.reference.values
     for node, step in program.numbered_steps():
-        if not registry[step.op].divides or not comparison.live[node]:
+        if not op_table[step.op].divides or not comparison.live[node]:
             continue
         for operand in step.operands:
             # (x == 0 is a pole: a domain edge, not this.)
@@ -214,7 +223,7 @@ def _reciprocal_overflow(comparison: Comparison) -> int | None:
 
 def _torch_hessian_nan(comparison: Comparison) -> int | None:
     """A live node where torch's second derivatives are NaN by its conventions (``x ** y`` at ``x = 0, y >= 0``)."""
-    return _first_live(comparison, lambda op: TORCH_REFERENCES[op].hessian_nan)
+    return _first_live(comparison, lambda op: reference_of(op).hessian_nan)
 
 
 def _first_live(comparison: Comparison, where_of: Callable[[str], Callable[..., bool] | None]) -> int | None:
@@ -322,7 +331,7 @@ def _second_order_finite_difference(
     tolerance = FD_SAFETY * estimate.error_bound + torch_tolerance
     ratio = error_ratio(abs(got - estimate.estimate), tolerance)
     detail = ""
-    if ratio > 1.0 and (node := _first_live(comparison, lambda op: registry[op].constant_partials)) is not None:
+    if ratio > 1.0 and (node := _first_live(comparison, lambda op: op_table[op].constant_partials)) is not None:
         comparison.skip("second-order-fd", ZERO_EXPONENT_POWER, node, comparison.op_of(node))
         return
     if ratio > 1.0:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Final, Literal, NoReturn, TypeVar, cast
 
 from refgrad.kernel import evaluate
-from refgrad.ops import registry
+from refgrad.ops import OpSpec
+from refgrad.oracle.optable import op_table
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ __all__ = [
     "Step",
     "forms_of",
     "parse_json",
+    "partials_at",
 ]
 
 OperandKind = Literal["node", "const"]
@@ -63,7 +65,7 @@ def forms_of(op: str) -> tuple[Form, ...]:
     Unary ops take a node; binary ops take two nodes or a number on either
     side, except that ``vpow``'s exponent is always a node (``x ** c`` is ``pow``).
     """
-    spec = registry[op]
+    spec = op_table[op]
     if spec.arity == 1:
         return (("node",),)
     node_only = spec.node_only
@@ -156,8 +158,8 @@ class Program:
         step = candidate
         operands: object = step.operands
         params: object = step.params
-        registry.check_name(step.op, f"node {node}: ")
-        spec = registry[step.op]
+        op_table.check_name(step.op, f"node {node}: ")
+        spec = op_table[step.op]
         if not isinstance(operands, tuple) or len(operands) != spec.arity:
             raise ValueError(f"node {node}: op {step.op!r} takes {spec.arity} operand(s), got {step.operands!r}")
         if not isinstance(params, tuple) or len(params) != len(spec.params):
@@ -278,8 +280,14 @@ class Program:
             raise ValueError(f"the program has {len(self.inputs)} inputs, got {len(values)} values")
         for step in self.steps:
             args = step.arguments(values)
-            values.append(evaluate(registry[step.op], args, step.params))
+            values.append(evaluate(op_table[step.op], args, step.params))
         return tuple(values)
+
+    def local_partials(self, values: Sequence[float], index: int) -> list[float] | None:
+        """Step ``index``'s registry partials at node values ``values`` (see :func:`partials_at`)."""
+        step = self.steps[index]
+        output = values[len(self.inputs) + index]
+        return partials_at(op_table[step.op], step.arguments(values), output, step.params)
 
     # JSON -------------------------------------------------------------------------------
 
@@ -354,6 +362,7 @@ class Program:
         data: str = "data",
         grad: str = "grad",
         backward: str = "backward",
+        on_torch: bool = True,
     ) -> str:
         """A standalone Python script computing the program on an engine and on torch (float64).
 
@@ -362,7 +371,8 @@ class Program:
         every node, and fails if any is not finite) or ``"backward"``
         (micrograd-style: ``out.backward()``, then each input's ``.grad``);
         ``data``, ``grad`` and ``backward`` rename those for an engine that
-        calls them something else.
+        calls them something else. ``on_torch=False`` leaves torch's half out (a program
+        using an op without a torch counterpart), saying so.
         """
         if differentiate not in ("gradients", "backward"):
             raise ValueError(f"differentiate must be 'gradients' or 'backward', got {differentiate!r}")
@@ -376,6 +386,14 @@ class Program:
                     raise ValueError(f"attribute names must be identifiers, got {attribute!r:.60}")
             backward, engine_grads = f"out.{backward}()\n", f"[x.{grad} for x in xs]"
         inputs = ", ".join(_literal(value, parenthesize=False) for value in self.inputs)
+        torch_half = (
+            "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
+            "out_t = f(*ts)\n"
+            "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True)\n"
+            'print("torch: ", out_t.item(), [0.0 if g is None else g.item() for g in grads_t])\n'
+            if on_torch
+            else 'print("torch:  not run: an op of the program has no torch counterpart (torch=None)")\n'
+        )
         return (
             '"""refgrad oracle: run this to compare the engine with PyTorch (float64) on one program."""\n\n'
             "import torch\n\n"
@@ -391,10 +409,7 @@ class Program:
             f'    print("engine:", out.{data}, {engine_grads})\n'
             "except Exception as error:  # the engine's way of refusing\n"
             '    print("engine:", type(error).__name__, error)\n\n'
-            "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
-            "out_t = f(*ts)\n"
-            "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True)\n"
-            'print("torch: ", out_t.item(), [0.0 if g is None else g.item() for g in grads_t])\n'
+            f"{torch_half}"
         )
 
     def __str__(self) -> str:
@@ -495,3 +510,17 @@ def _operand(item: object, where: str) -> Operand:
         if "const" in fields:
             return Const(_number(fields["const"], f"{where} constant"))
     raise ValueError(f"{where}: an operand is {{'node': int}} or {{'const': number}}, got {item!r}")
+
+
+def partials_at(spec: OpSpec, args: Sequence[float], output: float, params: Sequence[float]) -> list[float] | None:
+    """``spec``'s float partials at ``args`` (NaN where one is not real); None outside its domain or where they fail."""
+    if not spec.domain.contains(*args, *params):
+        return None
+    try:
+        raw = spec.partials(tuple(args), output, tuple(params))
+    except (ArithmeticError, ValueError):
+        return None
+    # Outside a partial's domain Python may answer with a complex number (a negative base's power),
+    # whatever the rule's annotation says: read the answers as objects.
+    answers: tuple[object, ...] = tuple(raw)
+    return [float(p) if isinstance(p, float | int) else math.nan for p in answers]

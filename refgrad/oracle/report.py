@@ -56,7 +56,10 @@ def table_rows(report: VerificationReport) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     second = report.order == 2
     named = {finding.op for finding in report.findings if finding.op is not None}
-    for op in (spec.name for spec in registry if spec.name in report.stats or spec.name in named):
+    # Registry order, then the caller's own ops (verify's extra_ops) in the order the run drew them.
+    builtin = {name: position for position, name in enumerate(registry.names)}
+    shown_ops = dict.fromkeys([*report.stats, *sorted(named)])
+    for op in sorted(shown_ops, key=lambda name: builtin.get(name, len(builtin))):
         stats = report.stats.get(op, OpStats())
         rows.append(
             (

@@ -25,7 +25,7 @@ from hypothesis import Phase, Verbosity, given, seed, settings
 from hypothesis.errors import Flaky
 
 from refgrad.numeric import as_count
-from refgrad.ops import registry
+from refgrad.ops import OpSpec
 from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
 from refgrad.oracle.checks import CheckKind, Outcome
 from refgrad.oracle.compare import checked
@@ -39,6 +39,7 @@ from refgrad.oracle.engines import (
     ForwardModeRun,
     MicrogradStyleEngine,
     Probed,
+    RefgradEngine,
     RunStarter,
     SecondOrderEngine,
     SecondOrderRun,
@@ -47,9 +48,12 @@ from refgrad.oracle.engines import (
     second_order_refusal,
     start_run,
 )
+from refgrad.oracle.entries import entry_findings
 from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, NONDETERMINISTIC, Finding
+from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
+from refgrad.oracle.torch_reference import check_torch_names
 
 __all__ = ["OpStats", "Progress", "VerificationReport", "verify"]
 
@@ -155,7 +159,7 @@ class VerificationReport:
     seconds: float
     """Wall time of drawing and checking the random programs (their rate: :attr:`graphs_per_second`)."""
     stats: Mapping[str, OpStats]
-    """Per op, in registry order (ops left out are absent)."""
+    """Per op, in registry order (the caller's own ops last) (ops left out are absent)."""
     unsupported: Mapping[str, str]
     """Left out because the engine cannot run them: description to reason."""
     skip_reasons: Mapping[str, int]
@@ -443,6 +447,25 @@ def _check_order(engine: Engine, order: int) -> None:
         raise ValueError(refusal)
 
 
+def _check_own_ops(engine: Engine, order: int) -> None:
+    """``ValueError`` where the run's own ops (:data:`~refgrad.oracle.optable.op_table`) cannot be checked."""
+    own = [name for name in op_table.names if op_table.is_extra(name)]
+    if not own:
+        return
+    if not isinstance(engine, RefgradEngine):
+        raise ValueError(
+            f"ops of your own ({', '.join(own)}) are checked on refgrad's engine, which builds them from their "
+            f"entries; {engine.name} cannot (use engine refgrad)"
+        )
+    check_torch_names()
+    without = [name for name in own if op_table[name].torch is None]
+    if order == 2 and without:
+        raise ValueError(
+            f"order 2 needs torch's second derivatives of every op; {', '.join(without)} names no torch function "
+            "(give its entry a torch name, or check it at order 1)"
+        )
+
+
 def _probe(engine: Engine, ops: Iterable[str] | None) -> tuple[Probed, tuple[tuple[str, Form], ...], int]:
     """What probing found, the forms left to draw (neither unsupported nor broken), how many were asked for."""
     candidates = all_forms(ops)
@@ -651,6 +674,7 @@ def verify(
     order: Literal[1, 2] = 1,
     strict: bool = False,
     max_defects: int = 20,
+    extra_ops: Iterable[OpSpec] | None = None,
 ) -> VerificationReport:
     """Check ``engine`` on structured programs, then ``examples`` random ones; every finding in one report.
 
@@ -667,7 +691,29 @@ def verify(
     (``ValueError`` naming the engine otherwise). ``strict`` fails the run on
     warnings too; the run stops early once ``max_defects`` findings fail it
     (defects, and under ``strict`` warnings too).
+
+    ``extra_ops`` are ops of your own (:class:`~refgrad.ops.OpSpec` entries, see
+    :mod:`refgrad.ops.extra`), drawn with the registry's on refgrad's engine
+    (:class:`~refgrad.oracle.engines.RefgradEngine`) and given every check a built-in gets:
+    torch's counterpart is the function the entry's ``torch`` names; an entry with
+    ``torch=None`` is checked against finite differences, its torch checks skipped and
+    counted as such (see :data:`~refgrad.oracle.checks.NO_TORCH`; ``order=2`` then needs a
+    torch counterpart). ``ValueError`` naming the op for an entry that cannot be checked.
     """
+    if extra_ops is not None:
+        with using_ops(extra_ops):
+            return verify(
+                engine,
+                examples=examples,
+                seed_value=seed_value,
+                ops=ops,
+                progress=progress,
+                max_steps=max_steps,
+                out_of_domain=out_of_domain,
+                order=order,
+                strict=strict,
+                max_defects=max_defects,
+            )
     engine = engine_argument(engine)
     _check_drivable(engine)
     examples, seed_value, max_steps = _counts(examples, seed_value, max_steps)
@@ -677,14 +723,15 @@ def verify(
     ops = None if ops is None else op_names_argument(ops)
     _check_the_rest(progress, out_of_domain)
     _check_order(engine, order)
+    _check_own_ops(engine, order)
     forward_mode = isinstance(engine, ForwardModeEngine)
     _load_every_refgrad_module()
     began = time.perf_counter()
     probed, forms, asked = _probe(engine, ops)
     unsupported_text = {describe_form(op, form): reason for (op, form), reason in probed.unsupported.items()}
-    findings = _probe_findings(engine, probed, len(forms), asked)
+    findings = _probe_findings(engine, probed, len(forms), asked) + entry_findings()
     used = {op for op, _ in forms}
-    tally = _Tally({spec.name: OpStats() for spec in registry if spec.name in used})
+    tally = _Tally({spec.name: OpStats() for spec in op_table if spec.name in used})
     watched = _watch(engine)
     seconds = 0.0
     random_skipped: str | None = None

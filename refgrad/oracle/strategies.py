@@ -34,6 +34,7 @@ from refgrad.errors import DomainError
 from refgrad.kernel import evaluate
 from refgrad.ops import OpSpec, registry
 from refgrad.oracle._arguments import op_names_argument
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Operand, Program, Ref, Step, forms_of
 
 __all__ = [
@@ -95,6 +96,8 @@ def near_edges(spec: OpSpec) -> tuple[float, ...]:
 
 
 def _edge_inputs() -> tuple[float, ...]:
+    # The built-ins' edges, drawn as inputs by every run; an op of the caller's gets its
+    # kinks and edges checked by the structured programs (refgrad.oracle.campaigns).
     edges: set[float] = set()
     for spec in registry:
         edges.update(near_edges(spec))
@@ -179,10 +182,10 @@ _OUT_EXPONENTS_STRATEGY: Final = st.sampled_from(_OUT_EXPONENTS)
 
 
 def all_forms(ops: Iterable[str] | None = None) -> tuple[tuple[str, Form], ...]:
-    """Every (op, operand form) pair for ``ops`` (default: the whole registry), in registry order."""
-    names = registry.names if ops is None else op_names_argument(ops)
+    """Every (op, operand form) pair for ``ops`` (default: every op of the run), in registry order, own ops last."""
+    names = op_table.names if ops is None else op_names_argument(ops)
     wanted = set(names)
-    return tuple((name, form) for name in registry.names if name in wanted for form in forms_of(name))
+    return tuple((name, form) for name in op_table.names if name in wanted for form in forms_of(name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,7 @@ class _Choices:
 
 @dataclass(slots=True)
 class _Table:
-    """The ops a strategy may use, each with its allowed forms, in registry order."""
+    """The ops a strategy may use, each with its allowed forms, in registry order (the caller's own ops last)."""
 
     specs: tuple[OpSpec, ...]
     forms: dict[str, tuple[Form, ...]]
@@ -212,13 +215,13 @@ class _Table:
 def _table(forms: Sequence[tuple[str, Form]]) -> _Table:
     by_op: dict[str, list[Form]] = {}
     for name, form in forms:
-        registry.check_name(name)
+        op_table.check_name(name)
         if form not in forms_of(name):
             raise ValueError(f"op {name!r} has no operand form {form}")
         by_op.setdefault(name, []).append(form)
     if not by_op:
         raise ValueError("programs() needs at least one op")
-    specs = tuple(spec for spec in registry if spec.name in by_op)
+    specs = tuple(spec for spec in op_table if spec.name in by_op)
     # Each op gets six slots (six is divisible by 1, 2 and 3 forms), so no op is drawn more than another.
     pairs = tuple((op, slot % len(by_op[spec.name])) for op, spec in enumerate(specs) for slot in range(6))
     return _Table(specs, {name: tuple(found) for name, found in by_op.items()}, pairs)
@@ -426,7 +429,7 @@ def programs(
     if forms is not None:
         allowed = set(forms)
         for pair in allowed:
-            if pair[0] not in registry or pair[1] not in forms_of(pair[0]):
+            if pair[0] not in op_table or pair[1] not in forms_of(pair[0]):
                 raise ValueError(f"not an (op, form) pair of the registry: {pair!r}")
         chosen = tuple(pair for pair in chosen if pair in allowed)
     return _programs(_table(chosen), max_steps, max_inputs, out_of_domain)

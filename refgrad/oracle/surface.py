@@ -19,8 +19,14 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from refgrad.ops import Spelling, registry
+from refgrad.oracle.optable import op_table
 
-__all__ = ["SURFACE", "builder", "spell"]
+__all__ = [
+    "SURFACE",
+    "builder",
+    "own_prelude",
+    "spell",
+]
 
 
 def _divide(numerator: Any, denominator: Any) -> object:  # any micrograd-style class: duck-typed on purpose
@@ -73,8 +79,12 @@ def spell(op: str, operands: Sequence[str], params: Sequence[str], *, abs_method
 
     ``abs_method=False`` writes an op with a builtin spelling through the builtin
     (``abs(x)``, for classes with ``__abs__`` but no ``abs`` method). An op without
-    a surface spelling is written as ``apply(registry["op"], ...)`` (refgrad only).
+    a surface spelling is written as ``apply(registry["op"], ...)`` (refgrad only), an op of
+    the caller's (:data:`~refgrad.oracle.optable.op_table`) as ``own("op", ...)`` (see :func:`own_prelude`).
     """
+    if op_table.is_extra(op):
+        extra = f", params=({', '.join(params)},)" if params else ""
+        return f"own({op!r}, {', '.join(operands)}{extra})"
     spelling = SURFACE.get(op)
     if spelling is None:
         arguments = ", ".join(operands)
@@ -83,3 +93,31 @@ def spell(op: str, operands: Sequence[str], params: Sequence[str], *, abs_method
     if spelling.builtin is not None and not abs_method:
         return f"{spelling.builtin}({operands[0]})"
     return spelling.template.format(*operands, **{f"p{i}": text for i, text in enumerate(params)})
+
+
+def own_prelude(origin: str | None) -> str:
+    """Script lines defining ``own(op, *operands, params=())`` for ops of the caller's, from module ``origin``.
+
+    ``own`` applies the op's entry to refgrad nodes and its torch function to tensors, so the
+    script's one function runs on both.
+    """
+    source = (
+        f"from {origin} import OPS  # your ops (--ops-from {origin})"
+        if origin is not None
+        else "OPS = ()  # your OpSpec entries: put them here"
+    )
+    return (
+        "import functools\n\n"
+        "from refgrad import apply\n"
+        f"{source}\n\n"
+        "_OWN = {spec.name: spec for spec in OPS}\n\n\n"
+        "def own(op, *operands, params=()):\n"
+        '    """Your op: its entry on refgrad nodes, the torch function it names on tensors."""\n'
+        "    spec = _OWN[op]\n"
+        "    if any(isinstance(o, torch.Tensor) for o in operands):\n"
+        "        if spec.torch is None:\n"
+        '            raise NotImplementedError(f"{op} has no torch counterpart (torch=None)")\n'
+        '        function = functools.reduce(getattr, spec.torch.split(".")[1:], torch)\n'
+        "        return function(*operands, *params)\n"
+        "    return apply(spec, *operands, params=params)\n"
+    )

@@ -89,20 +89,28 @@ from typing import Any, Final, cast
 import torch
 from torch.autograd import forward_ad
 
-from refgrad.ops import registry
+from refgrad.ops import OpSpec, registry
 from refgrad.oracle._arguments import flag_argument, program_argument
-from refgrad.oracle.program import Const, Program, Ref, Step
+from refgrad.oracle.optable import op_table
+from refgrad.oracle.program import Const, Program, Ref, Step, partials_at
 
 __all__ = [
     "LANES",
+    "OWN_FORWARD_U",
+    "OWN_PARTIAL_U",
+    "PARTIAL_SPACINGS",
     "TORCH_REFERENCES",
     "TorchReference",
     "TorchResult",
     "U",
+    "check_torch_names",
     "directional_tolerance",
     "first_infinite_partial",
     "first_infinite_second_partial",
     "first_overflowing_edge_weight",
+    "has_torch",
+    "reference_for",
+    "reference_of",
     "second_order_magnitudes",
     "torch_jvp",
     "torch_reference",
@@ -187,6 +195,156 @@ TORCH_REFERENCES: Final[Mapping[str, TorchReference]] = MappingProxyType(
     }
 )
 """Registry op name to its torch reference; one entry per op, checked against the registry by the tests."""
+
+OWN_FORWARD_U: Final = 4.0
+"""The rounding bound (in :data:`U`) of the value of an op of the caller's own (``--ops-from``): two ulps."""
+OWN_PARTIAL_U: Final = 8.0
+"""The rounding bound (in :data:`U`) of one backward contribution through an op of the caller's own."""
+
+
+def reference_of(op: str) -> TorchReference:
+    """torch's counterpart of ``op``: its :data:`TORCH_REFERENCES` entry, or one made from an op of the caller's.
+
+    An op of the caller's own (:data:`~refgrad.oracle.optable.op_table`) is computed by the torch
+    function its entry's ``torch`` names (``"torch.sin"``), with the rounding bounds
+    :data:`OWN_FORWARD_U` and :data:`OWN_PARTIAL_U`; an entry with ``torch=None`` by a stand-in
+    made of the entry itself (:func:`has_torch`), which the comparison does not take as a
+    reference for that op. ``ValueError`` naming the op when its ``torch`` name names no torch function.
+    """
+    found = TORCH_REFERENCES.get(op)
+    if found is not None:
+        return found
+    return _own_reference(op_table[op])
+
+
+def reference_for(spec: OpSpec) -> TorchReference | None:
+    """:func:`reference_of` for an entry that need not be in the run's table; None for ``torch=None``."""
+    if spec in registry:
+        return TORCH_REFERENCES[spec.name]
+    return None if spec.torch is None else _own_reference(spec)
+
+
+def has_torch(op: str) -> bool:
+    """Whether torch computes ``op`` itself (every registry op; a caller's op whose entry names a torch function)."""
+    return op in TORCH_REFERENCES or op_table[op].torch is not None
+
+
+def check_torch_names() -> None:
+    """``ValueError`` naming the first op of the caller's whose ``torch`` name names no torch function."""
+    for name in op_table.extra:
+        reference_of(name)
+
+
+@functools.cache
+def _own_reference(spec: OpSpec) -> TorchReference:
+    if spec.torch is None:
+        forward: Callable[..., torch.Tensor] = functools.partial(_stand_in, spec)
+    else:
+        forward = _resolve(spec)
+    return TorchReference(forward, forward_u=OWN_FORWARD_U, partial_u=OWN_PARTIAL_U, underflow_exact=False)
+
+
+def _resolve(spec: OpSpec) -> Callable[..., torch.Tensor]:
+    """The torch function ``spec.torch`` names (``"torch.sin"``, ``"torch.special.expit"``)."""
+    name = spec.torch or ""
+    head, _, rest = name.partition(".")
+    found: object = torch if head == "torch" else None
+    for part in rest.split(".") if rest else ():
+        found = getattr(found, part, None)
+    if found is None or found is torch or not callable(found):
+        raise ValueError(
+            f"op {spec.name!r}: torch={name!r} names no torch function (write it as 'torch.NAME', e.g. 'torch.sin')"
+        )
+    return cast("Callable[..., torch.Tensor]", found)
+
+
+def _float_forward(spec: OpSpec, args: Sequence[float], params: Sequence[float]) -> float:
+    """``spec``'s float forward at ``args``; NaN outside its domain or where it fails (torch's convention)."""
+    if not spec.domain.contains(*args, *params):
+        return math.nan
+    try:
+        result: object = spec.forward(*args, *params)
+    except OverflowError:
+        return math.inf
+    except (ArithmeticError, ValueError):
+        return math.nan
+    return float(result) if isinstance(result, float | int) else math.nan
+
+
+def _lanes(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], tuple[int, ...]]:
+    # Operands are lanes (LANES,) or single numbers (): the widest shape is every operand's.
+    shape = max((tuple(t.shape) for t in tensors), key=len)
+    return [t.expand(shape) for t in tensors], shape
+
+
+def _elementwise(
+    shape: tuple[int, ...], operands: Sequence[torch.Tensor], compute: Callable[[list[float]], list[float]], count: int
+) -> list[torch.Tensor]:
+    flat = [_floats(operand.detach().reshape(-1)) for operand in operands]
+    rows = [compute([column[i] for column in flat]) for i in range(len(flat[0]))]
+    return [torch.tensor([row[k] for row in rows], dtype=torch.float64).reshape(shape) for k in range(count)]
+
+
+class _StandIn(torch.autograd.Function):
+    """An op of the caller's without a torch counterpart, computed lane by lane from its own entry.
+
+    It lets torch run the rest of the program; the comparison takes nothing it computes
+    as a reference for the op itself (see :func:`has_torch`). First derivatives only.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,  # torch's FunctionCtx is untyped
+        spec: OpSpec,
+        params: tuple[float, ...],
+        *operands: torch.Tensor,
+    ) -> torch.Tensor:
+        broadcast, shape = _lanes(operands)
+        (result,) = _elementwise(shape, broadcast, lambda args: [_float_forward(spec, args, params)], 1)
+        ctx.spec = spec
+        ctx.params = params
+        ctx.save_for_backward(*broadcast, result)
+        ctx.save_for_forward(*broadcast, result)
+        return result
+
+    @staticmethod
+    def _partials(ctx: Any) -> list[torch.Tensor]:
+        *operands, result = ctx.saved_tensors
+        spec: OpSpec = ctx.spec
+        params: tuple[float, ...] = ctx.params
+        shape = tuple(result.shape)
+
+        def at(row: list[float]) -> list[float]:
+            found = partials_at(spec, row[:-1], row[-1], params) if math.isfinite(row[-1]) else None
+            return [math.nan] * (len(row) - 1) if found is None else found
+
+        return _elementwise(shape, [*operands, result], at, len(operands))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(  # pyright: ignore[reportIncompatibleMethodOverride]  # torch declares backward(ctx, *grad_outputs)
+        ctx: Any, gradient: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        partials = _StandIn._partials(ctx)
+        return (None, None, *(gradient * partial for partial in partials))
+
+    @staticmethod
+    def jvp(  # pyright: ignore[reportIncompatibleMethodOverride]  # torch declares jvp(ctx, *grad_inputs)
+        ctx: Any, _spec: None, _params: None, *tangents: torch.Tensor | None
+    ) -> torch.Tensor:
+        partials = _StandIn._partials(ctx)
+        total = torch.zeros_like(partials[0])
+        for tangent, partial in zip(tangents, partials, strict=True):
+            if tangent is not None:
+                total = total + tangent * partial
+        return total
+
+
+def _stand_in(spec: OpSpec, *arguments: torch.Tensor | float) -> torch.Tensor:
+    operands = [a for a in arguments[: spec.arity] if isinstance(a, torch.Tensor)]
+    params = tuple(float(a) for a in arguments[spec.arity :])
+    result = _StandIn.apply(spec, params, *operands)  # type: ignore[no-untyped-call]  # torch leaves apply untyped
+    return cast("torch.Tensor", result)
 
 
 def _sign_rows() -> torch.Tensor:
@@ -277,6 +435,12 @@ class TorchResult:
     """How far a correct engine's Hessian may be from ``hessian``, entry by entry."""
     hessian_finiteness_ambiguous: bool = False
     """Some lane's Hessian disagrees with lane 0's about which entries are finite."""
+    beyond_first_order: tuple[int, ...] = ()
+    """Nodes whose op answers its operands' sampled errors nonlinearly (see :func:`_beyond_first_order`).
+
+    There the error model's premise fails and its tolerances mean nothing: ``sin`` of an
+    operand near 1e15 turns a one-ulp difference in the operand into any value in [-1, 1].
+    """
 
 
 def _tolerance(lanes: torch.Tensor, sites: int) -> torch.Tensor:
@@ -352,7 +516,7 @@ class _Lanes:
         # Several uses: each edge is its own site (see operand), so the node adds none.
         if self.uses[node] != 1:
             return _ONES
-        return self.perturbation(TORCH_REFERENCES[self.consumer_op[node]].partial_u)
+        return self.perturbation(reference_of(self.consumer_op[node]).partial_u)
 
     def add_input(self, node: int, value: float) -> torch.Tensor:
         leaf = torch.full((LANES,), value, dtype=torch.float64, requires_grad=True)
@@ -371,9 +535,9 @@ class _Lanes:
         return tensor
 
     def add_step(self, node: int, step: Step) -> None:
-        reference = TORCH_REFERENCES[step.op]
+        reference = reference_of(step.op)
         operands = [self.operand(operand, reference) for operand in step.operands]
-        for kink in registry[step.op].kinks:
+        for kink in op_table[step.op].kinks:
             self.kink_checks.append((node, operands[kink.input], kink.at))
         raw = reference.forward(*operands, *step.params)
         # The op's rounding is applied to its result in place, through .data, so
@@ -464,7 +628,7 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
         adjoints = _floats(gradient_lanes[:, 0])
         # Each step's registry partials at lane 0's values, read by both bounds below.
         lane_zero = _floats(value_lanes[:, 0])
-        local = [_local_partials(program, lane_zero, index) for index in range(len(program.steps))]
+        local = [program.local_partials(lane_zero, index) for index in range(len(program.steps))]
         rounding = _contribution_rounding(program, local, adjoints)
         gradient_tolerances = _tolerance(gradient_lanes, sites) + _IMPLEMENTATIONS * torch.tensor(
             rounding, dtype=torch.float64
@@ -487,7 +651,53 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
         hessian=hessian,
         hessian_tolerances=hessian_tolerances,
         hessian_finiteness_ambiguous=hessian_ambiguous,
+        beyond_first_order=_beyond_first_order(program, value_lanes, local, set(kink_ambiguous)),
     )
+
+
+PARTIAL_SPACINGS: Final = 8.0
+"""Subnormal spacings a partial computed in a few operations may lose (``-3 * y ** -4`` underflowing in two)."""
+_FIRST_ORDER_SLACK: Final = 0.25
+"""How far (as a share) a node's sampled deviations may stray from the linear response before the model fails."""
+
+
+def _beyond_first_order(
+    program: Program, value_lanes: torch.Tensor, local: Sequence[list[float] | None], kinks: set[int]
+) -> tuple[int, ...]:
+    """Nodes where the lanes leave the first-order regime the tolerances assume.
+
+    The error model scales sampled roundings up by :data:`_ENLARGE` and reads the tolerances
+    off the lanes' deviations, which is exact while every op responds linearly to its operands'
+    deviations: ``dev(node) = sum_i partial_i * dev(operand_i) + its own rounding``. This checks
+    that relation lane by lane, with the registry's partials at lane 0: a node whose deviation
+    strays from it by more than :data:`_FIRST_ORDER_SLACK` of the linear part (beyond its own
+    rounding) is beyond first order. Nodes at an ambiguous kink and non-finite lanes are left to
+    their own checks. For the registry's ops the relation holds wherever the lanes are finite
+    away from kinks; an op that oscillates (``sin`` of a large operand) breaks it.
+    """
+    deviations = value_lanes - value_lanes[:, :1]
+    found: list[int] = []
+    for (node, step), partials in zip(program.numbered_steps(), local, strict=True):
+        if partials is None or node in kinks or not bool(torch.isfinite(value_lanes[node]).all()):
+            continue
+        linear = torch.zeros_like(deviations[node])
+        # A partial is a float too: one that underflowed (to 0, say) is off by a few subnormal spacings.
+        underflow = torch.zeros_like(deviations[node])
+        finite = True
+        for operand, partial in zip(step.operands, partials, strict=True):
+            if isinstance(operand, Ref):
+                finite = finite and math.isfinite(partial) and bool(torch.isfinite(deviations[operand.node]).all())
+                if finite:
+                    linear = linear + partial * deviations[operand.node]
+                    underflow = underflow + PARTIAL_SPACINGS * _SUBNORMAL_SPACING * deviations[operand.node].abs()
+        if not finite:
+            continue
+        own = (reference_of(step.op).forward_u * U * abs(value_lanes[node, 0].item()) + _TINY) * _ENLARGE
+        stray = float((deviations[node] - linear).abs().max().item())
+        allowed = _FIRST_ORDER_SLACK * float(linear.abs().max().item()) + float(underflow.max().item())
+        if stray > allowed + 4.0 * own:
+            found.append(node)
+    return tuple(found)
 
 
 def _times(first: float, second: float) -> float:
@@ -514,7 +724,7 @@ def _structure(program: Program) -> _Structure:
         operands = [
             torch.tensor(argument, dtype=torch.float64, requires_grad=True) for argument in step.arguments(values)
         ]
-        result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
+        result = reference_of(step.op).forward(*operands, *step.params)
         partials = torch.autograd.grad(result, operands, create_graph=True)
         firsts.append([abs(partial.item()) for partial in partials])
         rows: list[list[float]] = []
@@ -650,7 +860,7 @@ def _contribution_rounding(
         partials = local[index]
         if partials is None:
             continue  # no finite result here, so no partials to bound (the domain checks speak)
-        reference = TORCH_REFERENCES[step.op]
+        reference = reference_of(step.op)
         u = reference.partial_u * U
         spacings = 0.0 if reference.underflow_exact else reference.partial_u * abs(adjoints[node]) + 1.0
         floor = _SUBNORMAL_SPACING * spacings
@@ -661,23 +871,6 @@ def _contribution_rounding(
             if math.isfinite(carried):
                 bounds[operand.node] += carried
     return bounds
-
-
-def _local_partials(program: Program, values: Sequence[float], index: int) -> list[float] | None:
-    """Step ``index``'s registry partials at ``values`` (NaN where one is not real); None outside its domain."""
-    step = program.steps[index]
-    operands = list(step.arguments(values))
-    spec = registry[step.op]
-    if not spec.domain.contains(*operands, *step.params):
-        return None
-    try:
-        raw = spec.partials(tuple(operands), values[len(program.inputs) + index], step.params)
-    except (ArithmeticError, ValueError):
-        return None
-    # Outside a partial's domain Python may answer with a complex number (a negative base's power),
-    # whatever the rule's annotation says: read the answers as objects.
-    answers: tuple[object, ...] = tuple(raw)
-    return [float(p) if isinstance(p, float | int) else math.nan for p in answers]
 
 
 def _subnormal_allowance(program: Program, local: Sequence[list[float] | None], adjoints: Sequence[float]) -> float:
@@ -762,7 +955,7 @@ def torch_jvp(program: Program, tangents: Sequence[float]) -> float:
                 nodes[o.node] if isinstance(o, Ref) else torch.tensor(o.value, dtype=torch.float64)
                 for o in step.operands
             ]
-            nodes.append(TORCH_REFERENCES[step.op].forward(*operands, *step.params))
+            nodes.append(reference_of(step.op).forward(*operands, *step.params))
         tangent = _tangent(nodes[-1])
     # No tangent: the output does not depend on the inputs through anything differentiable.
     return 0.0 if tangent is None else float(tangent.item())
@@ -782,7 +975,7 @@ def first_infinite_partial(program: Program) -> int | None:
         operands = [
             torch.tensor(argument, dtype=torch.float64, requires_grad=True) for argument in step.arguments(values)
         ]
-        result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
+        result = reference_of(step.op).forward(*operands, *step.params)
         partials = torch.autograd.grad(result, operands)
         for partial in partials:
             if not bool(torch.isfinite(partial)):
@@ -804,7 +997,7 @@ def first_infinite_second_partial(program: Program) -> int | None:
         operands = [
             torch.tensor(argument, dtype=torch.float64, requires_grad=True) for argument in step.arguments(values)
         ]
-        result = TORCH_REFERENCES[step.op].forward(*operands, *step.params)
+        result = reference_of(step.op).forward(*operands, *step.params)
         partials = torch.autograd.grad(result, operands, create_graph=True)
         for partial in partials:
             if not partial.requires_grad:
@@ -824,5 +1017,5 @@ def torch_reference_values(program: Program) -> list[float]:
     with torch.no_grad():
         for step in program.steps:
             operands = [torch.tensor(argument, dtype=torch.float64) for argument in step.arguments(values)]
-            values.append(TORCH_REFERENCES[step.op].forward(*operands, *step.params).item())
+            values.append(reference_of(step.op).forward(*operands, *step.params).item())
     return values
