@@ -14,12 +14,13 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
+from types import ModuleType
 from typing import cast
 
 from refgrad.numeric import shown, type_name
 from refgrad.ops.spec import OpSpec, Registry
 
-__all__ = ["extra_ops_argument", "load_ops", "with_extras"]
+__all__ = ["extra_ops_argument", "import_user_module", "load_ops", "with_extras"]
 
 
 def extra_ops_argument(extra: object, builtin: Registry, what: str = "extra_ops") -> tuple[OpSpec, ...]:
@@ -59,6 +60,13 @@ def extra_ops_argument(extra: object, builtin: Registry, what: str = "extra_ops"
     return tuple(specs)
 
 
+def import_user_module(module_name: str) -> ModuleType:
+    """Import a user's module by name, from the current folder too (as ``python -m`` would); raises what it raises."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(module_name)
+
+
 def load_ops(module_name: str, builtin: Registry) -> tuple[OpSpec, ...]:
     """The ``OPS`` of module ``module_name`` (imported from the current folder too), checked.
 
@@ -67,10 +75,8 @@ def load_ops(module_name: str, builtin: Registry) -> tuple[OpSpec, ...]:
     """
     if not module_name:
         raise ValueError("--ops-from must name a module")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except Exception as error:  # whatever importing user code raises is a usage error here
         raise ValueError(f"--ops-from: cannot import module {module_name!r}: {error}") from None
     if not hasattr(module, "OPS"):

@@ -13,14 +13,15 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Literal, Required, TextIO, TypedDict, Unpack
+from typing import Literal, TextIO
 
 from refgrad.numeric import as_count
-from refgrad.ops import registry
+from refgrad.ops import OpSpec, registry
 from refgrad.ops.extra import load_ops
 from refgrad.oracle._arguments import order_argument
 from refgrad.oracle.checks import Outcome
@@ -188,67 +189,6 @@ def _check_file(engine: Engine, path: str, out: TextIO, order: Literal[1, 2]) ->
 def run_verify(
     engine: str,
     *,
-    ops_from: str | None = None,
-    err: TextIO | None = None,
-    isolate: bool | None = None,
-    timeout: float | None = None,
-    **options: Unpack[_Options],
-) -> int:
-    """Run the oracle as the command line does; returns the exit status (see :func:`_run_verify`).
-
-    ``ops_from`` names a module whose ``OPS`` (a tuple of :class:`~refgrad.ops.OpSpec`) are drawn
-    with the registry's ops on refgrad's engine, in this process (:mod:`refgrad.ops.extra`):
-    a module that cannot be read, an entry that cannot be checked, or another engine is a usage
-    error (exit 2, one line).
-    """
-    if ops_from is None:
-        return _run_verify(engine, err=err, isolate=isolate, timeout=timeout, **options)
-    stderr: TextIO = sys.stderr if err is None else err
-    try:
-        extra = load_ops(ops_from, registry)
-        if engine != "refgrad" or isolate or timeout is not None:
-            raise ValueError(
-                "--ops-from checks your ops on refgrad's own engine in this process, which builds them from "
-                "their entries: drop "
-                + ", ".join(
-                    what
-                    for what, given in (
-                        (f"--engine {engine}", engine != "refgrad"),
-                        ("--isolate", bool(isolate)),
-                        ("--timeout", timeout is not None),
-                    )
-                    if given
-                )
-            )
-    except ValueError as error:
-        stderr.write(f"refgrad: error: {error}\n")
-        return 2
-    with using_ops(extra, origin=ops_from):
-        return _run_verify(engine, err=err, isolate=isolate, timeout=timeout, **options)
-
-
-class _Options(TypedDict, total=False):
-    """:func:`run_verify`'s options besides the engine and the ops (see :func:`_run_verify`)."""
-
-    examples: Required[int]
-    seed: Required[int]
-    ops: Required[str | None]
-    out: TextIO | None
-    database: str | os.PathLike[str] | None
-    replay: bool
-    program: str | os.PathLike[str] | None
-    order: int
-    data: str
-    grad: str
-    backward: str
-    strict: bool
-    output_format: str
-    html: str | os.PathLike[str] | None
-
-
-def _run_verify(
-    engine: str,
-    *,
     examples: int,
     seed: int,
     ops: str | None,
@@ -266,6 +206,7 @@ def _run_verify(
     strict: bool = False,
     output_format: str = "text",
     html: str | os.PathLike[str] | None = None,
+    ops_from: str | None = None,
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -282,65 +223,94 @@ def _run_verify(
     (the card), ``"json"`` (one JSON object on ``out``, everything else on ``err``) or
     ``"junit"`` (JUnit XML on ``out``: a testcase per op form and for the compositions).
     ``html`` is a path to write the card to as well, as one HTML page (:mod:`refgrad.oracle.page`).
+    ``ops_from`` names a module whose ``OPS`` (a tuple of :class:`~refgrad.ops.OpSpec`) are drawn
+    with the registry's ops on refgrad's engine, in this process (:mod:`refgrad.ops.extra`):
+    a module that cannot be read, an entry that cannot be checked, or another engine is a usage
+    error too.
     """
-    stdout: TextIO = sys.stdout if out is None else out
-    stderr: TextIO = sys.stderr if err is None else err
-    try:
-        as_count(examples, "--examples")
-        as_count(seed, "--seed", minimum=None)
-        order_argument(order, "--order")
-        if replay and program is not None:
-            raise ValueError("--replay and --program do not go together: --program checks one file")
-        if replay and database is None:
-            raise ValueError("--replay needs a database")
-        if output_format not in _FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(_FORMATS)}; got {output_format!r:.80}")
-        if output_format != "text" and program is not None:
-            raise ValueError(f"--format {output_format} is for a verification run, not --program")
-        if html is not None:
-            if program is not None or replay:
-                raise ValueError("--html is for a verification run, not --program or --replay")
-            html_argument(html)
-        names = parse_ops(ops)
-        attributes = Attributes(data, grad, backward)
-        chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)
-    except (TypeError, ValueError, EngineSpecError) as error:
-        stderr.write(f"refgrad: error: {error}\n")
-        return 2
-    except KeyboardInterrupt:  # while a worker was loading the engine
-        stderr.write("\nrefgrad: interrupted\n")
-        return 130
-    refusal = second_order_refusal(chosen) if order == 2 else None
-    if refusal is not None:
-        if isinstance(chosen, IsolatedEngine):
-            chosen.close()
-        stderr.write(f"refgrad: error: --{refusal}\n")
-        return 2
-    if isinstance(chosen, IsolatedEngine) and engine in ENGINE_NAMES:
-        # The worker runs programs only: say what the in-process run would check besides.
-        stderr.write(f"refgrad verify: {engine} runs in a worker process, where its forward mode is not checked\n")
-    try:
-        return _run(
-            chosen,
-            examples=examples,
-            seed=seed,
-            names=names,
-            database=database,
-            replay=replay,
-            program=program,
-            out=stdout,
-            err=stderr,
-            order=2 if order == 2 else 1,
-            strict=strict,
-            output_format=output_format,
-            html=html,
+    with contextlib.ExitStack() as scope:
+        stdout: TextIO = sys.stdout if out is None else out
+        stderr: TextIO = sys.stderr if err is None else err
+        try:
+            as_count(examples, "--examples")
+            as_count(seed, "--seed", minimum=None)
+            order_argument(order, "--order")
+            if replay and program is not None:
+                raise ValueError("--replay and --program do not go together: --program checks one file")
+            if replay and database is None:
+                raise ValueError("--replay needs a database")
+            if output_format not in _FORMATS:
+                raise ValueError(f"--format must be one of {', '.join(_FORMATS)}; got {output_format!r:.80}")
+            if output_format != "text" and program is not None:
+                raise ValueError(f"--format {output_format} is for a verification run, not --program")
+            if html is not None:
+                if program is not None or replay:
+                    raise ValueError("--html is for a verification run, not --program or --replay")
+                html_argument(html)
+            if ops_from is not None:
+                scope.enter_context(_own_ops(ops_from, engine, isolate=isolate, timeout=timeout))
+            names = parse_ops(ops)
+            attributes = Attributes(data, grad, backward)
+            chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)
+        except (TypeError, ValueError, EngineSpecError) as error:
+            stderr.write(f"refgrad: error: {error}\n")
+            return 2
+        except KeyboardInterrupt:  # while a worker was loading the engine
+            stderr.write("\nrefgrad: interrupted\n")
+            return 130
+        refusal = second_order_refusal(chosen) if order == 2 else None
+        if refusal is not None:
+            if isinstance(chosen, IsolatedEngine):
+                chosen.close()
+            stderr.write(f"refgrad: error: --{refusal}\n")
+            return 2
+        if isinstance(chosen, IsolatedEngine) and engine in ENGINE_NAMES:
+            # The worker runs programs only: say what the in-process run would check besides.
+            stderr.write(f"refgrad verify: {engine} runs in a worker process, where its forward mode is not checked\n")
+        try:
+            return _run(
+                chosen,
+                examples=examples,
+                seed=seed,
+                names=names,
+                database=database,
+                replay=replay,
+                program=program,
+                out=stdout,
+                err=stderr,
+                order=2 if order == 2 else 1,
+                strict=strict,
+                output_format=output_format,
+                html=html,
+            )
+        except KeyboardInterrupt:
+            stderr.write("\nrefgrad: interrupted\n")
+            return 130  # the shell's convention for SIGINT
+        finally:
+            if isinstance(chosen, IsolatedEngine):
+                chosen.close()
+
+
+def _own_ops(
+    module: str, engine: str, *, isolate: bool | None, timeout: float | None
+) -> contextlib.AbstractContextManager[tuple[OpSpec, ...]]:
+    """``--ops-from module``: its ops for the run; ``ValueError`` for an engine that cannot build them."""
+    extra = load_ops(module, registry)
+    dropped = [
+        what
+        for what, given in (
+            (f"--engine {engine}", engine != "refgrad"),
+            ("--isolate", bool(isolate)),
+            ("--timeout", timeout is not None),
         )
-    except KeyboardInterrupt:
-        stderr.write("\nrefgrad: interrupted\n")
-        return 130  # the shell's convention for SIGINT
-    finally:
-        if isinstance(chosen, IsolatedEngine):
-            chosen.close()
+        if given
+    ]
+    if dropped:
+        raise ValueError(
+            "--ops-from checks your ops on refgrad's own engine in this process, which builds them from "
+            f"their entries: drop {', '.join(dropped)}"
+        )
+    return using_ops(extra, origin=module)
 
 
 def _database_key(engine: Engine) -> str:

@@ -29,7 +29,6 @@ infinity. Other engines may signal it by raising ``ArithmeticError`` or
 from __future__ import annotations
 
 import builtins
-import importlib
 import inspect
 import math
 import numbers
@@ -44,6 +43,7 @@ from typing import Final, Literal, Protocol, cast, runtime_checkable
 from refgrad.autodiff import grad, jvp
 from refgrad.errors import DomainError
 from refgrad.ops import OpSpec
+from refgrad.ops.extra import import_user_module
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
 from refgrad.oracle.surface import SURFACE, builder, own_prelude
@@ -821,10 +821,8 @@ def load_engine(spec: str, attributes: Attributes = MICROGRAD_ATTRIBUTES) -> Eng
     module_name, colon, class_name = spec.partition(":")
     if not colon or not module_name or not class_name:
         raise EngineSpecError(f"unknown engine {spec!r}: use refgrad, micrograd-compat or MODULE:CLASS")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except Exception as error:  # whatever importing user code raises is a usage error here
         raise EngineSpecError(f"cannot import module {module_name!r} for --engine {spec}: {error}") from None
     found: object = module

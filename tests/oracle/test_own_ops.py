@@ -100,6 +100,8 @@ def _module(
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.syspath_prepend(str(tmp_path))  # pyright: ignore[reportUnknownMemberType]  # pytest leaves path untyped
     monkeypatch.chdir(tmp_path)
+    # verify sets hypothesis's cache folder for the process if unset: keep it here, and unset afterwards.
+    monkeypatch.setenv("HYPOTHESIS_STORAGE_DIRECTORY", str(tmp_path / "hypothesis"))
     return tmp_path
 
 
