@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from refgrad.errors import DomainError
+from refgrad.ops import OpSpec
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
 
@@ -125,9 +126,13 @@ def _describe_point(form: Form, args: Sequence[float], params: tuple[float, ...]
     return ", ".join(parts)
 
 
-@functools.cache
 def ordinary_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone in ``form`` at moderate points inside its domain (several exponents for ``x ** c``)."""
+    return _ordinary_programs(op, form, op_table.key)
+
+
+@functools.cache  # per run's own ops too (op_table.key): another run's 'sin' is another op
+def _ordinary_programs(op: str, form: Form, key: tuple[OpSpec, ...]) -> tuple[PatternProgram, ...]:
     found: list[PatternProgram] = []
     arity = op_table[op].arity
     for params in _param_choices(op, _ORDINARY_EXPONENTS):
@@ -139,9 +144,13 @@ def ordinary_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     return tuple(found)
 
 
-@functools.cache
 def kink_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone with an operand at each of its registry kinks (the other operand moderate)."""
+    return _kink_programs(op, form, op_table.key)
+
+
+@functools.cache  # per run's own ops too (op_table.key): another run's 'sin' is another op
+def _kink_programs(op: str, form: Form, key: tuple[OpSpec, ...]) -> tuple[PatternProgram, ...]:
     spec = op_table[op]
     found: list[PatternProgram] = []
     for kink in spec.kinks:
@@ -159,9 +168,13 @@ def kink_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     return tuple(found)
 
 
-@functools.cache
 def edge_programs(op: str, form: Form) -> tuple[PatternProgram, ...]:
     """``op`` alone at edge inputs: each edge point as the operand (a binary op's second, or both of them)."""
+    return _edge_programs(op, form, op_table.key)
+
+
+@functools.cache  # per run's own ops too (op_table.key): another run's 'sin' is another op
+def _edge_programs(op: str, form: Form, key: tuple[OpSpec, ...]) -> tuple[PatternProgram, ...]:
     spec = op_table[op]
     found: list[PatternProgram] = []
     for params in _param_choices(op, (0.0, 2.0, -1.0, 0.5)):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from refgrad.ops import OpSpec
 from refgrad.oracle.campaigns import (
     AccumulationPrograms,
     PatternProgram,
@@ -423,8 +424,12 @@ def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, 
 
 
 @functools.lru_cache(maxsize=8192)
-def _references(program: Program, second_order: bool) -> KnownReferences:
-    """The structured programs are the same in every run: their references are computed once per process."""
+def _references(program: Program, second_order: bool, key: tuple[OpSpec, ...]) -> KnownReferences:
+    """The structured programs are the same in every run: their references are computed once per process.
+
+    ``key`` is the run's own ops (:attr:`~refgrad.oracle.optable.OpTable.key`): a program naming
+    ``sin`` means another op in a run with another ``sin``.
+    """
     return KnownReferences(torch_reference(program, second_order=second_order))
 
 
@@ -447,7 +452,7 @@ def run_structured(
         # Edge inputs are about first-order formulas (overflow, cancellation); at second order nearly
         # every check there is skipped as imprecise, at the cost of many finite differences.
         at: Literal[1, 2] = 1 if pattern.pattern == "edge" else order
-        known = _references(pattern.program, at == 2)
+        known = _references(pattern.program, at == 2, op_table.key)
         outcome = checked(pattern.program, engine, order=at, known=known)
         found.programs += 1
         record(outcome)

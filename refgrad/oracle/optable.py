@@ -70,6 +70,16 @@ class OpTable:
         """The module the caller's ops came from (``--ops-from``), if known."""
         return _CURRENT.get().origin
 
+    @property
+    def key(self) -> tuple[OpSpec, ...]:
+        """The caller's own ops as a cache key: what is cached per op name is cached per key too.
+
+        Empty outside :func:`using_ops`; two runs with the same entries share it. (Entries compare
+        by identity, so a different ``sin`` is another key.)
+        """
+        current = _CURRENT.get()
+        return tuple(spec for spec in current.ops if spec.name in current.extra)
+
     def is_extra(self, name: str) -> bool:
         """Whether ``name`` is one of the caller's own ops rather than a registry op."""
         return name in _CURRENT.get().extra

@@ -42,6 +42,10 @@ def _everywhere(x: float) -> bool:
     return True
 
 
+def _positive(x: float) -> bool:
+    return x > 0
+
+
 _REALS = Domain("all reals", _everywhere)
 _EXAMPLES = 150  # besides the structured programs (each op form alone, at edges; shared nodes; chains)
 
@@ -437,3 +441,21 @@ def test_an_underflowing_partial_is_not_mistaken_for_a_nonlinear_op() -> None:
         ),
     )
     assert torch_reference(chain).beyond_first_order == ()
+
+
+def test_a_run_never_reuses_another_runs_op_of_the_same_name() -> None:
+    """The structured programs and their references are cached per process: per entry, not per name."""
+    from refgrad.oracle import diagnosis
+    from refgrad.oracle.campaigns import edge_programs
+
+    (right,) = _trig_ops()
+    narrow = dataclasses.replace(right, domain=Domain("x > 0", _positive))
+    wrong = dataclasses.replace(right, torch="torch.cos")
+    for spec, negatives, value in ((right, True, math.sin(0.5)), (narrow, False, None), (wrong, True, math.cos(0.5))):
+        with using_ops((spec,)):
+            points = [pattern.program.inputs[0] for pattern in edge_programs("sin", ("node",))]
+            assert any(x < 0 for x in points) is negatives, points
+            if value is not None:
+                program = Program((0.5,), (Step("sin", (Ref(0),)),))
+                known = diagnosis._references(program, False, current_ops.key)  # pyright: ignore[reportPrivateUsage]
+                assert known.torch.values[1] == pytest.approx(value, rel=1e-15)
