@@ -140,7 +140,9 @@ class Node:
         # its subclasses share) and its constructors (functions, called through the instance or class).
         @property
         def _surface(self) -> type[Node]: ...
-        def _make(self, data: float, op: OpSpec, first: Self, second: Self | None, params: Params, /) -> Self: ...
+        def _make(
+            self, data: float, op: OpSpec, first: Self, second: Self | None = None, params: Params = (), /
+        ) -> Self: ...
         def _constant(self, data: float, /) -> Self: ...
         @classmethod
         def _new_leaf(cls, data: float, label: str | None, /) -> Self: ...
@@ -193,49 +195,49 @@ class Node:
         y = self._operand(other)
         if y is None:
             return NotImplemented
-        return self._make(forward_binary(ADD, self.data, y.data), ADD, self, y, ())
+        return self._make(forward_binary(ADD, self.data, y.data), ADD, self, y)
 
     def __radd__(self, other: float) -> Self:
         x = self._operand(other)
         if x is None:
             return NotImplemented
-        return self._make(forward_binary(ADD, x.data, self.data), ADD, x, self, ())
+        return self._make(forward_binary(ADD, x.data, self.data), ADD, x, self)
 
     def __sub__(self, other: Self | float) -> Self:
         y = self._operand(other)
         if y is None:
             return NotImplemented
-        return self._make(forward_binary(SUB, self.data, y.data), SUB, self, y, ())
+        return self._make(forward_binary(SUB, self.data, y.data), SUB, self, y)
 
     def __rsub__(self, other: float) -> Self:
         x = self._operand(other)
         if x is None:
             return NotImplemented
-        return self._make(forward_binary(SUB, x.data, self.data), SUB, x, self, ())
+        return self._make(forward_binary(SUB, x.data, self.data), SUB, x, self)
 
     def __mul__(self, other: Self | float) -> Self:
         y = self._operand(other)
         if y is None:
             return NotImplemented
-        return self._make(forward_binary(MUL, self.data, y.data), MUL, self, y, ())
+        return self._make(forward_binary(MUL, self.data, y.data), MUL, self, y)
 
     def __rmul__(self, other: float) -> Self:
         x = self._operand(other)
         if x is None:
             return NotImplemented
-        return self._make(forward_binary(MUL, x.data, self.data), MUL, x, self, ())
+        return self._make(forward_binary(MUL, x.data, self.data), MUL, x, self)
 
     def __truediv__(self, other: Self | float) -> Self:
         y = self._operand(other)
         if y is None:
             return NotImplemented
-        return self._make(forward_binary(DIV, self.data, y.data), DIV, self, y, ())
+        return self._make(forward_binary(DIV, self.data, y.data), DIV, self, y)
 
     def __rtruediv__(self, other: float) -> Self:
         x = self._operand(other)
         if x is None:
             return NotImplemented
-        return self._make(forward_binary(DIV, x.data, self.data), DIV, x, self, ())
+        return self._make(forward_binary(DIV, x.data, self.data), DIV, x, self)
 
     def __pow__(self, exponent: Self | float) -> Self:
         """``x ** c`` for a number ``c`` (op ``pow``); ``x ** y`` for a node ``y`` (op ``vpow``)."""
@@ -247,44 +249,44 @@ class Node:
         y = self._operand(exponent)  # a node; the other kind's node raises
         if y is None:
             return NotImplemented
-        return self._make(forward_binary(VPOW, self.data, y.data), VPOW, self, y, ())
+        return self._make(forward_binary(VPOW, self.data, y.data), VPOW, self, y)
 
     def __rpow__(self, base: float) -> Self:
         """``c ** y`` for a number ``c``: op ``vpow`` with ``c`` as a constant leaf."""
         x = self._operand(base)
         if x is None:
             return NotImplemented
-        return self._make(forward_binary(VPOW, x.data, self.data), VPOW, x, self, ())
+        return self._make(forward_binary(VPOW, x.data, self.data), VPOW, x, self)
 
     def __neg__(self) -> Self:
-        return self._make(forward_unary(NEG, self.data, ()), NEG, self, None, ())
+        return self._make(forward_unary(NEG, self.data, ()), NEG, self)
 
     def __abs__(self) -> Self:
-        return self._make(forward_unary(ABS, self.data, ()), ABS, self, None, ())
+        return self._make(forward_unary(ABS, self.data, ()), ABS, self)
 
     def exp(self) -> Self:
         """``e ** self`` (op ``exp``)."""
-        return self._make(forward_unary(EXP, self.data, ()), EXP, self, None, ())
+        return self._make(forward_unary(EXP, self.data, ()), EXP, self)
 
     def log(self) -> Self:
         """Natural logarithm (op ``log``); :class:`refgrad.DomainError` unless ``self.data > 0``."""
-        return self._make(forward_unary(LOG, self.data, ()), LOG, self, None, ())
+        return self._make(forward_unary(LOG, self.data, ()), LOG, self)
 
     def tanh(self) -> Self:
         """Hyperbolic tangent (op ``tanh``)."""
-        return self._make(forward_unary(TANH, self.data, ()), TANH, self, None, ())
+        return self._make(forward_unary(TANH, self.data, ()), TANH, self)
 
     def sigmoid(self) -> Self:
         """Logistic sigmoid ``1 / (1 + exp(-self))`` (op ``sigmoid``)."""
-        return self._make(forward_unary(SIGMOID, self.data, ()), SIGMOID, self, None, ())
+        return self._make(forward_unary(SIGMOID, self.data, ()), SIGMOID, self)
 
     def relu(self) -> Self:
         """``max(self, 0)`` (op ``relu``; its derivative at 0 is 0, as in PyTorch)."""
-        return self._make(forward_unary(RELU, self.data, ()), RELU, self, None, ())
+        return self._make(forward_unary(RELU, self.data, ()), RELU, self)
 
     def abs(self) -> Self:
         """``|self|`` (op ``abs``; its derivative at 0 is 0, as in PyTorch)."""
-        return self._make(forward_unary(ABS, self.data, ()), ABS, self, None, ())
+        return self._make(forward_unary(ABS, self.data, ()), ABS, self)
 
 
 NodeT = TypeVar("NodeT", bound=Node)

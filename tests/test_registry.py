@@ -356,3 +356,15 @@ def test_partials_protocol_is_satisfied_by_every_rule() -> None:
     """Every registry rule is accepted where a Partials is expected (checked by mypy too)."""
     rules: list[Partials] = [spec.partials for spec in registry]
     assert len(rules) == len(registry)
+
+
+def test_check_name_accepts_the_registrys_names_and_names_the_bad_one() -> None:
+    for name in registry.names:
+        registry.check_name(name)  # no error
+    known = ", ".join(registry.names)
+    for bad in ("nope", 3, None):
+        with pytest.raises(ValueError, match=r"^where: no op named") as raised:
+            registry.check_name(bad, "where: ")
+        assert str(raised.value) == f"where: no op named {bad!r}; known ops: {known}"
+    with pytest.raises(ValueError, match=r"^no op named 'x'"):
+        registry.check_name("x")

@@ -39,7 +39,7 @@ from refgrad.oracle.engines import (
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import html_argument, write_html
 from refgrad.oracle.report import format_junit, format_report
-from refgrad.oracle.runner import Progress, verify
+from refgrad.oracle.runner import Progress, check_own_ops, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
 
 __all__ = ["parse_ops", "run_verify"]
@@ -249,6 +249,7 @@ def run_verify(
                 html_argument(html)
             if ops_from is not None:
                 scope.enter_context(_own_ops(ops_from, engine, isolate=isolate, timeout=timeout))
+                check_own_ops(order)
             names = parse_ops(ops)
             attributes = Attributes(data, grad, backward)
             chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)

@@ -36,7 +36,7 @@ def _forward(spec: OpSpec, args: tuple[float, ...], params: tuple[float, ...]) -
         result: object = spec.forward(*args, *params)
     except OverflowError:
         return "defined"
-    except (ArithmeticError, ValueError):
+    except Exception:  # any failure of the forward: not defined there
         return "undefined"
     if not isinstance(result, float | int) or math.isnan(result):
         return "undefined"
@@ -49,8 +49,11 @@ def _torch(spec: OpSpec, args: tuple[float, ...], params: tuple[float, ...]) -> 
     if reference is None:
         return "unknown"
     operands = [torch.tensor(arg, dtype=torch.float64) for arg in args]
-    with torch.no_grad():
-        value = float(reference.forward(*operands, *params).item())
+    try:
+        with torch.no_grad():
+            value = float(reference.forward(*operands, *params).item())
+    except Exception:  # torch refusing the point says nothing about the domain
+        return "unknown"
     if math.isnan(value):
         return "undefined"
     return "defined" if math.isfinite(value) else "unknown"
@@ -75,7 +78,14 @@ def domain_disagreements(spec: OpSpec) -> tuple[str, ...]:
     narrow: list[str] = []
     wide: list[str] = []
     for args, params in _grid(spec):
-        declared = spec.domain.contains(*args, *params)
+        try:
+            declared = bool(spec.domain.contains(*args, *params))
+        except Exception as error:  # a domain must answer everywhere: outside it is an answer too
+            point = ", ".join(f"{value!r}" for value in (*args, *params))
+            return (
+                f"the domain of {spec.name} ({spec.domain.description!r}) raises at ({point}) instead of "
+                f"answering: {type(error).__name__}: {error}",
+            )
         forward = _forward(spec, args, params)
         reference = _torch(spec, args, params)
         point = ", ".join(f"{value!r}" for value in (*args, *params))

@@ -234,7 +234,7 @@ def _differences(
         FiniteDifferenceSkip("not converging", input_index, None)
     ] * count
     pending = list(range(count))
-    local = [program.local_partials(values, index) for index in range(len(program.steps))]
+    local = [program.reference_partials(values, index) for index in range(len(program.steps))]
     for refinement in range(start, REFINEMENTS + 1):
         h = h0 / 4.0**refinement
         points = (x + h, x - h, x + h / 2, x - h / 2, x + h / 4, x - h / 4)
@@ -243,8 +243,8 @@ def _differences(
             for component in pending:
                 results[component] = stencil
             continue
-        outputs, narrowest = stencil
-        if not _resolved(program, values, narrowest[0], narrowest[1], local):
+        outputs, at_points = stencil
+        if not _resolved(program, at_points, local):
             for component in pending:
                 results[component] = FiniteDifferenceSkip("not converging", input_index, None)
             continue
@@ -279,9 +279,9 @@ def _stencil(
     watches: Sequence[_Watch],
     centers: Sequence[float],
 ) -> tuple[list[tuple[float, ...]], list[Sequence[float]]] | FiniteDifferenceSkip:
-    """The components at each point, and every node's values at the last two; or why the stencil is skipped."""
+    """The components at each point, and every node's values there; or why the stencil is skipped."""
     outputs: list[tuple[float, ...]] = []
-    narrowest: list[Sequence[float]] = []
+    at_points: list[Sequence[float]] = []
     for point in points:
         shifted = list(program.inputs)
         shifted[input_index] = point
@@ -297,42 +297,50 @@ def _stencil(
         if found is None:
             return FiniteDifferenceSkip("engine failure", input_index, None)
         outputs.append(found)
-        narrowest = [*narrowest[-1:], result]
-    return outputs, narrowest
+        at_points.append(result)
+    return outputs, at_points
 
 
-def _resolved(
-    program: Program,
-    center: Sequence[float],
-    plus: Sequence[float],
-    minus: Sequence[float],
-    local: Sequence[list[float] | None],
-) -> bool:
-    """Whether every op responds to the narrowest stencil nearly linearly: the step resolves the program.
+def _resolved(program: Program, at_points: Sequence[Sequence[float]], local: Sequence[list[float] | None]) -> bool:
+    """Whether every op responds to the stencil as its partials say: the step resolves the program.
 
-    Each node's central difference ``(plus - minus) / 2`` must be the sum of its operands'
-    times its partials at the center, to within :data:`_RESOLUTION_SLACK` of that sum and
-    the roundings of the values. Convergence of the quotients alone can be met by chance
-    where the step is far wider than an op's own scale: ``sin`` at ``x = 1e16`` samples
-    its period at random, every step from ``1e11`` down (a third of such stencils pass the
-    ratio test), and a program ``x + sin(x)`` then "converges" to the slope of ``x`` alone.
+    For each node, its half differences ``(n(x + s) - n(x - s)) / 2`` at ``s = h/2`` and ``h/4``
+    are Richardson-combined (``S = d4 + (d4 - d2 / 2) / 3``, which removes the ``s**3`` term, so
+    a smooth node's ``S`` is its slope times ``h/4`` to order ``s**5``), and ``S`` must be the sum
+    of its operands' times its partials at the center (:meth:`Program.reference_partials`: the
+    registry's, or the slopes of the forward for an op under test), to within
+    :data:`_RESOLUTION_SLACK` of that sum and the roundings of the values. Convergence of the
+    output's quotients alone can be met by chance where the step is far wider than an op's own
+    scale: ``sin`` at ``x = 6e16`` samples its period at random, every step from ``1e11`` down (a
+    third of such stencils pass the ratio test), and ``x + sin(x)`` then "converges" to the slope
+    of ``x`` alone.
     """
-    half = [(p - m) / 2.0 for p, m in zip(plus, minus, strict=True)]
-    noise = [_rounding(c, p, m) for c, p, m in zip(center, plus, minus, strict=True)]
+    wide_plus, wide_minus, plus, minus = at_points[2], at_points[3], at_points[4], at_points[5]
+    combined: list[float] = []
+    noise: list[float] = []
+    for values in zip(wide_plus, wide_minus, plus, minus, strict=True):
+        narrow = (values[2] - values[3]) / 2.0
+        wide = (values[0] - values[1]) / 2.0
+        combined.append(narrow + (narrow - wide / 2.0) / 3.0)
+        noise.append(1.5 * _rounding(*values))
     for (node, step), partials in zip(program.numbered_steps(), local, strict=True):
         if partials is None or not all(math.isfinite(partial) for partial in partials):
+            if partials is not None and op_table.is_extra(step.op):
+                return False  # an op under test whose own forward has no slope at this scale
             continue  # a boundary or a pole: the domain watches speak for it
         linear = 0.0
         carried = noise[node]
         for operand, partial in zip(step.operands, partials, strict=True):
             if isinstance(operand, Ref):
-                linear += partial * half[operand.node]
+                linear += partial * combined[operand.node]
                 # The partial's own rounding: below the normal range, a few spacings (0 for a tiny one).
-                carried += abs(partial) * noise[operand.node] + PARTIAL_SPACINGS * _SUBNORMAL * abs(half[operand.node])
+                carried += abs(partial) * noise[operand.node] + PARTIAL_SPACINGS * _SUBNORMAL * abs(
+                    combined[operand.node]
+                )
         noise[node] = carried
-        if not math.isfinite(linear) or not math.isfinite(half[node]):
+        if not math.isfinite(linear) or not math.isfinite(combined[node]):
             continue
-        if abs(half[node] - linear) > _RESOLUTION_SLACK * abs(linear) + 4.0 * carried:
+        if abs(combined[node] - linear) > _RESOLUTION_SLACK * abs(linear) + 4.0 * carried:
             return False
     return True
 

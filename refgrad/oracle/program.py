@@ -38,6 +38,7 @@ __all__ = [
     "Ref",
     "Step",
     "forms_of",
+    "forward_slopes",
     "parse_json",
     "partials_at",
 ]
@@ -289,6 +290,18 @@ class Program:
         output = values[len(self.inputs) + index]
         return partials_at(op_table[step.op], step.arguments(values), output, step.params)
 
+    def reference_partials(self, values: Sequence[float], index: int) -> list[float] | None:
+        """Step ``index``'s partials as the references may trust them: the registry's for a registry op.
+
+        For an op of the caller's (:data:`~refgrad.oracle.optable.op_table`) its partials are what
+        is being checked, so the slopes of its own forward stand in (:func:`forward_slopes`).
+        """
+        step = self.steps[index]
+        spec = op_table[step.op]
+        if not op_table.is_extra(step.op):
+            return self.local_partials(values, index)
+        return forward_slopes(spec, step.arguments(values), step.params)
+
     # JSON -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, object]:
@@ -524,3 +537,42 @@ def partials_at(spec: OpSpec, args: Sequence[float], output: float, params: Sequ
     # whatever the rule's annotation says: read the answers as objects.
     answers: tuple[object, ...] = tuple(raw)
     return [float(p) if isinstance(p, float | int) else math.nan for p in answers]
+
+
+_SLOPE_STEP: Final = 2.0**-20
+"""Relative step of :func:`forward_slopes`: the slopes need a few digits, not many."""
+
+
+def forward_slopes(spec: OpSpec, args: Sequence[float], params: Sequence[float]) -> list[float] | None:
+    """``spec``'s partials estimated from its float forward alone (Richardson central differences).
+
+    For each operand, two Richardson estimates (steps ``e, e/2`` and ``e/2, e/4``, ``e = 2**-20 *
+    max(1, |x|)``) that must agree to a quarter (or within rounding): a few correct digits where
+    the forward is smooth at that scale, NaN where it is not (``sin`` at ``1e16``, whose period
+    every such step aliases) or where an evaluation fails; None outside the domain. Used where
+    the entry's own partials cannot be trusted because they are the ones under test.
+    """
+    if not spec.domain.contains(*args, *params):
+        return None
+    slopes: list[float] = []
+    for position, x in enumerate(args):
+        step = _SLOPE_STEP * max(1.0, abs(x))
+        quotients: list[float] = []
+        largest = 0.0
+        for h in (step, step / 2.0, step / 4.0):
+            ends: list[float] = []
+            for point in (x + h, x - h):
+                moved = list(args)
+                moved[position] = point
+                try:
+                    ends.append(float(spec.forward(*moved, *params)))
+                except (ArithmeticError, ValueError, TypeError):
+                    ends.append(math.nan)
+            largest = max(largest, *(abs(end) for end in ends))
+            quotients.append((ends[0] - ends[1]) / ((x + h) - (x - h)))
+        first = quotients[1] + (quotients[1] - quotients[0]) / 3.0
+        second = quotients[2] + (quotients[2] - quotients[1]) / 3.0
+        noise = 8.0 * (2.0**-52 * largest + 2.0**-1074) / (step / 4.0)
+        agree = abs(first - second) <= 0.25 * max(abs(first), abs(second)) + noise
+        slopes.append(second if agree and math.isfinite(second) else math.nan)
+    return slopes

@@ -55,7 +55,13 @@ from refgrad.oracle.program import Form, Program
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
 from refgrad.oracle.torch_reference import check_torch_names
 
-__all__ = ["OpStats", "Progress", "VerificationReport", "verify"]
+__all__ = [
+    "OpStats",
+    "Progress",
+    "VerificationReport",
+    "check_own_ops",
+    "verify",
+]
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each program of the generation phase."""
@@ -448,15 +454,25 @@ def _check_order(engine: Engine, order: int) -> None:
 
 
 def _check_own_ops(engine: Engine, order: int) -> None:
-    """``ValueError`` where the run's own ops (:data:`~refgrad.oracle.optable.op_table`) cannot be checked."""
+    """:func:`check_own_ops`, and ``ValueError`` for an engine other than refgrad's."""
     own = [name for name in op_table.names if op_table.is_extra(name)]
-    if not own:
-        return
-    if not isinstance(engine, RefgradEngine):
+    if own and not isinstance(engine, RefgradEngine):
         raise ValueError(
             f"ops of your own ({', '.join(own)}) are checked on refgrad's engine, which builds them from their "
             f"entries; {engine.name} cannot (use engine refgrad)"
         )
+    check_own_ops(order)
+
+
+def check_own_ops(order: int) -> None:
+    """``ValueError`` naming the op where the run's own ops (:data:`~refgrad.oracle.optable.op_table`) fail checks.
+
+    An entry's ``torch`` must name an elementwise torch function taking its operands and params;
+    ``order=2`` needs one for every op.
+    """
+    own = [name for name in op_table.names if op_table.is_extra(name)]
+    if not own:
+        return
     check_torch_names()
     without = [name for name in own if op_table[name].torch is None]
     if order == 2 and without:

@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from refgrad.ops import Spelling, registry
-from refgrad.oracle.optable import op_table
 
 __all__ = [
     "SURFACE",
@@ -82,7 +81,7 @@ def spell(op: str, operands: Sequence[str], params: Sequence[str], *, abs_method
     a surface spelling is written as ``apply(registry["op"], ...)`` (refgrad only), an op of
     the caller's (:data:`~refgrad.oracle.optable.op_table`) as ``own("op", ...)`` (see :func:`own_prelude`).
     """
-    if op_table.is_extra(op):
+    if op not in registry:  # an op of the caller's (read after the run too, when the table is the registry again)
         extra = f", params=({', '.join(params)},)" if params else ""
         return f"own({op!r}, {', '.join(operands)}{extra})"
     spelling = SURFACE.get(op)

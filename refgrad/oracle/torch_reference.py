@@ -255,7 +255,17 @@ def _resolve(spec: OpSpec) -> Callable[..., torch.Tensor]:
         raise ValueError(
             f"op {spec.name!r}: torch={name!r} names no torch function (write it as 'torch.NAME', e.g. 'torch.sin')"
         )
-    return cast("Callable[..., torch.Tensor]", found)
+    function = cast("Callable[..., torch.Tensor]", found)
+    operands = [torch.full((LANES,), 0.5, dtype=torch.float64) for _ in range(spec.arity)]
+    try:
+        result: object = function(*operands, *(0.5 for _ in spec.params))
+    except Exception as error:  # whatever the named function raises: the entry names the wrong one
+        raise ValueError(
+            f"op {spec.name!r}: {name}({spec.arity} tensor(s), {len(spec.params)} param(s)) fails: {error}"
+        ) from None
+    if not isinstance(result, torch.Tensor) or result.shape != operands[0].shape:
+        raise ValueError(f"op {spec.name!r}: {name} does not return one value per element (an elementwise function)")
+    return function
 
 
 def _float_forward(spec: OpSpec, args: Sequence[float], params: Sequence[float]) -> float:
@@ -626,9 +636,9 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
                 kink_ambiguous.append(node)
         value_tolerances = _tolerance(value_lanes, sites)
         adjoints = _floats(gradient_lanes[:, 0])
-        # Each step's registry partials at lane 0's values, read by both bounds below.
+        # Each step's partials at lane 0's values, read by both bounds below (never those of an op under test).
         lane_zero = _floats(value_lanes[:, 0])
-        local = [program.local_partials(lane_zero, index) for index in range(len(program.steps))]
+        local = [program.reference_partials(lane_zero, index) for index in range(len(program.steps))]
         rounding = _contribution_rounding(program, local, adjoints)
         gradient_tolerances = _tolerance(gradient_lanes, sites) + _IMPLEMENTATIONS * torch.tensor(
             rounding, dtype=torch.float64
@@ -651,7 +661,7 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
         hessian=hessian,
         hessian_tolerances=hessian_tolerances,
         hessian_finiteness_ambiguous=hessian_ambiguous,
-        beyond_first_order=_beyond_first_order(program, value_lanes, local, set(kink_ambiguous)),
+        beyond_first_order=_beyond_first_order(program, value_lanes, set(kink_ambiguous)),
     )
 
 
@@ -661,24 +671,28 @@ _FIRST_ORDER_SLACK: Final = 0.25
 """How far (as a share) a node's sampled deviations may stray from the linear response before the model fails."""
 
 
-def _beyond_first_order(
-    program: Program, value_lanes: torch.Tensor, local: Sequence[list[float] | None], kinks: set[int]
-) -> tuple[int, ...]:
+def _beyond_first_order(program: Program, value_lanes: torch.Tensor, kinks: set[int]) -> tuple[int, ...]:
     """Nodes where the lanes leave the first-order regime the tolerances assume.
 
     The error model scales sampled roundings up by :data:`_ENLARGE` and reads the tolerances
     off the lanes' deviations, which is exact while every op responds linearly to its operands'
     deviations: ``dev(node) = sum_i partial_i * dev(operand_i) + its own rounding``. This checks
-    that relation lane by lane, with the registry's partials at lane 0: a node whose deviation
+    that relation lane by lane, with the partials at lane 0 (:meth:`Program.reference_partials`:
+    the registry's, or for an op under test the slopes of its forward): a node whose deviation
     strays from it by more than :data:`_FIRST_ORDER_SLACK` of the linear part (beyond its own
     rounding) is beyond first order. Nodes at an ambiguous kink and non-finite lanes are left to
     their own checks. For the registry's ops the relation holds wherever the lanes are finite
     away from kinks; an op that oscillates (``sin`` of a large operand) breaks it.
     """
     deviations = value_lanes - value_lanes[:, :1]
+    lane_zero = _floats(value_lanes[:, 0])
+    local = [program.reference_partials(lane_zero, index) for index in range(len(program.steps))]
     found: list[int] = []
     for (node, step), partials in zip(program.numbered_steps(), local, strict=True):
         if partials is None or node in kinks or not bool(torch.isfinite(value_lanes[node]).all()):
+            continue
+        if op_table.is_extra(step.op) and not all(math.isfinite(partial) for partial in partials):
+            found.append(node)  # an op under test whose forward has no slope at this scale (forward_slopes)
             continue
         linear = torch.zeros_like(deviations[node])
         # A partial is a float too: one that underflowed (to 0, say) is off by a few subnormal spacings.

@@ -459,3 +459,60 @@ def test_a_run_never_reuses_another_runs_op_of_the_same_name() -> None:
                 program = Program((0.5,), (Step("sin", (Ref(0),)),))
                 known = diagnosis._references(program, False, current_ops.key)  # pyright: ignore[reportPrivateUsage]
                 assert known.torch.values[1] == pytest.approx(value, rel=1e-15)
+
+
+def test_without_torch_a_grossly_wrong_partial_fails_naming_the_op() -> None:
+    """The references never trust the partials under test: finite differences still judge them."""
+    for factor in (-1.0, 1.5):
+
+        def wrong(inputs: tuple[N, ...], output: N, params: Params, factor: float = factor) -> tuple[N, ...]:
+            return (factor * 2.0 * inputs[0],)
+
+        bad = dataclasses.replace(SQUARE, partials=wrong, torch=None)
+        report = verify(RefgradEngine(), examples=20, extra_ops=(bad,))
+        assert {finding.op for finding in report.defects} == {"square"}, format_report(report)
+        assert report.stats["square"].finite_difference > 0
+
+
+def test_a_report_read_after_the_run_still_spells_your_op() -> None:
+    bad = dataclasses.replace(SQUARE, partials=lambda inputs, output, params: (3.0 * inputs[0],), torch=None)
+    report = verify(RefgradEngine(), examples=20, extra_ops=(bad,))
+    text = format_report(report)  # the run's op table is gone by now
+    assert "own('square', " in text
+    assert 'registry["square"]' not in text
+
+
+def test_entry_mistakes_found_before_the_run_are_one_line_usage_errors(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = "from refgrad.ops import Domain\nimport trig_base\nimport dataclasses\nOPS = ({},)\n"
+    _module(folder, "trig_base")
+    cases = {
+        "bad_torch_name": ("dataclasses.replace(trig_base.SIN, torch='torch.nosuch')", ["--order", "1"], "names no"),
+        "wrong_arity": ("dataclasses.replace(trig_base.SIN, torch='torch.atan2')", ["--order", "1"], "fails:"),
+        "untorched_order_2": ("dataclasses.replace(trig_base.SIN, torch=None)", ["--order", "2"], "order 2 needs"),
+    }
+    for module, (entry, options, message) in cases.items():
+        (folder / f"{module}.py").write_text(source.format(entry))
+        assert main(["verify", "--ops-from", module, *options, "--no-database"]) == 2
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert err.startswith("refgrad: error: "), err
+        assert err.count("\n") == 1, err
+
+
+def test_a_domain_that_raises_is_a_wrong_domain_finding() -> None:
+    def strict_domain(x: float) -> bool:
+        return math.sqrt(x) >= 0.0  # raises for x < 0
+
+    raising = dataclasses.replace(SQUARE, domain=Domain("x >= 0", strict_domain))
+    (sentence,) = domain_disagreements(raising)
+    assert sentence.startswith("the domain of square ('x >= 0') raises at (-0.5) instead of answering: ValueError")
+
+
+def test_finite_differences_still_take_a_cube_at_zero() -> None:
+    """The resolution check removes the h**3 term as Richardson does: (x * x) * x at 0 is resolved (slope 0)."""
+    program = Program((0.0,), (Step("mul", (Ref(0), Ref(0))), Step("mul", (Ref(1), Ref(0)))))
+    estimate = finite_difference(program, 0, output_error_bound(program, torch_reference(program)))
+    assert not isinstance(estimate, FiniteDifferenceSkip)
+    assert abs(estimate.estimate) <= estimate.error_bound
