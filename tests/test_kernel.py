@@ -7,13 +7,18 @@ kernel's constructors make is checked on nodes built while a test runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
+from collections.abc import Callable
+from typing import cast
 
 import pytest
 
-from refgrad import Value, apply, grad
+from refgrad import DomainError, Value, apply, grad, jvp
 from refgrad.micrograd.engine import Value as MicrogradValue
-from refgrad.ops import registry
+from refgrad.ops import OpSpec, registry
+from refgrad.value import gradients
 
 
 def _forms(x: Value, y: Value) -> list[tuple[Value, str, Value, Value | None]]:
@@ -133,3 +138,91 @@ def test_apply_names_both_surfaces_when_they_are_mixed() -> None:
     assert str(raised.value) == (
         "input 1 of 'mul': cannot combine a refgrad.micrograd.engine.Value with a refgrad.Value in one graph"
     )
+
+
+# A node class, and a subclass with slots, made here: install() and the writable twin at test time.
+
+
+def test_install_gives_a_fresh_node_class_its_own_surface() -> None:
+    from refgrad.kernel import Node, install
+
+    class Fresh(Node):
+        __slots__ = ()
+
+    leaf = install(Fresh, label=None)
+    x = leaf(2.0, "x")
+    assert type(x) is Fresh
+    assert (x.data, x.op) == (2.0, None)
+    assert x._surface is Fresh  # pyright: ignore[reportPrivateUsage]
+    y = x * x
+    assert type(y) is Fresh
+    assert (y.data, y.op, y.params, y.inputs) == (4.0, registry["mul"], (), (x, x))
+    mixed = cast("Callable[[object, object], object]", operator.add)  # the mistake under test: two surfaces
+    with pytest.raises(TypeError, match="cannot combine"):
+        mixed(x, Value(1.0))
+
+
+def test_a_subclass_with_slots_switches_classes_while_building() -> None:
+    class Slotted(Value):
+        __slots__ = ()  # the twin has none of its own either, or the class switch would be refused
+
+    x = Slotted(3.0)
+    assert type(x) is Slotted
+    y = x * 2.0 + x.exp()
+    assert type(y) is Slotted
+    assert y.data == 6.0 + math.exp(3.0)
+
+
+def test_a_micrograd_subclass_shares_its_bases_surface_both_ways() -> None:
+    class Traced(MicrogradValue):
+        __slots__ = ()
+
+    class Deeper(Traced):
+        __slots__ = ()
+
+    shallow, deep = Traced(4.0), Deeper(2.0)
+    assert type(shallow) is Traced
+    assert type(deep) is Deeper
+    # The operators are typed Self, so the checkers refuse a subclass on the left of its base; it runs.
+    times = cast("Callable[[object, object], object]", operator.mul)
+    product = times(deep, shallow)
+    assert isinstance(product, Deeper)
+    assert (product.data, product.params, product.label) == (8.0, (), "")
+    product.backward()
+    assert (deep.grad, shallow.grad) == (4.0, 2.0)
+
+
+# The reverse loop's messages.
+
+
+def _unary(name: str, partials: Callable[..., tuple[float, ...]]) -> OpSpec:
+    return dataclasses.replace(registry["exp"], name=name, partials=partials)
+
+
+def test_a_partial_that_raises_is_a_domain_error_quoting_it() -> None:
+    def raising(inputs: tuple[float, ...], output: float, params: tuple[float, ...]) -> tuple[float, ...]:
+        raise ZeroDivisionError("no partial here")
+
+    x = Value(0.5)
+    node = apply(_unary("raising", raising), x)
+    with pytest.raises(DomainError, match=r"\(no partial here\)"):
+        node.backward()
+    with pytest.raises(DomainError, match=r"\(no partial here\)"):
+        jvp(node, [x], [1.0])
+
+
+def test_a_malformed_rule_that_reads_its_output_and_params_is_named_malformed() -> None:
+    def two(inputs: tuple[float, ...], output: float, params: tuple[float, ...]) -> tuple[float, ...]:
+        return (output + 0.0,) * (len(params) + 2)
+
+    node = apply(_unary("two", two), Value(0.5))
+    with pytest.raises(ValueError, match=r"^malformed rule: the partials of op 'two' returned 2 partial"):
+        node.backward()
+
+
+def test_gradients_is_what_backward_returns() -> None:
+    x = Value(3.0)
+    out = x * x
+    found = gradients(out)
+    assert found[x] == 6.0
+    assert dict(found.items()) == dict(out.backward().items())

@@ -475,7 +475,10 @@ def test_without_torch_a_grossly_wrong_partial_fails_naming_the_op() -> None:
 
 
 def test_a_report_read_after_the_run_still_spells_your_op() -> None:
-    bad = dataclasses.replace(SQUARE, partials=lambda inputs, output, params: (3.0 * inputs[0],), torch=None)
+    def tripled(inputs: tuple[N, ...], output: N, params: Params) -> tuple[N, ...]:
+        return (3.0 * inputs[0],)
+
+    bad = dataclasses.replace(SQUARE, partials=tripled, torch=None)
     report = verify(RefgradEngine(), examples=20, extra_ops=(bad,))
     text = format_report(report)  # the run's op table is gone by now
     assert "own('square', " in text
