@@ -122,9 +122,9 @@ def _once_per_process_code_measured() -> None:
     for op, form in forms:
         for programs in (campaigns.ordinary_programs, campaigns.kink_programs, campaigns.edge_programs):
             for pattern in programs(op, form):
-                _references(pattern.program, False)
+                _references(pattern.program, False, ())  # () : the registry's ops alone (OpTable.key)
     for pattern in campaigns.composition_programs(forms):
-        _references(pattern.program, False)
+        _references(pattern.program, False, ())
     _load_forward_mode()
 
 
