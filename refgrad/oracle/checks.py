@@ -70,7 +70,7 @@ NO_TORCH: Final = "an op without a torch counterpart (torch=None) takes part: fi
 torch runs such an op through a stand-in made of the op's own entry, which cannot judge the entry;
 its value and the gradients through it are checked against finite differences only.
 """
-BEYOND_FIRST_ORDER: Final = "an op answers its operands' rounding nonlinearly (sin of a huge operand): no error model"
+BEYOND_FIRST_ORDER: Final = "an op answers rounding errors nonlinearly (sin of a huge operand, a jump): no error model"
 """Skip reason for torch and finite-difference checks through a node beyond the error model's first-order regime.
 
 Values from that node on, and every gradient, depend on roundings the model cannot bound

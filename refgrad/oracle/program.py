@@ -539,24 +539,27 @@ def partials_at(spec: OpSpec, args: Sequence[float], output: float, params: Sequ
     return [float(p) if isinstance(p, float | int) else math.nan for p in answers]
 
 
-_SLOPE_STEP: Final = 2.0**-20
-"""Relative step of :func:`forward_slopes`: the slopes need a few digits, not many."""
+_SLOPE_ULPS: Final = 16.0
+"""The first step of :func:`forward_slopes` in ulps of the operand (at least :data:`_SLOPE_FLOOR`)."""
+_SLOPE_FLOOR: Final = 2.0**-30
+"""The smallest first step of :func:`forward_slopes`: near 0, ulps say nothing of the scale."""
 
 
 def forward_slopes(spec: OpSpec, args: Sequence[float], params: Sequence[float]) -> list[float] | None:
     """``spec``'s partials estimated from its float forward alone (Richardson central differences).
 
-    For each operand, two Richardson estimates (steps ``e, e/2`` and ``e/2, e/4``, ``e = 2**-20 *
-    max(1, |x|)``) that must agree to a quarter (or within rounding): a few correct digits where
-    the forward is smooth at that scale, NaN where it is not (``sin`` at ``1e16``, whose period
-    every such step aliases) or where an evaluation fails; None outside the domain. Used where
+    For each operand, two Richardson estimates (steps ``e, e/2`` and ``e/2, e/4``, with ``e`` 16
+    ulps of the operand, at least ``2**-30``: as small as the floats allow, so that the steps
+    resolve the forward where anything can) that must agree to a quarter (or within rounding): a
+    few correct digits where the forward is smooth at that scale, NaN where it is not (``sin`` at
+    ``6e16``, whose ulp is 8) or where an evaluation fails; None outside the domain. Used where
     the entry's own partials cannot be trusted because they are the ones under test.
     """
     if not spec.domain.contains(*args, *params):
         return None
     slopes: list[float] = []
     for position, x in enumerate(args):
-        step = _SLOPE_STEP * max(1.0, abs(x))
+        step = max(_SLOPE_ULPS * math.ulp(x), _SLOPE_FLOOR)
         quotients: list[float] = []
         largest = 0.0
         for h in (step, step / 2.0, step / 4.0):

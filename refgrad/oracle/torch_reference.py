@@ -679,10 +679,13 @@ def _beyond_first_order(program: Program, value_lanes: torch.Tensor, kinks: set[
     deviations: ``dev(node) = sum_i partial_i * dev(operand_i) + its own rounding``. This checks
     that relation lane by lane, with the partials at lane 0 (:meth:`Program.reference_partials`:
     the registry's, or for an op under test the slopes of its forward): a node whose deviation
-    strays from it by more than :data:`_FIRST_ORDER_SLACK` of the linear part (beyond its own
-    rounding) is beyond first order. Nodes at an ambiguous kink and non-finite lanes are left to
-    their own checks. For the registry's ops the relation holds wherever the lanes are finite
-    away from kinks; an op that oscillates (``sin`` of a large operand) breaks it.
+    falls short of the linear part by more than :data:`_FIRST_ORDER_SLACK` of it, or moves the other
+    way (beyond its own rounding), is beyond first order: there the lanes' spread, scaled back,
+    would underestimate the error. (A node that moves more than linearly, as ``x * y`` at ``x = y =
+    0`` does by the product of the two errors, only gets a larger tolerance than it needs.) Nodes
+    at an ambiguous kink and non-finite lanes are left to their own checks. An op that oscillates
+    (``sin`` of a large operand) breaks it; for the registry's ops it breaks where the enlarged
+    errors cross a jump (``(-1.0) ** x`` at ``x = 1.8e308``, where a perturbed ``x`` overflows).
     """
     deviations = value_lanes - value_lanes[:, :1]
     lane_zero = _floats(value_lanes[:, 0])
@@ -707,9 +710,14 @@ def _beyond_first_order(program: Program, value_lanes: torch.Tensor, kinks: set[
         if not finite:
             continue
         own = (reference_of(step.op).forward_u * U * abs(value_lanes[node, 0].item()) + _TINY) * _ENLARGE
-        stray = float((deviations[node] - linear).abs().max().item())
-        allowed = _FIRST_ORDER_SLACK * float(linear.abs().max().item()) + float(underflow.max().item())
-        if stray > allowed + 4.0 * own:
+        allowance = underflow + 4.0 * own
+        # Only where the node moved less than the linear response (or the other way): there the
+        # scaled-back spread underestimates the error. Moving more (the product of two errors at
+        # x * y with x = y = 0) only makes the tolerance larger than it need be.
+        moved = deviations[node]
+        short = linear.abs() * (1.0 - _FIRST_ORDER_SLACK) - moved.abs() > allowance
+        reversed_sign = (moved * linear < 0.0) & (linear.abs() > allowance)
+        if bool((short | reversed_sign).any()):
             found.append(node)
     return tuple(found)
 
