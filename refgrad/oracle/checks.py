@@ -279,11 +279,11 @@ class Comparison:
         self.without_torch = frozenset(step.op for step in program.steps if not has_torch(step.op))
         """The program's ops torch runs only through a stand-in of their own entry (:data:`NO_TORCH`)."""
         beyond = [node for node in reference.beyond_first_order if self.live[node]]
-        self.unmodelled: frozenset[int] = frozenset(
-            later
-            for later in range(min(beyond, default=program.node_count), program.node_count)
-            if any(node in program.ancestors(later) for node in beyond)
-        )
+        unmodelled = set(beyond)
+        for node, step in program.numbered_steps():  # operands come first: one pass carries it forward
+            if any(isinstance(o, Ref) and o.node in unmodelled for o in step.operands):
+                unmodelled.add(node)
+        self.unmodelled = frozenset(unmodelled)
         """Nodes whose value depends on a live node beyond first order (:data:`BEYOND_FIRST_ORDER`)."""
         self.beyond_first_order = frozenset(beyond)
         """The live nodes beyond first order: then no gradient, finite-difference or forward-mode check is modelled."""

@@ -455,7 +455,7 @@ def _check_order(engine: Engine, order: int) -> None:
 
 def _check_own_ops(engine: Engine, order: int) -> None:
     """:func:`check_own_ops`, and ``ValueError`` for an engine other than refgrad's."""
-    own = [name for name in op_table.names if op_table.is_extra(name)]
+    own = [spec.name for spec in op_table.key]
     if own and not isinstance(engine, RefgradEngine):
         raise ValueError(
             f"ops of your own ({', '.join(own)}) are checked on refgrad's engine, which builds them from their "
@@ -470,11 +470,8 @@ def check_own_ops(order: int) -> None:
     An entry's ``torch`` must name an elementwise torch function taking its operands and params;
     ``order=2`` needs one for every op.
     """
-    own = [name for name in op_table.names if op_table.is_extra(name)]
-    if not own:
-        return
     check_torch_names()
-    without = [name for name in own if op_table[name].torch is None]
+    without = [spec.name for spec in op_table.key if spec.torch is None]
     if order == 2 and without:
         raise ValueError(
             f"order 2 needs torch's second derivatives of every op; {', '.join(without)} names no torch function "

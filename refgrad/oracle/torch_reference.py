@@ -231,8 +231,8 @@ def has_torch(op: str) -> bool:
 
 def check_torch_names() -> None:
     """``ValueError`` naming the first op of the caller's whose ``torch`` name names no torch function."""
-    for name in op_table.extra:
-        reference_of(name)
+    for spec in op_table.key:
+        reference_of(spec.name)
 
 
 @functools.cache
@@ -661,7 +661,7 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
         hessian=hessian,
         hessian_tolerances=hessian_tolerances,
         hessian_finiteness_ambiguous=hessian_ambiguous,
-        beyond_first_order=_beyond_first_order(program, value_lanes, set(kink_ambiguous)),
+        beyond_first_order=_beyond_first_order(program, value_lanes, local, set(kink_ambiguous)),
     )
 
 
@@ -671,13 +671,15 @@ _FIRST_ORDER_SLACK: Final = 0.25
 """How far (as a share) a node's sampled deviations may stray from the linear response before the model fails."""
 
 
-def _beyond_first_order(program: Program, value_lanes: torch.Tensor, kinks: set[int]) -> tuple[int, ...]:
+def _beyond_first_order(
+    program: Program, value_lanes: torch.Tensor, local: Sequence[list[float] | None], kinks: set[int]
+) -> tuple[int, ...]:
     """Nodes where the lanes leave the first-order regime the tolerances assume.
 
     The error model scales sampled roundings up by :data:`_ENLARGE` and reads the tolerances
     off the lanes' deviations, which is exact while every op responds linearly to its operands'
     deviations: ``dev(node) = sum_i partial_i * dev(operand_i) + its own rounding``. This checks
-    that relation lane by lane, with the partials at lane 0 (:meth:`Program.reference_partials`:
+    that relation lane by lane, with ``local``, the partials at lane 0 (:meth:`Program.reference_partials`:
     the registry's, or for an op under test the slopes of its forward): a node whose deviation
     falls short of the linear part by more than :data:`_FIRST_ORDER_SLACK` of it, or moves the other
     way (beyond its own rounding), is beyond first order: there the lanes' spread, scaled back,
@@ -688,8 +690,6 @@ def _beyond_first_order(program: Program, value_lanes: torch.Tensor, kinks: set[
     errors cross a jump (``(-1.0) ** x`` at ``x = 1.8e308``, where a perturbed ``x`` overflows).
     """
     deviations = value_lanes - value_lanes[:, :1]
-    lane_zero = _floats(value_lanes[:, 0])
-    local = [program.reference_partials(lane_zero, index) for index in range(len(program.steps))]
     found: list[int] = []
     for (node, step), partials in zip(program.numbered_steps(), local, strict=True):
         if partials is None or node in kinks or not bool(torch.isfinite(value_lanes[node]).all()):
