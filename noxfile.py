@@ -1,4 +1,4 @@
-"""Development sessions: ``nox`` runs typecheck, tests, tests_typeguard, lint and docs; ``nox -s bench`` benchmarks."""
+"""Development sessions: ``nox`` runs the checks and tests (see nox.options.sessions); ``nox -s bench`` benchmarks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import nox
 
 # Sessions that run concurrently (--parallel, see below) came with nox 2026.10.
 nox.needs_version = ">=2026.10"
-nox.options.sessions = ["typecheck", "tests", "tests_typeguard", "lint", "docs"]
+nox.options.sessions = ["typecheck", "tests", "tests_typeguard", "lint", "docs", "without_torch"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 # uv makes the session environments (`pip install 'nox[uv]'` brings it): in a fraction of the time
@@ -232,8 +232,23 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def accuracy(session: nox.Session) -> None:
+    """Regenerate docs/accuracy.md: refgrad and torch float64 per op, in ulps of the exact reference."""
+    _install_oracle(session)
+    session.run("python", "tests/benchmarks/accuracy.py", "--write", "docs/accuracy.md", env={"PYTHONPATH": "."})
+
+
+@nox.session
+def without_torch(session: nox.Session) -> None:
+    """A fresh environment with refgrad's exact extra only (hypothesis, mpmath; no torch) runs verify on refgrad."""
+    _install(session, "-e", ".[exact]")
+    session.run("python", "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)")
+    session.run("python", "-m", "refgrad", "verify", "--no-database", "--examples", "1000", *session.posargs)
+
+
+@nox.session
 def verify(session: nox.Session) -> None:
-    """The oracle on refgrad, --strict: structured and random graphs against torch (float64) and finite differences.
+    """The oracle on refgrad, --strict: structured and random graphs against torch, the exact reference and f.d.
 
     posargs go to verify after --strict (refgrad's engines are held to every finding, warnings included).
     """

@@ -7,6 +7,7 @@ line on standard error, no traceback).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import warnings
@@ -169,6 +170,16 @@ def _cache_directory() -> Path:
     return Path(base) / "refgrad"
 
 
+def _torch_installed() -> bool:
+    # Without importing refgrad.oracle, which imports torch where it is installed (outside the filter below).
+    if "torch" in sys.modules:
+        return sys.modules.get("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _verify(args: argparse.Namespace) -> int:
     conflict = _conflicting_verify_options(args)
     if conflict is not None:
@@ -178,20 +189,27 @@ def _verify(args: argparse.Namespace) -> int:
     # the current directory: for a user checking an engine that is their folder, so the cache goes
     # to their cache directory instead, unless they chose a place for it.
     os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_cache_directory() / "hypothesis"))
-    # torch and hypothesis are the oracle extra: import them only here, so the
-    # other commands work without them.
+    # hypothesis and mpmath (the exact extra) and torch (the oracle extra, for --reference torch or
+    # both): import them only here, so the other commands work without them.
     try:
         import hypothesis
-
-        with warnings.catch_warnings():
-            # torch warns on import when NumPy is missing; the oracle does not need NumPy.
-            warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
-            import torch
+        import mpmath
     except ImportError as error:
-        hint = "pip install 'refgrad[oracle]'"
-        print(f"refgrad: error: verify needs the oracle extra (torch, hypothesis): {hint} ({error})", file=sys.stderr)
+        hint = "pip install 'refgrad[exact]' (or 'refgrad[oracle]', which adds torch)"
+        print(f"refgrad: error: verify needs hypothesis and mpmath: {hint} ({error})", file=sys.stderr)
         return 2
-    del hypothesis, torch  # imported only to tell a missing extra from a broken oracle
+    del hypothesis, mpmath  # imported only to tell a missing extra from a broken oracle
+    if args.reference in ("torch", "both") or (args.reference is None and _torch_installed()):
+        try:
+            with warnings.catch_warnings():
+                # torch warns on import when NumPy is missing; the oracle does not need NumPy.
+                warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+                import torch
+        except ImportError as error:
+            hint = "pip install 'refgrad[oracle]', or check against the exact reference alone: --reference mpmath"
+            print(f"refgrad: error: --reference {args.reference} needs torch: {hint} ({error})", file=sys.stderr)
+            return 2
+        del torch
     from refgrad.oracle.command import run_verify
     from refgrad.oracle.database import DEFAULT_DATABASE
 
@@ -201,6 +219,7 @@ def _verify(args: argparse.Namespace) -> int:
         seed=0 if args.seed is None else args.seed,
         ops=args.ops,
         ops_from=args.ops_from,
+        references=args.reference,
         timeout=args.timeout,
         isolate=args.isolate,
         database=None if args.no_database else (args.database or DEFAULT_DATABASE),
@@ -279,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(1, 2),
         default=1,
         help="2: also check second derivatives (engines that differentiate their own gradients; default 1)",
+    )
+    verify.add_argument(
+        "--reference",
+        choices=("torch", "mpmath", "both"),
+        default=None,
+        help="check against torch float64, the exact reference (mpmath, 77 digits; needs no torch) or both "
+        "(default: both where torch is installed, else mpmath)",
     )
     names = "of a micrograd-style MODULE:CLASS"
     verify.add_argument("--data", default="data", help=f"the attribute holding a node's value ({names}; default data)")

@@ -39,6 +39,8 @@ Needs the ``oracle`` extra (torch and hypothesis). The pieces:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Final
+
 from refgrad.oracle.checks import Check, Outcome, Skip
 from refgrad.oracle.compare import check_program
 from refgrad.oracle.database import ExampleDatabase, read_program_file, read_program_file_and_order
@@ -56,16 +58,39 @@ from refgrad.oracle.engines import (
     load_engine,
     probe,
 )
+from refgrad.oracle.exact_reference import ExactResult, exact_reference
 from refgrad.oracle.findings import KINDS, Finding, FindingKind
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import format_html, write_html
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
+from refgrad.oracle.references import torch_installed, using_references
 from refgrad.oracle.report import check_engine, format_junit, format_report
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
 from refgrad.oracle.strategies import all_forms, constants, exponents, input_values, programs
-from refgrad.oracle.torch_reference import TORCH_REFERENCES, TorchReference, TorchResult, torch_jvp, torch_reference
 from refgrad.oracle.worker import IsolatedEngine
+
+# The torch reference's names, where torch is installed (importing it imports torch); without torch
+# the exact reference checks alone (refgrad.oracle.references) and these names say what they need.
+if TYPE_CHECKING or torch_installed():
+    from refgrad.oracle.torch_reference import (
+        TORCH_REFERENCES,
+        TorchReference,
+        TorchResult,
+        torch_jvp,
+        torch_reference,
+    )
+
+_TORCH_NAMES: Final = frozenset({"TORCH_REFERENCES", "TorchReference", "TorchResult", "torch_jvp", "torch_reference"})
+
+
+def __getattr__(name: str) -> object:
+    """The torch reference's names where torch is not installed: an error saying so."""
+    if name in _TORCH_NAMES:
+        hint = "pip install 'refgrad[oracle]'"
+        raise AttributeError(f"refgrad.oracle.{name} needs torch, which is not installed: {hint}")
+    raise AttributeError(f"module 'refgrad.oracle' has no attribute {name!r}")
+
 
 __all__ = [
     "KINDS",
@@ -76,6 +101,7 @@ __all__ = [
     "EngineFailure",
     "EngineRun",
     "EngineSpecError",
+    "ExactResult",
     "ExampleDatabase",
     "Finding",
     "FindingKind",
@@ -102,6 +128,7 @@ __all__ = [
     "check_engine",
     "check_program",
     "constants",
+    "exact_reference",
     "exponents",
     "finite_difference",
     "format_html",
@@ -118,6 +145,7 @@ __all__ = [
     "torch_jvp",
     "torch_reference",
     "using_ops",
+    "using_references",
     "verify",
     "write_html",
 ]

@@ -10,13 +10,18 @@ run; :func:`refgrad.oracle.compare.check_program` runs them in turn.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, cast, get_args
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol, cast, get_args
 
 from refgrad.oracle.engines import Engine, EngineFailure, EngineRun
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip
+from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import TorchResult, has_torch
+
+if TYPE_CHECKING:
+    from refgrad.oracle.exact_reference import ExactResult
+    from refgrad.oracle.torch_reference import TorchResult
 
 __all__ = [
     "BELOW_NORMAL",
@@ -26,9 +31,11 @@ __all__ = [
     "FD_SAFETY",
     "FD_USEFUL",
     "NEAR_OVERFLOW",
+    "NO_EXACT",
     "NO_TORCH",
     "PARTIAL_OVERFLOW",
     "RECIPROCAL_OVERFLOW",
+    "SECOND_ORDER_NEEDS_TORCH",
     "SECOND_PARTIAL_OVERFLOW",
     "UNRESOLVED_INPUT",
     "ZERO_BASE_POWER",
@@ -38,10 +45,13 @@ __all__ = [
     "Comparison",
     "KnownReferences",
     "Outcome",
+    "Reference",
     "Skip",
     "cones",
+    "counterparts",
     "describe_number",
     "error_ratio",
+    "no_counterpart",
     "relative_and_ulps",
 ]
 
@@ -70,12 +80,21 @@ NO_TORCH: Final = "an op without a torch counterpart (torch=None) takes part: fi
 torch runs such an op through a stand-in made of the op's own entry, which cannot judge the entry;
 its value and the gradients through it are checked against finite differences only.
 """
+NO_EXACT: Final = (
+    "an op of your own takes part, which the exact reference has no counterpart of: "
+    "finite differences are the reference"
+)
+"""Skip reason for a check against the exact reference (mpmath) through an op of the caller's own."""
 BEYOND_FIRST_ORDER: Final = "an op answers rounding errors nonlinearly (sin of a huge operand, a jump): no error model"
 """Skip reason for torch and finite-difference checks through a node beyond the error model's first-order regime.
 
 Values from that node on, and every gradient, depend on roundings the model cannot bound
 (see :attr:`~refgrad.oracle.torch_reference.TorchResult.beyond_first_order`).
 """
+SECOND_ORDER_NEEDS_TORCH: Final = (
+    "second order (--order 2) is checked against torch's double backward: use --reference torch or both"
+)
+"""Why ``order=2`` is refused against the exact reference alone."""
 NEAR_OVERFLOW: Final = "within rounding of an overflow or a domain edge"
 """Skip reason where torch's tolerance is not finite: rounding decides whether a result is."""
 
@@ -93,6 +112,10 @@ class Check:
     """The engine's number, for checks comparing numbers (not for domain checks)."""
     expected: float | None = None
     """The reference's number it was compared with."""
+    reference: str = ""
+    """The reference it was compared with (``torch``, ``mpmath``, ``finite differences``), for numeric checks."""
+    exact_ulps: float | None = None
+    """Against the exact reference: the error in ulps of the exact result itself, not of the float nearest it."""
 
     @property
     def passed(self) -> bool:
@@ -112,6 +135,8 @@ class Check:
     @property
     def ulps(self) -> float | None:
         """The difference in units in the last place of the expected number, for numeric checks."""
+        if self.exact_ulps is not None:
+            return self.exact_ulps
         if self.got is None or self.expected is None:
             return None
         return abs(self.got - self.expected) / math.ulp(self.expected)
@@ -239,6 +264,66 @@ derivatives 0 (see docs/higher-order.md).
 """
 
 
+class Reference(Protocol):
+    """What a reference says about one program: the torch reference's result or the exact reference's.
+
+    ``values[i]`` and ``gradients[i]`` are node ``i``'s value and d output / d node ``i``, the
+    tolerances how far a correct engine may be from them; the rest says where the comparison
+    cannot judge (see :class:`~refgrad.oracle.torch_reference.TorchResult`).
+    """
+
+    name: ClassVar[str]
+    """How reports name the reference (``torch``, ``mpmath``)."""
+
+    @property
+    def values(self) -> tuple[float, ...]: ...
+    @property
+    def gradients(self) -> tuple[float, ...]: ...
+    @property
+    def value_tolerances(self) -> tuple[float, ...]: ...
+    @property
+    def gradient_tolerances(self) -> tuple[float, ...]: ...
+    @property
+    def finite(self) -> bool: ...
+    @property
+    def nodes_finite(self) -> bool: ...
+    @property
+    def finiteness_ambiguous(self) -> bool: ...
+    @property
+    def first_non_finite_value(self) -> int | None: ...
+    @property
+    def kink_ambiguous(self) -> tuple[int, ...]: ...
+    @property
+    def beyond_first_order(self) -> tuple[int, ...]: ...
+
+    def directional(self, program: Program, tangents: Sequence[float]) -> tuple[float, float]:
+        """``sum_i t_i * d output / d input i`` and how far a correct engine's forward mode may be from it."""
+        ...
+
+    def first_infinite_partial(self, program: Program) -> int | None:
+        """The first node with a local partial that overflows where the reference's gradient is finite."""
+        ...
+
+    def ulps_of(self, node: int, got: float, *, value: bool) -> float | None:
+        """How many ulps ``got`` is from the exact value (``value``) or gradient of ``node``; None if not exact."""
+        ...
+
+
+def counterparts(reference: Reference, op: str) -> bool:
+    """Whether ``reference`` computes ``op`` itself, so that it can judge the engine's rule for it.
+
+    Every registry op; an op of the caller's own only in torch, and only where its entry names a torch function.
+    """
+    if not op_table.is_extra(op):
+        return True
+    return reference.name == "torch" and op_table[op].torch is not None
+
+
+def no_counterpart(reference: Reference) -> str:
+    """The skip reason for a check against ``reference`` through an op it has no counterpart of."""
+    return NO_TORCH if reference.name == "torch" else NO_EXACT
+
+
 @dataclass(slots=True)
 class KnownReferences:
     """torch's result for one program, and its finite-difference estimates and forward mode as they are made.
@@ -248,15 +333,19 @@ class KnownReferences:
     same in every run).
     """
 
-    torch: TorchResult
+    primary: Reference
+    """The reference the domain, finite-difference and forward-mode checks are made against."""
+    exact: ExactResult | None = None
+    """With both references, the exact one (value and gradient checks against it too)."""
     estimates: dict[int, FiniteDifference | FiniteDifferenceSkip] = field(
         default_factory=dict[int, FiniteDifference | FiniteDifferenceSkip]
     )
-    directional: float | None = None  # torch's jvp along the program's tangents (tangents_for)
+    directional: tuple[float, float] | None = None
+    """The primary reference's jvp along the program's tangents (tangents_for), and its tolerance."""
 
 
 class Comparison:
-    """The checks and skips being made for one program, one engine run and one torch reference.
+    """The checks and skips being made for one program, one engine run and its references.
 
     The first-order checks (:mod:`refgrad.oracle.first_order`) and the higher-order ones
     (:mod:`refgrad.oracle.higher_order`) add to :attr:`checks` and :attr:`skips`; each
@@ -265,28 +354,33 @@ class Comparison:
     """
 
     def __init__(
-        self, program: Program, engine: Engine, run: EngineRun, reference: TorchResult, known: KnownReferences | None
+        self,
+        program: Program,
+        engine: Engine,
+        run: EngineRun,
+        reference: Reference,
+        known: KnownReferences | None,
+        *,
+        exact: ExactResult | None = None,
     ) -> None:
         self.program = program
         self.known = known
         self.engine = engine
         self.run = run
         self.reference = reference
+        self.exact = exact
+        """With both references, the exact one, against which values and gradients are checked as well."""
         self.live = program.live()
         self.upward, self.downward = cones(program, self.live)
         input_count = len(program.inputs)
         self.live_ops = frozenset(step.op for i, step in enumerate(program.steps) if self.live[input_count + i])
-        self.without_torch = frozenset(step.op for step in program.steps if not has_torch(step.op))
-        """The program's ops torch runs only through a stand-in of their own entry (:data:`NO_TORCH`)."""
-        beyond = [node for node in reference.beyond_first_order if self.live[node]]
-        unmodelled = set(beyond)
-        for node, step in program.numbered_steps():  # operands come first: one pass carries it forward
-            if any(isinstance(o, Ref) and o.node in unmodelled for o in step.operands):
-                unmodelled.add(node)
-        self.unmodelled = frozenset(unmodelled)
-        """Nodes whose value depends on a live node beyond first order (:data:`BEYOND_FIRST_ORDER`)."""
-        self.beyond_first_order = frozenset(beyond)
-        """The live nodes beyond first order: then no gradient, finite-difference or forward-mode check is modelled."""
+        self.references: tuple[Reference, ...] = (reference,) if exact is None else (reference, exact)
+        """The references values and gradients are checked against: the primary one, then the exact one."""
+        self._gaps = {reference.name: self.gaps(reference)}
+        self.without_torch, self.unmodelled, self.beyond_first_order = self._gaps[reference.name]
+        """The program's ops ``reference`` cannot judge (:data:`NO_TORCH`); the nodes whose value depends on a
+        live node beyond first order (:data:`BEYOND_FIRST_ORDER`); the live nodes beyond first order (then no
+        gradient, finite-difference or forward-mode check is modelled)."""
         self.checks: list[Check] = []
         self.skips: list[Skip] = []
         # refgrad's engines differentiate constants too and must refuse if one's gradient is not
@@ -294,6 +388,33 @@ class Comparison:
         # there only the program's nodes decide, and a refusal over a constant is allowed.
         self.expected_finite = reference.finite if engine.strict else reference.nodes_finite
         self.optional_signal = not engine.strict and reference.nodes_finite and not reference.finite
+
+    def gaps(self, reference: Reference) -> tuple[frozenset[str], frozenset[int], frozenset[int]]:
+        """What ``reference`` cannot judge: ops it has no counterpart of, unmodelled nodes, nodes beyond first order."""
+        program = self.program
+        without = frozenset(step.op for step in program.steps if not counterparts(reference, step.op))
+        beyond = [node for node in reference.beyond_first_order if self.live[node]]
+        unmodelled = set(reference.beyond_first_order)  # a value is unmodelled whether or not the output uses it
+        for node, step in program.numbered_steps():  # operands come first: one pass carries it forward
+            if any(isinstance(o, Ref) and o.node in unmodelled for o in step.operands):
+                unmodelled.add(node)
+        return without, frozenset(unmodelled), frozenset(beyond)
+
+    @property
+    def torch(self) -> TorchResult:
+        """The torch reference, which the second-order checks need; ``ValueError`` against the exact one alone."""
+        from refgrad.oracle.torch_reference import TorchResult  # torch only where it is used
+
+        if not isinstance(self.reference, TorchResult):
+            raise ValueError(SECOND_ORDER_NEEDS_TORCH)
+        return self.reference
+
+    def gaps_of(self, reference: Reference) -> tuple[frozenset[str], frozenset[int], frozenset[int]]:
+        """:meth:`gaps` of ``reference``, computed once."""
+        found = self._gaps.get(reference.name)
+        if found is None:
+            found = self._gaps[reference.name] = self.gaps(reference)
+        return found
 
     def skip(self, kind: CheckKind, reason: str, node: int | None, ops: frozenset[str]) -> None:
         """Leave a check out, saying why and blaming ``ops``."""

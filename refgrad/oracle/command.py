@@ -24,7 +24,7 @@ from refgrad.numeric import as_count
 from refgrad.ops import OpSpec, registry
 from refgrad.ops.extra import load_ops
 from refgrad.oracle._arguments import order_argument
-from refgrad.oracle.checks import Outcome
+from refgrad.oracle.checks import SECOND_ORDER_NEEDS_TORCH, Outcome
 from refgrad.oracle.compare import check_program
 from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file_and_order
 from refgrad.oracle.engines import (
@@ -38,6 +38,7 @@ from refgrad.oracle.engines import (
 )
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import html_argument, write_html
+from refgrad.oracle.references import default_references, reference_argument, using_references
 from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, check_own_ops, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
@@ -207,6 +208,7 @@ def run_verify(
     output_format: str = "text",
     html: str | os.PathLike[str] | None = None,
     ops_from: str | None = None,
+    references: str | None = None,
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -226,7 +228,9 @@ def run_verify(
     ``ops_from`` names a module whose ``OPS`` (a tuple of :class:`~refgrad.ops.OpSpec`) are drawn
     with the registry's ops on refgrad's engine, in this process (:mod:`refgrad.ops.extra`):
     a module that cannot be read, an entry that cannot be checked, or another engine is a usage
-    error too.
+    error too. ``references`` is ``torch``, ``mpmath`` or ``both`` (None: both where torch is
+    installed, else mpmath, :func:`~refgrad.oracle.references.default_references`); a choice
+    whose library is missing, and ``--order 2`` against mpmath alone, are usage errors.
     """
     with contextlib.ExitStack() as scope:
         stdout: TextIO = sys.stdout if out is None else out
@@ -247,6 +251,10 @@ def run_verify(
                 if program is not None or replay:
                     raise ValueError("--html is for a verification run, not --program or --replay")
                 html_argument(html)
+            choice = default_references() if references is None else reference_argument(references)
+            if order == 2 and choice == "mpmath":
+                raise ValueError(SECOND_ORDER_NEEDS_TORCH)
+            scope.enter_context(using_references(choice))
             if ops_from is not None:
                 scope.enter_context(_own_ops(ops_from, engine, isolate=isolate, timeout=timeout))
                 check_own_ops(order)

@@ -34,14 +34,41 @@ from __future__ import annotations
 from typing import Literal
 
 from refgrad.oracle._arguments import engine_argument, flag_argument, order_argument, program_argument
-from refgrad.oracle.checks import NEAR_OVERFLOW, Comparison, KnownReferences, Outcome
+from refgrad.oracle.checks import (
+    NEAR_OVERFLOW,
+    SECOND_ORDER_NEEDS_TORCH,
+    Comparison,
+    KnownReferences,
+    Outcome,
+    Reference,
+)
 from refgrad.oracle.engines import Engine, ForwardModeEngine, SecondOrderEngine, second_order_refusal, start_run
+from refgrad.oracle.exact_reference import ExactResult, exact_reference
 from refgrad.oracle.first_order import check_domain, check_finite_differences, check_gradients, check_values
 from refgrad.oracle.higher_order import check_forward_mode, check_second_order
 from refgrad.oracle.program import Program
-from refgrad.oracle.torch_reference import torch_reference
+from refgrad.oracle.references import current_references
 
-__all__ = ["check_program", "checked"]
+__all__ = ["check_program", "checked", "references_of"]
+
+
+def references_of(program: Program, *, second_order: bool = False) -> KnownReferences:
+    """The run's references for ``program`` (:func:`~refgrad.oracle.references.current_references`).
+
+    ``torch``: the torch reference; ``mpmath``: the exact one; ``both``: torch's as the primary
+    reference (domain, finite differences, forward mode, second order) and the exact one's values
+    and gradients checked as well. torch is imported only when it is used.
+    """
+    choice = current_references()
+    if choice == "mpmath":
+        if second_order:
+            raise ValueError(SECOND_ORDER_NEEDS_TORCH)
+        return KnownReferences(exact_reference(program))
+    from refgrad.oracle.torch_reference import torch_reference  # torch only where it is used
+
+    primary: Reference = torch_reference(program, second_order=second_order)
+    exact: ExactResult | None = exact_reference(program) if choice == "both" else None
+    return KnownReferences(primary, exact)
 
 
 def check_program(
@@ -84,10 +111,12 @@ def checked(
     (An engine's check is a protocol's, which walks the protocol's members on every call.)
     """
     finish = start_run(engine, program)  # an engine in a worker process computes while torch does
-    reference = known.torch if known is not None else torch_reference(program, second_order=order == 2)
-    run = finish()
-    comparison = Comparison(program, engine, run, reference, known)
-    if reference.finiteness_ambiguous:
+    try:
+        references = known if known is not None else references_of(program, second_order=order == 2)
+    finally:
+        run = finish()
+    comparison = Comparison(program, engine, run, references.primary, known, exact=references.exact)
+    if references.primary.finiteness_ambiguous:
         comparison.skip("domain", NEAR_OVERFLOW, None, comparison.live_ops)
     elif run.failure is not None or not comparison.expected_finite:
         check_domain(comparison)

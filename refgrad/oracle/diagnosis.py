@@ -32,7 +32,7 @@ from refgrad.oracle.campaigns import (
     redrawn,
 )
 from refgrad.oracle.checks import Check, KnownReferences, Outcome, relative_and_ulps
-from refgrad.oracle.compare import checked
+from refgrad.oracle.compare import checked, references_of
 from refgrad.oracle.engines import AccumulatingEngine, Engine, EngineRun, describe_form
 from refgrad.oracle.findings import (
     ACCUMULATION,
@@ -50,7 +50,7 @@ from refgrad.oracle.findings import (
 )
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
-from refgrad.oracle.torch_reference import torch_reference
+from refgrad.oracle.references import ReferenceChoice, current_references
 
 __all__ = [
     "ACCURACY_ULPS",
@@ -424,13 +424,15 @@ def _composition_finding(engine: Engine, failed: Sequence[tuple[PatternProgram, 
 
 
 @functools.lru_cache(maxsize=8192)
-def _references(program: Program, second_order: bool, key: tuple[OpSpec, ...]) -> KnownReferences:
+def _references(
+    program: Program, second_order: bool, key: tuple[OpSpec, ...], choice: ReferenceChoice
+) -> KnownReferences:
     """The structured programs are the same in every run: their references are computed once per process.
 
     ``key`` is the run's own ops (:attr:`~refgrad.oracle.optable.OpTable.key`): a program naming
-    ``sin`` means another op in a run with another ``sin``.
+    ``sin`` means another op in a run with another ``sin``; ``choice`` the run's references.
     """
-    return KnownReferences(torch_reference(program, second_order=second_order))
+    return references_of(program, second_order=second_order)
 
 
 def run_structured(
@@ -452,7 +454,7 @@ def run_structured(
         # Edge inputs are about first-order formulas (overflow, cancellation); at second order nearly
         # every check there is skipped as imprecise, at the cost of many finite differences.
         at: Literal[1, 2] = 1 if pattern.pattern == "edge" else order
-        known = _references(pattern.program, at == 2, op_table.key)
+        known = _references(pattern.program, at == 2, op_table.key, current_references())
         outcome = checked(pattern.program, engine, order=at, known=known)
         found.programs += 1
         record(outcome)

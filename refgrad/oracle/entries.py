@@ -14,12 +14,10 @@ from __future__ import annotations
 import math
 from typing import Final, Literal
 
-import torch
-
 from refgrad.ops import OpSpec
 from refgrad.oracle.findings import WRONG_DOMAIN, Finding
 from refgrad.oracle.optable import op_table
-from refgrad.oracle.torch_reference import reference_for
+from refgrad.oracle.references import uses_torch
 
 __all__ = ["domain_disagreements", "entry_findings"]
 
@@ -45,6 +43,12 @@ def _forward(spec: OpSpec, args: tuple[float, ...], params: tuple[float, ...]) -
 
 def _torch(spec: OpSpec, args: tuple[float, ...], params: tuple[float, ...]) -> _Defined:
     """Whether torch's function is defined there: finite is, NaN is not, an infinity says nothing (pole or overflow)."""
+    if spec.torch is None or not uses_torch():
+        return "unknown"  # no torch function, or a run that does not use torch (which may not be installed)
+    import torch  # only where it is used
+
+    from refgrad.oracle.torch_reference import reference_for
+
     reference = reference_for(spec)
     if reference is None:
         return "unknown"

@@ -59,7 +59,7 @@ from refgrad.errors import DomainError
 from refgrad.kernel import evaluate
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import PARTIAL_SPACINGS, U
+from refgrad.oracle.rounding import PARTIAL_SPACINGS, U
 
 __all__ = [
     "REFINEMENTS",

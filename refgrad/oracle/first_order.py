@@ -2,15 +2,15 @@
 
 Each function adds its checks and skips to a :class:`~refgrad.oracle.checks.Comparison`:
 
-* :func:`check_domain`: where torch's result (a value or a gradient of any node) is not
+* :func:`check_domain`: where the reference's result (a value or a gradient of any node) is not
   finite, the engine must signal it (a strict engine: raise ``DomainError``, and in the
-  forward pass at the very node where torch's value first stops being finite); where
-  torch's result is finite, the engine must not;
-* :func:`check_values`: every step's value against torch's, within the error model's tolerance;
+  forward pass at the very node where its value first stops being finite); where
+  it is finite, the engine must not;
+* :func:`check_values`: every step's value against each reference's (torch's, the exact one's), within its tolerance;
 * :func:`check_gradients`: d output / d node for every node the output depends on, against
   torch's, within tolerance;
 * :func:`check_finite_differences`: d output / d input for every input, against the
-  Richardson estimate, within its error bound plus torch's gradient tolerance.
+  Richardson estimate, within its error bound plus the reference's gradient tolerance.
 """
 
 from __future__ import annotations
@@ -23,19 +23,20 @@ from refgrad.oracle.checks import (
     FD_SAFETY,
     FD_USEFUL,
     NEAR_OVERFLOW,
-    NO_TORCH,
     PARTIAL_OVERFLOW,
     Check,
     CheckKind,
     Comparison,
+    Reference,
     describe_number,
     error_ratio,
+    no_counterpart,
 )
 from refgrad.oracle.engines import Engine, EngineRun
 from refgrad.oracle.finite_differences import FiniteDifferenceSkip, finite_difference
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import TorchResult, U, first_infinite_partial
+from refgrad.oracle.rounding import U
 
 __all__ = ["check_domain", "check_finite_differences", "check_gradients", "check_values", "output_error_bound"]
 
@@ -43,7 +44,7 @@ _SUBNORMAL_SPACING: Final = 2.0**-1074
 
 
 def check_domain(comparison: Comparison) -> None:
-    """The engine signals where torch is not finite, and only there (edges rounding decides are excused)."""
+    """The engine signals where the reference is not finite, and only there (edges rounding decides are excused)."""
     failure = comparison.run.failure
     if comparison.optional_signal and failure is not None and failure.domain_signal:
         blame = comparison.upward[failure.node] if failure.node is not None else comparison.live_ops
@@ -73,59 +74,51 @@ def _excuse(comparison: Comparison) -> tuple[str, int] | None:
         return "domain membership decided by rounding", node
     failure = comparison.run.failure
     if failure is not None and failure.stage == "backward" and failure.domain_signal and comparison.expected_finite:
-        node = first_infinite_partial(comparison.program)
+        node = comparison.reference.first_infinite_partial(comparison.program)
         if node is not None:
             return PARTIAL_OVERFLOW, node
     return None
 
 
 def check_values(comparison: Comparison) -> None:
-    """Every step's value against torch's, within the error model's tolerance (where that is finite)."""
-    reference, run = comparison.reference, comparison.run
-    for node in range(len(comparison.program.inputs), comparison.program.node_count):
-        got, expected, tolerance = run.values[node], reference.values[node], reference.value_tolerances[node]
-        ops = comparison.upward[node]
-        _against_torch(comparison, "value", "value", node, got=got, expected=expected, tolerance=tolerance, ops=ops)
+    """Every step's value against each reference's, within its tolerance (where that is finite)."""
+    for reference in comparison.references:
+        for node in range(len(comparison.program.inputs), comparison.program.node_count):
+            _against(comparison, reference, "value", "value", node, ops=comparison.upward[node])
 
 
 def check_gradients(comparison: Comparison) -> None:
-    """d output / d node for every live node against torch's (not where a kink rounding decides feeds)."""
-    reference, run, live = comparison.reference, comparison.run, comparison.live
-    # A kink that rounding decides spoils the gradients of everything it depends on.
-    spoiled: set[int] = set()
-    for kink_node in reference.kink_ambiguous:
-        if live[kink_node]:
-            comparison.skip("gradient", "within rounding of a kink", kink_node, comparison.op_of(kink_node))
-            spoiled |= comparison.program.ancestors(kink_node)
-    for node in range(comparison.program.output):
-        if not live[node] or node in spoiled:
-            continue
-        got, expected, tolerance = run.gradients[node], reference.gradients[node], reference.gradient_tolerances[node]
-        ops = comparison.downward[node]
-        _against_torch(
-            comparison, "gradient", "d output / d node", node, got=got, expected=expected, tolerance=tolerance, ops=ops
-        )
+    """d output / d node for every live node against each reference's (not where a kink rounding decides feeds)."""
+    live = comparison.live
+    for reference in comparison.references:
+        # A kink that rounding decides spoils the gradients of everything it depends on.
+        spoiled: set[int] = set()
+        for kink_node in reference.kink_ambiguous:
+            if live[kink_node]:
+                comparison.skip("gradient", "within rounding of a kink", kink_node, comparison.op_of(kink_node))
+                spoiled |= comparison.program.ancestors(kink_node)
+        for node in range(comparison.program.output):
+            if live[node] and node not in spoiled:
+                _against(comparison, reference, "gradient", "d output / d node", node, ops=comparison.downward[node])
 
 
-def _against_torch(
-    comparison: Comparison,
-    kind: CheckKind,
-    what: str,
-    node: int,
-    *,
-    got: float,
-    expected: float,
-    tolerance: float,
-    ops: frozenset[str],
+def _against(
+    comparison: Comparison, reference: Reference, kind: CheckKind, what: str, node: int, *, ops: frozenset[str]
 ) -> None:
-    """One of the engine's numbers against torch's: a check, or a skip where torch's tolerance is not finite.
+    """One of the engine's numbers against ``reference``'s: a check, or a skip where the reference cannot judge it.
 
-    Skipped too where an op without a torch counterpart takes part (:data:`NO_TORCH`).
+    Skipped where an op the reference has no counterpart of takes part (:data:`NO_TORCH`,
+    :data:`~refgrad.oracle.checks.NO_EXACT`), beyond first order, and where the tolerance is not finite.
     """
-    if ops & comparison.without_torch:
-        comparison.skip(kind, NO_TORCH, node, ops)
+    value = kind == "value"
+    got = comparison.run.values[node] if value else comparison.run.gradients[node]
+    expected = reference.values[node] if value else reference.gradients[node]
+    tolerance = reference.value_tolerances[node] if value else reference.gradient_tolerances[node]
+    without, unmodelled, beyond = comparison.gaps_of(reference)
+    if ops & without:
+        comparison.skip(kind, no_counterpart(reference), node, ops)
         return
-    if node in comparison.unmodelled or (kind != "value" and comparison.beyond_first_order):
+    if node in unmodelled or (not value and beyond):
         comparison.skip(kind, BEYOND_FIRST_ORDER, node, ops)
         return
     if not math.isfinite(tolerance):
@@ -134,8 +127,11 @@ def _against_torch(
     ratio = error_ratio(abs(got - expected), tolerance)
     detail = ""
     if ratio > 1.0:
-        detail = describe_number(what, node, engine=got, expected=expected, tolerance=tolerance, reference="torch")
-    comparison.checks.append(Check(kind, node, ops, ratio, detail, got, expected))
+        detail = describe_number(
+            what, node, engine=got, expected=expected, tolerance=tolerance, reference=reference.name
+        )
+    exact_ulps = reference.ulps_of(node, got, value=value)
+    comparison.checks.append(Check(kind, node, ops, ratio, detail, got, expected, reference.name, exact_ulps))
 
 
 def check_finite_differences(comparison: Comparison) -> None:
@@ -190,11 +186,20 @@ def _finite_difference(comparison: Comparison, node: int, center: tuple[float, .
             reference=f"finite differences (h={estimate.step:.3g})",
         )
     comparison.checks.append(
-        Check("finite-difference", node, comparison.downward[node], ratio, detail, got, estimate.estimate)
+        Check(
+            "finite-difference",
+            node,
+            comparison.downward[node],
+            ratio,
+            detail,
+            got,
+            estimate.estimate,
+            "finite differences",
+        )
     )
 
 
-def output_error_bound(program: Program, reference: TorchResult) -> float:
+def output_error_bound(program: Program, reference: Reference) -> float:
     """A bound on the rounding error of evaluating the program's output near its inputs, for finite differences.
 
     The larger of the error model's tolerance for the output and the classic
@@ -211,7 +216,7 @@ def output_error_bound(program: Program, reference: TorchResult) -> float:
     return max(reference.value_tolerances[program.output], first_order)
 
 
-def _domain_decided_by_rounding(program: Program, run: EngineRun, reference: TorchResult) -> int | None:
+def _domain_decided_by_rounding(program: Program, run: EngineRun, reference: Reference) -> int | None:
     """A node whose op's domain holds at the engine's operands but not at torch's, or the reverse.
 
     Only operands within tolerance of each other count. The lanes catch domain
@@ -237,7 +242,7 @@ def _domain_check(
     program: Program,
     engine: Engine,
     run: EngineRun,
-    reference: TorchResult,
+    reference: Reference,
     *,
     finite: bool,
     upward: list[frozenset[str]],
@@ -246,9 +251,10 @@ def _domain_check(
     """Where torch is not finite the engine must signal it (at the same forward node), and only there."""
     failure = run.failure
     first_bad = reference.first_non_finite_value
+    name = reference.name
     if failure is None:
         where = f"node {first_bad}'s value" if first_bad is not None else "a gradient"
-        detail = f"torch's {where} is not finite, but the engine returned finite results without signalling"
+        detail = f"{name}'s {where} is not finite, but the engine returned finite results without signalling"
         return Check("domain", first_bad, upward[first_bad] if first_bad is not None else live_ops, math.inf, detail)
     blame = upward[failure.node] if failure.node is not None else live_ops
     said = failure.describe()
@@ -258,16 +264,16 @@ def _domain_check(
             "domain", failure.node, blame, math.inf, f"the engine failed with something other than {expected}: {said}"
         )
     if finite:
-        detail = f"the engine signalled a domain error where torch's results are all finite: {said}"
+        detail = f"the engine signalled a domain error where {name}'s results are all finite: {said}"
         return Check("domain", failure.node, blame, math.inf, detail)
     if failure.stage == "forward" and failure.node != first_bad:
         if first_bad is None:
-            detail = f"the engine rejected node {failure.node}, whose value torch computes as finite: {said}"
+            detail = f"the engine rejected node {failure.node}, whose value {name} computes as finite: {said}"
         else:
-            first = f"torch's first non-finite value is node {first_bad}"
+            first = f"{name}'s first non-finite value is node {first_bad}"
             detail = f"the engine rejected node {failure.node}, but {first}: {said}"
         return Check("domain", failure.node, blame, math.inf, detail)
     if failure.stage == "backward" and first_bad is not None:
-        detail = f"torch's value of node {first_bad} is not finite, but the engine only failed in backward: {said}"
+        detail = f"{name}'s value of node {first_bad} is not finite, but the engine only failed in backward: {said}"
         return Check("domain", first_bad, upward[first_bad], math.inf, detail)
     return Check("domain", failure.node, blame, 0.0)

@@ -26,7 +26,6 @@ from refgrad.oracle.checks import (
     FD_SAFETY,
     FD_USEFUL,
     NEAR_OVERFLOW,
-    NO_TORCH,
     RECIPROCAL_OVERFLOW,
     SECOND_PARTIAL_OVERFLOW,
     UNRESOLVED_INPUT,
@@ -37,6 +36,7 @@ from refgrad.oracle.checks import (
     Comparison,
     describe_number,
     error_ratio,
+    no_counterpart,
 )
 from refgrad.oracle.engines import EngineFailure, ForwardModeEngine, SecondOrderEngine
 from refgrad.oracle.finite_differences import (
@@ -47,13 +47,6 @@ from refgrad.oracle.finite_differences import (
 )
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
-from refgrad.oracle.torch_reference import (
-    directional_tolerance,
-    first_infinite_second_partial,
-    first_overflowing_edge_weight,
-    reference_of,
-    torch_jvp,
-)
 
 __all__ = ["check_forward_mode", "check_second_order", "tangents_for"]
 
@@ -83,28 +76,29 @@ def check_forward_mode(comparison: Comparison, engine: ForwardModeEngine) -> Non
             comparison.skip("forward-mode", "within rounding of a kink", kink_node, comparison.op_of(kink_node))
             return
     tangents = tangents_for(program)
-    tolerance = directional_tolerance(reference, tangents)
-    expected = comparison.known.directional if comparison.known is not None else None
-    if expected is None:
-        expected = torch_jvp(program, tangents)
+    found = comparison.known.directional if comparison.known is not None else None
+    if found is None:
+        found = reference.directional(program, tangents)
         if comparison.known is not None:
-            comparison.known.directional = expected
+            comparison.known.directional = found
+    expected, tolerance = found
     if not math.isfinite(tolerance) or not math.isfinite(expected):
         comparison.skip("forward-mode", NEAR_OVERFLOW, None, ops)
         return
     forward = engine.forward_mode(program, tangents)
     if forward.failure is not None:
-        detail = f"forward mode failed where torch's forward mode gives {expected!r}: {forward.failure.describe()}"
+        said = forward.failure.describe()
+        detail = f"forward mode failed where {reference.name}'s forward mode gives {expected!r}: {said}"
         comparison.checks.append(Check("forward-mode", None, ops, math.inf, detail))
         return
     got = forward.directional
     reverse = math.fsum(t * run.gradients[i] for i, t in enumerate(tangents))
     against: tuple[tuple[CheckKind, float, str], ...] = (
-        ("forward-mode", expected, "torch's forward mode"),
+        ("forward-mode", expected, f"{reference.name}'s forward mode"),
         ("forward-vs-reverse", reverse, "the engine's reverse mode sum_i t_i * grad_i"),
     )
     if comparison.without_torch or comparison.beyond_first_order:
-        reason = NO_TORCH if comparison.without_torch else BEYOND_FIRST_ORDER
+        reason = no_counterpart(reference) if comparison.without_torch else BEYOND_FIRST_ORDER
         comparison.skip("forward-mode", reason, None, ops)
         against = against[1:]
     for kind, reference_value, name in against:
@@ -119,12 +113,13 @@ def check_forward_mode(comparison: Comparison, engine: ForwardModeEngine) -> Non
                 tolerance=tolerance,
                 reference=name,
             )
-        comparison.checks.append(Check(kind, program.output, ops, ratio, detail))
+        against_name = reference.name if kind == "forward-mode" else "reverse mode"
+        comparison.checks.append(Check(kind, program.output, ops, ratio, detail, reference=against_name))
 
 
 def check_second_order(comparison: Comparison, engine: SecondOrderEngine, *, finite_differences: bool) -> None:
     """The engine's Hessian against torch's double backward and central differences of its own gradients."""
-    program, reference = comparison.program, comparison.reference
+    program, reference = comparison.program, comparison.torch
     count = len(program.inputs)
     live_inputs = [i for i in range(count) if comparison.live[i]]
     if not live_inputs:
@@ -189,6 +184,9 @@ def check_second_order(comparison: Comparison, engine: SecondOrderEngine, *, fin
 
 def _second_order_failure(comparison: Comparison, failure: EngineFailure, *, torch_finite: bool) -> None:
     """The engine failed differentiating its gradients: right only where torch's Hessian is not finite."""
+    # torch only where it is used
+    from refgrad.oracle.torch_reference import first_infinite_second_partial, first_overflowing_edge_weight
+
     if not failure.domain_signal:
         detail = f"the engine failed with something other than DomainError: {failure.describe()}"
         comparison.checks.append(Check("second-order", None, comparison.live_ops, math.inf, detail))
@@ -209,7 +207,7 @@ def _second_order_failure(comparison: Comparison, failure: EngineFailure, *, tor
 
 def _reciprocal_overflow(comparison: Comparison) -> int | None:
     """The first live node of an op whose derivatives divide by an operand whose reciprocal overflows, if any."""
-    program, values = comparison.program, comparison.reference.values
+    program, values = comparison.program, comparison.torch.values
     for node, step in program.numbered_steps():
         if not op_table[step.op].divides or not comparison.live[node]:
             continue
@@ -223,12 +221,14 @@ def _reciprocal_overflow(comparison: Comparison) -> int | None:
 
 def _torch_hessian_nan(comparison: Comparison) -> int | None:
     """A live node where torch's second derivatives are NaN by its conventions (``x ** y`` at ``x = 0, y >= 0``)."""
+    from refgrad.oracle.torch_reference import reference_of  # torch only where it is used
+
     return _first_live(comparison, lambda op: reference_of(op).hessian_nan)
 
 
 def _first_live(comparison: Comparison, where_of: Callable[[str], Callable[..., bool] | None]) -> int | None:
     """The first live node whose op has a predicate (``where_of(op)``) true at its operands (torch's values)."""
-    program, values = comparison.program, comparison.reference.values
+    program, values = comparison.program, comparison.torch.values
     for node, step in program.numbered_steps():
         where = where_of(step.op)
         if where is None or not comparison.live[node]:
@@ -246,7 +246,7 @@ def _second_order_finite_differences(
     checked: list[tuple[int, int]],
 ) -> None:
     """Each Hessian column j (d/d input j) against central differences of the engine's own gradients."""
-    program, reference = comparison.program, comparison.reference
+    program, reference = comparison.program, comparison.torch
     count = len(program.inputs)
     center = program.evaluate()
 
@@ -294,14 +294,14 @@ def _second_order_finite_differences(
 
 def _agrees(comparison: Comparison, row: int, column: int, got: float, estimate: FiniteDifference) -> bool:
     """Whether the engine's entry is within the finite-difference tolerance of ``estimate``."""
-    tolerance = FD_SAFETY * estimate.error_bound + comparison.reference.hessian_tolerances[row][column]
+    tolerance = FD_SAFETY * estimate.error_bound + comparison.torch.hessian_tolerances[row][column]
     return abs(got - estimate.estimate) <= tolerance
 
 
 def _second_order_finite_difference(
     comparison: Comparison, row: int, column: int, got: float, estimate: FiniteDifference | FiniteDifferenceSkip
 ) -> None:
-    program, reference = comparison.program, comparison.reference
+    program, reference = comparison.program, comparison.torch
     ops = comparison.downward[row] | comparison.downward[column]
     if isinstance(estimate, FiniteDifferenceSkip):
         if estimate.op is None:

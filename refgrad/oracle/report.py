@@ -36,6 +36,8 @@ TABLE_COLUMNS: Final = (
     "2nd f.d.",
     "skipped",
     "worst err/tol",
+    "value ulps",
+    "grad ulps",
 )
 _NOT_CHECKED: Final = "-"
 
@@ -44,6 +46,21 @@ def _worst(stats: OpStats) -> str:
     if not stats.checks:
         return "-"
     return "inf" if math.isinf(stats.worst) else f"{stats.worst:.3g}"
+
+
+def _ulps(ulps: float | None) -> str:
+    if ulps is None:
+        return _NOT_CHECKED
+    return "inf" if math.isinf(ulps) else f"{ulps:.2g}"
+
+
+def _against(report: VerificationReport) -> str:
+    """The references of the run in words."""
+    return {
+        "torch": "torch (float64)",
+        "mpmath": "the exact reference (mpmath)",
+        "both": "torch (float64), the exact reference (mpmath)",
+    }[report.references]
 
 
 def _status(report: VerificationReport, op: str) -> str:
@@ -75,6 +92,8 @@ def table_rows(report: VerificationReport) -> list[tuple[str, ...]]:
                 str(stats.second_order_fd) if second else _NOT_CHECKED,
                 str(stats.skipped),
                 _worst(stats),
+                _ulps(stats.value_ulps),
+                _ulps(stats.gradient_ulps),
             )
         )
     return rows
@@ -85,7 +104,10 @@ def format_table(report: VerificationReport) -> str:
 
     ``status`` is ``DEFECT`` or ``warning`` when a finding names the op (findings about
     compositions name no op), ``ok`` otherwise; ``worst err/tol`` is the closest call among
-    the checks that agreed (those that did not are the findings).
+    the checks that agreed (those that did not are the findings). ``value ulps`` and ``grad ulps``
+    are the worst errors, in ulps of the exact result, of the values the op alone computed and of
+    the gradients through the op alone that agreed with the exact reference (``-``: none were
+    checked against it, as in a run with ``--reference torch``).
 
     A check exercises every op it depends on (a node's value: the ops that
     computed it; a gradient: the ops between its node and the output), so
@@ -136,9 +158,13 @@ def format_summary(report: VerificationReport) -> str:
             f"{report.checks.get(kind, 0)} {kind}" for kind in ("value", "gradient", "finite-difference", "domain")
         )
         lines.append(f"checks: {made}")
+        if report.checks_by_reference:
+            per = ", ".join(f"{count} {name}" for name, count in sorted(report.checks_by_reference.items()))
+            lines.append(f"numbers checked against: {per}")
         if report.forward_mode:
             lines.append(
-                f"forward mode: {report.checks.get('forward-mode', 0)} against torch's forward mode, "
+                f"forward mode: {report.checks.get('forward-mode', 0)} against "
+                f"{'mpmath' if report.references == 'mpmath' else 'torch'}'s forward mode, "
                 f"{report.checks.get('forward-vs-reverse', 0)} against reverse mode"
             )
         else:
@@ -173,7 +199,7 @@ def _closing_line(report: VerificationReport) -> str:
     defects, warnings = len(report.defects), len(report.warnings)
     plural = "s" if warnings != 1 else ""
     if not report.findings:
-        return "OK: every check agreed with torch (float64) and finite differences"
+        return f"OK: every check agreed with {_against(report)} and finite differences"
     if report.passed:
         return (
             f"PASSED with {warnings} warning{plural}: no defect; the warnings say where the engine is fragile "

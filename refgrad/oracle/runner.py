@@ -27,7 +27,7 @@ from hypothesis.errors import Flaky
 from refgrad.numeric import as_count
 from refgrad.ops import OpSpec
 from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
-from refgrad.oracle.checks import CheckKind, Outcome
+from refgrad.oracle.checks import SECOND_ORDER_NEEDS_TORCH, Check, CheckKind, Outcome
 from refgrad.oracle.compare import checked
 from refgrad.oracle.diagnosis import edge_failure, failing, random_finding, run_structured
 from refgrad.oracle.engines import (
@@ -52,8 +52,14 @@ from refgrad.oracle.entries import entry_findings
 from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, NONDETERMINISTIC, Finding
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.program import Form, Program
+from refgrad.oracle.references import (
+    ReferenceChoice,
+    current_references,
+    reference_argument,
+    uses_torch,
+    using_references,
+)
 from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
-from refgrad.oracle.torch_reference import check_torch_names
 
 __all__ = [
     "OpStats",
@@ -84,6 +90,25 @@ class OpStats:
     """Hessian entries against finite differences of the engine's own gradients."""
     skipped: int = 0
     worst: float = 0.0
+    value_ulps: float | None = None
+    """The worst error, in ulps of the exact result, of a value the op alone computed (None: none checked exactly).
+
+    Among well-conditioned checks only: those whose tolerance is at most :data:`WELL_CONDITIONED_ULPS`.
+    """
+    gradient_ulps: float | None = None
+    """The worst error, in ulps of the exact result, of a gradient through the op alone (None: none checked exactly)."""
+
+    def note_ulps(self, check: Check) -> None:
+        """Keep ``check``'s error in ulps if it is against the exact reference and the worst of its kind so far."""
+        ulps = check.exact_ulps
+        # Only well-conditioned numbers say how accurate the op is: where the bound allows more (1 - t * t
+        # at t = tanh(20) rounds to 0, 1e15 ulps of 1.7e-17 off), the error is the problem's, not the op's.
+        if ulps is None or (ulps > 0.0 and ulps > WELL_CONDITIONED_ULPS * check.ratio):
+            return
+        if check.kind == "value":
+            self.value_ulps = ulps if self.value_ulps is None else max(self.value_ulps, ulps)
+        elif check.kind == "gradient":
+            self.gradient_ulps = ulps if self.gradient_ulps is None else max(self.gradient_ulps, ulps)
 
     @property
     def checks(self) -> int:
@@ -97,6 +122,10 @@ class OpStats:
             + self.second_order
             + self.second_order_fd
         )
+
+
+WELL_CONDITIONED_ULPS: Final = 64.0
+"""A check against the exact reference whose tolerance is at most this many ulps counts towards an op's ulps."""
 
 
 def _count(stats: OpStats, kind: CheckKind) -> None:
@@ -121,6 +150,7 @@ class _Tally:
     stats: dict[str, OpStats]
     skip_reasons: Counter[str] = field(default_factory=Counter[str])
     kinds: Counter[str] = field(default_factory=Counter[str])
+    references: Counter[str] = field(default_factory=Counter[str])
     graphs: int = 0
     structured: int = 0
     nodes: int = 0
@@ -139,8 +169,13 @@ class _Tally:
             self.stats[op].graphs += 1
         for check in outcome.checks:
             self.kinds[check.kind] += 1
+            if check.reference:
+                self.references[check.reference] += 1
             if check.kind == "domain":
                 self.out_of_domain += 1
+            if len(check.ops) == 1 and check.passed:
+                # Ulps are told per op where the op alone made the number; disagreements are findings.
+                self.stats[next(iter(check.ops))].note_ulps(check)
             for op in check.ops:
                 stats = self.stats[op]
                 _count(stats, check.kind)
@@ -202,6 +237,10 @@ class VerificationReport:
     """For an engine that keeps its gradients on its nodes: the ways of calling backward() more than once
     that were checked (``"twice"``, ``"a node reused by a second graph"``, ``"after zero_grad()"``);
     None for an engine that returns its gradients."""
+    references: ReferenceChoice = "torch"
+    """What the run checked against: ``torch``, ``mpmath`` (the exact reference) or ``both``."""
+    checks_by_reference: Mapping[str, int] = field(default_factory=dict[str, int])
+    """Numeric checks per reference they were made against (``torch``, ``mpmath``, ``finite differences``...)."""
 
     @property
     def passed(self) -> bool:
@@ -230,6 +269,8 @@ class VerificationReport:
             "graphs": self.graphs,
             "structured": self.structured,
             "seconds": round(self.total_seconds, 3),
+            "references": self.references,
+            "checks_by_reference": dict(self.checks_by_reference),
             "defects": len(self.defects),
             "warnings": len(self.warnings),
             "ops": {
@@ -239,6 +280,8 @@ class VerificationReport:
                     "checks": stats.checks,
                     "skipped": stats.skipped,
                     "worst": _json_ratio(stats),
+                    "value_ulps": _json_ulps(stats.value_ulps),
+                    "gradient_ulps": _json_ulps(stats.gradient_ulps),
                 }
                 for op, stats in self.stats.items()
             },
@@ -263,6 +306,13 @@ class VerificationReport:
     def graphs_per_second(self) -> float:
         """Programs checked per second of wall time (generation, references and engine together)."""
         return self.graphs / self.seconds if self.seconds > 0 else math.inf
+
+
+def _json_ulps(ulps: float | None) -> float | str | None:
+    """Worst ulps against the exact reference for JSON: a number, ``"inf"``, or None where none was measured."""
+    if ulps is None:
+        return None
+    return "inf" if math.isinf(ulps) else round(ulps, 3)
 
 
 def _op_status(report: VerificationReport, op: str) -> str:
@@ -470,7 +520,10 @@ def check_own_ops(order: int) -> None:
     An entry's ``torch`` must name an elementwise torch function taking its operands and params;
     ``order=2`` needs one for every op.
     """
-    check_torch_names()
+    if uses_torch():
+        from refgrad.oracle.torch_reference import check_torch_names  # torch only where it is used
+
+        check_torch_names()
     without = [spec.name for spec in op_table.key if spec.torch is None]
     if order == 2 and without:
         raise ValueError(
@@ -688,6 +741,7 @@ def verify(
     strict: bool = False,
     max_defects: int = 20,
     extra_ops: Iterable[OpSpec] | None = None,
+    references: ReferenceChoice | None = None,
 ) -> VerificationReport:
     """Check ``engine`` on structured programs, then ``examples`` random ones; every finding in one report.
 
@@ -712,7 +766,27 @@ def verify(
     ``torch=None`` is checked against finite differences, its torch checks skipped and
     counted as such (see :data:`~refgrad.oracle.checks.NO_TORCH`; ``order=2`` then needs a
     torch counterpart). ``ValueError`` naming the op for an entry that cannot be checked.
+
+    ``references`` says what to check against: ``torch`` (PyTorch float64 with its sampled
+    error model), ``mpmath`` (the exact reference, :mod:`refgrad.oracle.exact_reference`, which
+    needs no torch), or ``both``; default: both where torch is installed, else mpmath.
+    ``order=2`` needs torch.
     """
+    if references is not None:
+        with using_references(reference_argument(references)):
+            return verify(
+                engine,
+                examples=examples,
+                seed_value=seed_value,
+                ops=ops,
+                progress=progress,
+                max_steps=max_steps,
+                out_of_domain=out_of_domain,
+                order=order,
+                strict=strict,
+                max_defects=max_defects,
+                extra_ops=extra_ops,
+            )
     if extra_ops is not None:
         with using_ops(extra_ops):
             return verify(
@@ -735,6 +809,8 @@ def verify(
     order = order_argument(order)
     ops = None if ops is None else op_names_argument(ops)
     _check_the_rest(progress, out_of_domain)
+    if order == 2 and not uses_torch():
+        raise ValueError(SECOND_ORDER_NEEDS_TORCH)
     _check_order(engine, order)
     _check_own_ops(engine, order)
     forward_mode = isinstance(engine, ForwardModeEngine)
@@ -806,4 +882,6 @@ def verify(
         random_skipped=random_skipped,
         checked=tuple(describe_form(op, form) for op, form in forms),
         accumulation=accumulation,
+        references=current_references(),
+        checks_by_reference=dict(tally.references),
     )

@@ -84,7 +84,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Any, ClassVar, Final, cast
 
 import torch
 from torch.autograd import forward_ad
@@ -93,6 +93,7 @@ from refgrad.ops import OpSpec, registry
 from refgrad.oracle._arguments import flag_argument, program_argument
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Program, Ref, Step, partials_at
+from refgrad.oracle.rounding import OWN_FORWARD_U, OWN_PARTIAL_U, OWN_ROUNDING, PARTIAL_SPACINGS, ROUNDING, Rounding, U
 
 __all__ = [
     "LANES",
@@ -116,9 +117,6 @@ __all__ = [
     "torch_reference",
 ]
 
-U: Final = 2.0**-53
-"""Unit roundoff of float64: the relative error bound of one correctly rounded operation."""
-
 LANES: Final = 17
 """Lane 0 is torch's own result; lanes 1..16 carry sampled rounding errors."""
 
@@ -137,29 +135,39 @@ _TERM_ROUNDING: Final = 2.0  # one term of a Hessian entry, formed in any order:
 
 @dataclass(frozen=True, slots=True)
 class TorchReference:
-    """How torch computes one registry op, and the rounding error one implementation of it may make.
+    """How torch computes one op, and the rounding error one implementation of it may make.
 
-    ``forward(*operands, *params)`` works on float64 tensors. ``forward_u``
-    bounds the relative error of the op's value, ``partial_u`` that of one
-    backward contribution ``cotangent * partial`` including its addition into
-    the operand's gradient, both in units of :data:`U`. ``underflow_exact``
-    says that results below the smallest normal float are exact (as for
-    addition), so no absolute underflow error is modelled. ``saved_output_u``
-    perturbs, for the op's own backward only, the result torch saved: it
-    models roundings inside a partial that cancellation amplifies, as in
-    ``1 - y*y`` for ``tanh`` near saturation, where the rounding of ``y*y``
-    is absolute, not relative to the small partial. ``hessian_nan(*operands, *params)``
-    is true where torch's second derivatives of the op are NaN by its own conventions (a
-    ``torch.where`` whose discarded branch it still differentiates), where refgrad's are
-    the derivatives of PyTorch's constant partials.
+    ``forward(*operands, *params)`` works on float64 tensors; ``rounding`` is the op's entry in
+    the shared table (:data:`~refgrad.oracle.rounding.ROUNDING`), read through the properties
+    below. ``saved_output_u`` perturbs, for the op's own backward only, the result torch saved.
+    ``hessian_nan(*operands, *params)`` is true where torch's second derivatives of the op are
+    NaN by its own conventions (a ``torch.where`` whose discarded branch it still
+    differentiates), where refgrad's are the derivatives of PyTorch's constant partials.
     """
 
     forward: Callable[..., torch.Tensor]
-    forward_u: float
-    partial_u: float
-    underflow_exact: bool
-    saved_output_u: float = 0.0
+    rounding: Rounding
     hessian_nan: Callable[..., bool] | None = None
+
+    @property
+    def forward_u(self) -> float:
+        """The relative error bound of the op's value, in :data:`U`."""
+        return self.rounding.forward_u
+
+    @property
+    def partial_u(self) -> float:
+        """The relative error bound of one backward contribution, in :data:`U`."""
+        return self.rounding.partial_u
+
+    @property
+    def underflow_exact(self) -> bool:
+        """Results below the smallest normal float are exact (no absolute underflow error)."""
+        return self.rounding.underflow_exact
+
+    @property
+    def saved_output_u(self) -> float:
+        """The relative error of the op's result as its own partial reads it, in :data:`U`."""
+        return self.rounding.saved_output_u
 
 
 def _zero_base_or_exponent(base: float, exponent: float) -> bool:
@@ -171,35 +179,28 @@ def _pow(x: torch.Tensor, exponent: float) -> torch.Tensor:
     return torch.pow(x, exponent)
 
 
-# Bounds: correctly rounded + - * / are 1 U; glibc's and SLEEF's exp, log and
-# pow are within 1 ulp (2 U); glibc's tanh within 2 ulp (4 U); sigmoid is
-# 1 / (1 + exp(-x)), three roundings with the exp error slightly amplified.
-# A contribution is cotangent times a partial of a few roundings, plus the sum.
+_FUNCTIONS: Final[Mapping[str, Callable[..., torch.Tensor]]] = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "neg": torch.neg,
+    "pow": _pow,
+    "vpow": torch.pow,
+    "exp": torch.exp,
+    "log": torch.log,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "abs": torch.abs,
+}
 TORCH_REFERENCES: Final[Mapping[str, TorchReference]] = MappingProxyType(
     {
-        "add": TorchReference(torch.add, forward_u=1.0, partial_u=1.0, underflow_exact=True),
-        "sub": TorchReference(torch.sub, forward_u=1.0, partial_u=1.0, underflow_exact=True),
-        "mul": TorchReference(torch.mul, forward_u=1.0, partial_u=2.0, underflow_exact=False),
-        "div": TorchReference(torch.div, forward_u=1.0, partial_u=4.0, underflow_exact=False),
-        "neg": TorchReference(torch.neg, forward_u=0.0, partial_u=1.0, underflow_exact=True),
-        "pow": TorchReference(_pow, forward_u=2.0, partial_u=6.0, underflow_exact=False),
-        "vpow": TorchReference(
-            torch.pow, forward_u=2.0, partial_u=6.0, underflow_exact=False, hessian_nan=_zero_base_or_exponent
-        ),
-        "exp": TorchReference(torch.exp, forward_u=2.0, partial_u=2.0, underflow_exact=False),
-        "log": TorchReference(torch.log, forward_u=2.0, partial_u=2.0, underflow_exact=True),
-        "tanh": TorchReference(torch.tanh, forward_u=4.0, partial_u=4.0, underflow_exact=False, saved_output_u=2.0),
-        "sigmoid": TorchReference(torch.sigmoid, forward_u=6.0, partial_u=4.0, underflow_exact=False),
-        "relu": TorchReference(torch.relu, forward_u=0.0, partial_u=1.0, underflow_exact=True),
-        "abs": TorchReference(torch.abs, forward_u=0.0, partial_u=1.0, underflow_exact=True),
+        name: TorchReference(function, ROUNDING[name], hessian_nan=_zero_base_or_exponent if name == "vpow" else None)
+        for name, function in _FUNCTIONS.items()
     }
 )
 """Registry op name to its torch reference; one entry per op, checked against the registry by the tests."""
-
-OWN_FORWARD_U: Final = 4.0
-"""The rounding bound (in :data:`U`) of the value of an op of the caller's own (``--ops-from``): two ulps."""
-OWN_PARTIAL_U: Final = 8.0
-"""The rounding bound (in :data:`U`) of one backward contribution through an op of the caller's own."""
 
 
 def reference_of(op: str) -> TorchReference:
@@ -241,7 +242,7 @@ def _own_reference(spec: OpSpec) -> TorchReference:
         forward: Callable[..., torch.Tensor] = functools.partial(_stand_in, spec)
     else:
         forward = _resolve(spec)
-    return TorchReference(forward, forward_u=OWN_FORWARD_U, partial_u=OWN_PARTIAL_U, underflow_exact=False)
+    return TorchReference(forward, OWN_ROUNDING)
 
 
 def _resolve(spec: OpSpec) -> Callable[..., torch.Tensor]:
@@ -451,6 +452,19 @@ class TorchResult:
     There the error model's premise fails and its tolerances mean nothing: ``sin`` of an
     operand near 1e15 turns a one-ulp difference in the operand into any value in [-1, 1].
     """
+    name: ClassVar[str] = "torch"
+
+    def directional(self, program: Program, tangents: Sequence[float]) -> tuple[float, float]:
+        """torch's forward mode along ``tangents`` (:func:`torch_jvp`) and its :func:`directional_tolerance`."""
+        return torch_jvp(program, tangents), directional_tolerance(self, tangents)
+
+    def first_infinite_partial(self, program: Program) -> int | None:
+        """:func:`first_infinite_partial` of ``program``."""
+        return first_infinite_partial(program)
+
+    def ulps_of(self, node: int, got: float, *, value: bool) -> float | None:
+        """None: torch's numbers are rounded, not exact (:attr:`~refgrad.oracle.checks.Check.ulps` measures them)."""
+        return None
 
 
 def _tolerance(lanes: torch.Tensor, sites: int) -> torch.Tensor:
@@ -665,8 +679,6 @@ def torch_reference(program: Program, *, second_order: bool = False) -> TorchRes
     )
 
 
-PARTIAL_SPACINGS: Final = 8.0
-"""Subnormal spacings a partial computed in a few operations may lose (``-3 * y ** -4`` underflowing in two)."""
 _FIRST_ORDER_SLACK: Final = 0.25
 """How far (as a share) a node's sampled deviations may stray from the linear response before the model fails."""
 

@@ -9,6 +9,7 @@
 * ``EagerRules``: local derivatives computed in the forward pass (right, and so it passes).
 * ``BreadthFirst``: backward walks nodes in breadth-first order from the output, so a node reached
   early passes its gradient on before every consumer has added to it.
+* ``TanhOff``: tanh's derivative off by a relative 2e-15, which only the exact reference resolves.
 
 The corpus's correct engine, :class:`_toy_engine.ToyValue`, accumulates as torch does; its
 ``StaleGrads`` and ``ZeroGradSelfOnly`` accumulate as micrograd does, or clear too little.
@@ -207,3 +208,15 @@ class ExpByPower(ToyValue):
     def exp(self) -> ToyValue:
         out = math.e**self.data
         return self._make(out, (self,), lambda: (out,))
+
+
+TANH_SLIP: float = 2e-15
+"""How far (relatively) :class:`TanhOff`'s tanh derivative is from the right one: about 9 to 18 ulps."""
+
+
+class TanhOff(ToyValue):
+    """tanh's derivative ``(1 - t * t) * (1 + 2e-15)``: an inaccurate rule that torch's error model cannot see."""
+
+    def tanh(self) -> ToyValue:
+        t = math.tanh(self.data)
+        return self._make(t, (self,), lambda: ((1.0 - t * t) * (1.0 + TANH_SLIP),))

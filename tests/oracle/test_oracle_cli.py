@@ -74,17 +74,32 @@ def test_argparse_errors_exit_2_in_a_subprocess() -> None:
 
 @pytest.mark.slow
 def test_missing_extras_is_one_line_naming_the_extra(tmp_path: Path) -> None:
-    """Without torch, verify says to install the oracle extra (exit 2) while demo still works."""
+    """Without torch, verify checks against the exact reference; asking for torch says to install the oracle extra.
+
+    demo still works; without mpmath, verify names the exact extra.
+    """
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text("import sys\nsys.modules['torch'] = None\n", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    command = [sys.executable, "-m", "refgrad", "verify", "--no-database"]
     verify = subprocess.run(
-        [sys.executable, "-m", "refgrad", "verify"], capture_output=True, text=True, env=env, timeout=120, check=False
+        [*command, "--reference", "torch"], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert verify.returncode == 2
     assert verify.stderr.count("\n") == 1
-    assert "oracle" in verify.stderr
     assert "refgrad[oracle]" in verify.stderr
+    exact = subprocess.run(
+        [*command, "--examples", "200"], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert exact.returncode == 0, exact.stderr
+    assert exact.stdout.startswith("PASS: refgrad"), exact.stdout
+    assert "mpmath" in exact.stdout
+    assert "torch" not in exact.stderr
+    blocker.write_text("import sys\nsys.modules['torch'] = None\nsys.modules['mpmath'] = None\n", encoding="utf-8")
+    verify = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert verify.returncode == 2
+    assert verify.stderr.count("\n") == 1
+    assert "refgrad[exact]" in verify.stderr
     demo = subprocess.run(
         [sys.executable, "-m", "refgrad", "demo"], capture_output=True, text=True, env=env, timeout=120, check=False
     )

@@ -443,8 +443,8 @@ def test_a_run_never_reuses_another_runs_op_of_the_same_name() -> None:
             assert any(x < 0 for x in points) is negatives, points
             if value is not None:
                 program = Program((0.5,), (Step("sin", (Ref(0),)),))
-                known = diagnosis._references(program, False, current_ops.key)  # pyright: ignore[reportPrivateUsage]
-                assert known.torch.values[1] == pytest.approx(value, rel=1e-15)
+                known = diagnosis._references(program, False, current_ops.key, "torch")  # pyright: ignore[reportPrivateUsage]
+                assert known.primary.values[1] == pytest.approx(value, rel=1e-15)
 
 
 def test_without_torch_a_grossly_wrong_partial_fails_naming_the_op() -> None:

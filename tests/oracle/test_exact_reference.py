@@ -1,0 +1,126 @@
+"""The exact reference (mpmath): independent of the registry's partials, exact, and tighter than torch's error model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mpmath
+import pytest
+from _corpus import TANH_SLIP, TanhOff
+from hypothesis import given, settings
+
+import refgrad.oracle.program as program_module
+from refgrad.ops import registry
+from refgrad.oracle import MicrogradStyleEngine, Program, Ref, RefgradEngine, Step, check_program, verify
+from refgrad.oracle.exact_reference import EXACT_OPS, exact_reference, ulps_between
+from refgrad.oracle.findings import ACCURACY
+from refgrad.oracle.references import reference_argument, using_references
+from refgrad.oracle.rounding import ROUNDING
+from refgrad.oracle.strategies import programs
+from refgrad.oracle.torch_reference import torch_reference
+
+
+def test_every_registry_op_has_an_exact_counterpart_and_rounding_bounds() -> None:
+    """One exact entry and one rounding entry per registry op, no more."""
+    assert set(EXACT_OPS) == set(registry.names)
+    assert set(ROUNDING) == set(registry.names)
+
+
+def test_ulps_are_measured_against_the_exact_number_not_the_float_nearest_it() -> None:
+    """One ulp above 1 is one ulp; half an ulp off an exact midpoint is half an ulp, not 0 or 1."""
+    assert ulps_between(1.0 + 2.0**-52, mpmath.mpf(1)) == 1.0
+    with mpmath.workprec(200):
+        midpoint = mpmath.mpf(1) + mpmath.mpf(2) ** -53
+    assert ulps_between(1.0, midpoint) == 0.5
+    assert ulps_between(math.inf, mpmath.mpf(1)) == math.inf
+
+
+def test_exact_values_and_gradients_are_exact_to_far_beyond_double_precision() -> None:
+    """tanh(x * x) at 0.5: value tanh(0.25), d/dx = 2x * sech(0.25)**2, both to 1e-60 relative."""
+    program = Program((0.5,), (Step("mul", (Ref(0), Ref(0))), Step("tanh", (Ref(1),))))
+    result = exact_reference(program)
+    with mpmath.workprec(256):
+        value = mpmath.tanh(mpmath.mpf(0.25))
+        slope = mpmath.mpf(1) * mpmath.sech(mpmath.mpf(0.25)) ** 2
+        assert abs(result.exact_values[2] - value) < 1e-60
+        assert abs(result.exact_gradients[0] - slope) < 1e-60
+
+
+def test_a_wrong_registry_partial_does_not_move_the_exact_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact reference writes its derivatives afresh: doubling every registry partial the oracle reads changes
+    nothing there (they are read only to ask whether a float formula overflows)."""
+    program = Program((0.3,), (Step("tanh", (Ref(0),)), Step("exp", (Ref(1),))))
+    before = exact_reference(program).exact_gradients[0]
+    original = program_module.partials_at
+
+    def doubled(*arguments: Any) -> list[float] | None:
+        found = original(*arguments)
+        return None if found is None else [2.0 * p for p in found]
+
+    monkeypatch.setattr(program_module, "partials_at", doubled)
+    read = program.local_partials([0.3, math.tanh(0.3), math.exp(math.tanh(0.3))], 0)
+    assert read is not None
+    assert read[0] == pytest.approx(2.0 * (1.0 - math.tanh(0.3) ** 2))  # the doubled partial is what the oracle reads
+    assert exact_reference(program).exact_gradients[0] == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(programs(max_steps=10, out_of_domain="never"))
+def test_torch_agrees_with_the_exact_reference_within_its_own_tolerance(program: Program) -> None:
+    """torch float64 is within the torch error model's tolerance of the exact value, wherever both are finite."""
+    torch, exact = torch_reference(program), exact_reference(program)
+    if not (torch.finite and exact.finite) or torch.finiteness_ambiguous or exact.finiteness_ambiguous:
+        return
+    for node in range(len(program.inputs), program.node_count):
+        if node in exact.beyond_first_order or node in torch.beyond_first_order:
+            continue
+        tolerance = torch.value_tolerances[node]
+        if math.isfinite(tolerance):
+            assert abs(torch.values[node] - exact.values[node]) <= tolerance + math.ulp(exact.values[node])
+
+
+def test_refgrad_agrees_with_the_exact_reference_on_a_known_program() -> None:
+    """Every value and gradient of refgrad's engine is within the exact reference's bound, in ulps as well."""
+    program = Program((0.7, -1.3), (Step("mul", (Ref(0), Ref(1))), Step("sigmoid", (Ref(2),)), Step("log", (Ref(3),))))
+    with using_references("mpmath"):
+        outcome = check_program(program, RefgradEngine())
+    exact = [check for check in outcome.checks if check.reference == "mpmath" and check.kind in {"value", "gradient"}]
+    assert exact
+    assert outcome.passed
+    assert all(check.exact_ulps is not None and check.exact_ulps < 8 for check in exact)
+
+
+def test_a_tanh_derivative_off_by_2e_15_fails_only_against_the_exact_reference(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """The issue's case: torch's error model passes it under --strict, the exact reference names tanh (accuracy)."""
+    engine = MicrogradStyleEngine(TanhOff)
+    assert TANH_SLIP == 2e-15
+    with_torch = verify(engine, examples=100, seed_value=0, strict=True, references="torch")
+    assert with_torch.passed, [finding.summary for finding in with_torch.findings]
+    exact = verify(engine, examples=100, seed_value=0, strict=True, references="mpmath")
+    assert not exact.passed
+    named = {(finding.kind, finding.op) for finding in exact.findings}
+    assert (ACCURACY, "tanh") in named
+    assert all(finding.op in {"tanh", "vpow"} for finding in exact.findings), [f.summary for f in exact.findings]
+    assert exact.references == "mpmath"
+    assert exact.checks_by_reference.get("mpmath", 0) > 0
+    assert "torch" not in exact.checks_by_reference
+
+
+def test_refgrad_passes_strict_against_the_exact_reference() -> None:
+    """refgrad's own engine: no defect and no warning against the exact reference under --strict."""
+    report = verify(RefgradEngine(), examples=500, seed_value=0, strict=True, references="mpmath")
+    assert report.passed, [finding.summary for finding in report.findings]
+    assert report.stats["tanh"].gradient_ulps is not None
+
+
+def test_reference_choices_are_checked() -> None:
+    """A non-str is a TypeError, an unknown choice a ValueError naming the choices; order 2 needs torch."""
+    with pytest.raises(TypeError, match="references must be a str"):
+        reference_argument(1)
+    with pytest.raises(ValueError, match="torch, mpmath, both"):
+        reference_argument("exact")
+    with pytest.raises(ValueError, match="checked against torch"):
+        verify(RefgradEngine(), examples=1, order=2, references="mpmath")
