@@ -11,6 +11,7 @@ finding of a kind from :mod:`refgrad.oracle.findings`, a defect or a warning.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -772,23 +773,13 @@ def verify(
     needs no torch), or ``both``; default: both where torch is installed, else mpmath.
     ``order=2`` needs torch.
     """
-    if references is not None:
-        with using_references(reference_argument(references)):
-            return verify(
-                engine,
-                examples=examples,
-                seed_value=seed_value,
-                ops=ops,
-                progress=progress,
-                max_steps=max_steps,
-                out_of_domain=out_of_domain,
-                order=order,
-                strict=strict,
-                max_defects=max_defects,
-                extra_ops=extra_ops,
-            )
-    if extra_ops is not None:
-        with using_ops(extra_ops):
+    if references is not None or extra_ops is not None:
+        # The run's references and ops are context (read where the checks are made): set, then run.
+        with contextlib.ExitStack() as scope:
+            if references is not None:
+                scope.enter_context(using_references(reference_argument(references)))
+            if extra_ops is not None:
+                scope.enter_context(using_ops(extra_ops))
             return verify(
                 engine,
                 examples=examples,

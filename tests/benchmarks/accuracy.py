@@ -51,7 +51,12 @@ def _draw(op: str) -> list[Program]:
     found: list[Program] = []
 
     @seed(zlib_seed(op))
-    @settings(max_examples=PROGRAMS, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=PROGRAMS,
+        deadline=None,
+        database=None,
+        suppress_health_check=tuple(HealthCheck.__members__.values()),
+    )
     @given(programs(ops=[op], max_steps=1, out_of_domain="never"))
     def collect(program: Program) -> None:
         if program.steps:
