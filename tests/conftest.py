@@ -116,15 +116,17 @@ def _once_per_process_code_measured() -> None:
     # The oracle's per-process caches, private to it, so reached here by name: the references of the
     # structured programs, and torch's forward mode (loaded on first use).
     from refgrad.oracle.diagnosis import _references  # pyright: ignore[reportPrivateUsage]
+    from refgrad.oracle.references import current_references
     from refgrad.oracle.torch_reference import _load_forward_mode  # pyright: ignore[reportPrivateUsage]
 
     forms = strategies.all_forms()
     for op, form in forms:
         for programs in (campaigns.ordinary_programs, campaigns.kink_programs, campaigns.edge_programs):
             for pattern in programs(op, form):
-                _references(pattern.program, False, ())  # () : the registry's ops alone (OpTable.key)
+                # () : the registry's ops alone (OpTable.key); the default references (both, with torch)
+                _references(pattern.program, False, (), current_references())
     for pattern in campaigns.composition_programs(forms):
-        _references(pattern.program, False, ())
+        _references(pattern.program, False, (), current_references())
     _load_forward_mode()
 
 

@@ -58,7 +58,7 @@ from refgrad.oracle.engines import (
     load_engine,
     probe,
 )
-from refgrad.oracle.exact_reference import ExactResult, exact_reference
+from refgrad.oracle.exact_reference import ExactResult
 from refgrad.oracle.findings import KINDS, Finding, FindingKind
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip, finite_difference
 from refgrad.oracle.optable import op_table, using_ops
@@ -128,7 +128,6 @@ __all__ = [
     "check_engine",
     "check_program",
     "constants",
-    "exact_reference",
     "exponents",
     "finite_difference",
     "format_html",

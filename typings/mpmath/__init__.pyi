@@ -2,9 +2,7 @@
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 
-_Real = mpf | float | int
-
-class mpf:
+class mpf:  # noqa: N801  (mpmath's own name)
     def __init__(self, value: _Real | str = ...) -> None: ...
     def __float__(self) -> float: ...
     def __int__(self) -> int: ...
@@ -27,6 +25,8 @@ class mpf:
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
+
+_Real = mpf | float | int
 
 inf: mpf
 nan: mpf
