@@ -325,8 +325,6 @@ class ExactResult:
     exact_gradients: tuple[mpf, ...]
     partial_overflow: int | None
     """The first node with a local partial that is not finite as a float (``1 / x`` at ``x = 5e-324``)."""
-    program: Program
-    """The program the result is of (forward mode walks its edges)."""
     partials: tuple[tuple[mpf, ...], ...] = ()
     """Each step's exact local partials, one per operand."""
 
@@ -524,7 +522,6 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
             exact_values=tuple(values) + (mpmath.nan,) * (count - len(values)),
             exact_gradients=(mpmath.nan,) * count,
             partial_overflow=partial_overflow,
-            program=program,
         )
 
     live = program.live()
@@ -588,6 +585,5 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
         exact_values=tuple(values),
         exact_gradients=tuple(adjoints),
         partial_overflow=partial_overflow,
-        program=program,
         partials=tuple(local),
     )
