@@ -115,7 +115,7 @@ def _describe_outcome(title: str, outcome: Outcome, script: str) -> str:
     lines += [f"  disagreement: {check.detail}" for check in outcome.failures[:5]]
     if len(outcome.failures) > 5:
         lines.append(f"  ... and {len(outcome.failures) - 5} more")
-    lines += [f"  program (JSON): {program.to_json()}", "", "reproduce it (engine, then torch):", "", script]
+    lines += [f"  program (JSON): {program.to_json()}", "", "reproduce it (engine, then the reference):", "", script]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -213,18 +213,35 @@ def _alone_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) ->
 
 def _how_sure(outcome: Outcome, node: int) -> str:
     """Which references reject the engine's derivative at ``node``, and whether they agree with each other."""
-    torch_check = next((c for c in outcome.checks if c.kind == "gradient" and c.node == node), None)
+    gradients = [c for c in outcome.checks if c.kind == "gradient" and c.node == node and c.expected is not None]
     estimate = next((c for c in outcome.checks if c.kind == "finite-difference" and c.node == node), None)
-    if torch_check is None or torch_check.expected is None:
-        return "finite differences alone say so (torch's gradient could not be compared here)"
+    if not gradients:
+        return "finite differences alone say so (the reference's gradient could not be compared here)"
+    rejecting = [c for c in gradients if not c.passed]
+    # the exact reference's word first: it is the sharper one
+    check = min(rejecting or gradients, key=lambda c: c.reference != "mpmath")
+    names = list(dict.fromkeys(_reference_name(c.reference) for c in rejecting))
+    verb = "says" if len(names) == 1 else "say"
     if estimate is None or estimate.expected is None:
-        return "torch (float64) alone says so (finite differences were too imprecise here)"
-    if torch_check.passed or estimate.passed:
-        accepting = "torch (float64) accepts" if torch_check.passed else "finite differences accept"
-        rejecting = "finite differences say" if torch_check.passed else "torch (float64) says"
-        return f"only {rejecting} so: {accepting} the engine's number, so check this one by hand"
-    apart = abs(estimate.expected - torch_check.expected) / max(abs(torch_check.expected), _TINY_SCALE)
-    return f"torch (float64) and finite differences both say so, and agree with each other to {apart:.1g} relative"
+        return f"{' and '.join(names)} alone {verb} so (finite differences were too imprecise here)"
+    if not rejecting or estimate.passed:
+        if not rejecting:
+            said, accepting = "finite differences say", f"{_reference_name(check.reference)} accepts"
+        else:
+            said, accepting = f"{' and '.join(names)} {verb}", "finite differences accept"
+        return f"only {said} so: {accepting} the engine's number, so check this one by hand"
+    assert check.expected is not None
+    apart = abs(estimate.expected - check.expected) / max(abs(check.expected), _TINY_SCALE)
+    everyone = (
+        f"{names[0]} and finite differences both"
+        if len(names) == 1
+        else f"{', '.join(names)} and finite differences all"
+    )
+    return f"{everyone} say so, and agree with each other to {apart:.1g} relative"
+
+
+def _reference_name(reference: str) -> str:
+    return {"torch": "torch (float64)", "mpmath": "the exact reference (mpmath)"}.get(reference, reference)
 
 
 def _kink_finding(engine: Engine, pattern: PatternProgram, outcome: Outcome) -> Finding:

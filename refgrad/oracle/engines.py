@@ -46,6 +46,7 @@ from refgrad.ops import OpSpec
 from refgrad.ops.extra import import_user_module
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Const, Form, Program, Ref, Step
+from refgrad.oracle.references import script_reference
 from refgrad.oracle.surface import SURFACE, builder, own_prelude
 from refgrad.value import Value, apply
 
@@ -377,7 +378,11 @@ class RefgradEngine:
         if own:
             engine_import = f"{engine_import}\n{own_prelude(op_table.origin)}"
         on_torch = all(op_table[op].torch is not None for op in own)
-        text = program.to_script(engine_import=engine_import, differentiate="gradients", on_torch=on_torch)
+        # An op of one's own has no exact counterpart: its script compares with torch, or with nothing.
+        reference = "torch" if own else script_reference()
+        text = program.to_script(
+            engine_import=engine_import, differentiate="gradients", on_torch=on_torch, reference=reference
+        )
         if self._overrides:
             replaced = ", ".join(sorted(self._overrides))
             note = f"# note: the oracle ran this with replaced rules for {replaced}; the script uses the registry's"
@@ -769,6 +774,7 @@ class MicrogradStyleEngine:
             data=self._attributes.data,
             grad=self._attributes.grad,
             backward=self._attributes.backward,
+            reference=script_reference(),
         )
 
     def undrivable(self) -> str | None:

@@ -336,22 +336,29 @@ class ExactResult:
         tangent, bounds it, plus the rounding of the products and of their sum.
         """
         count = len(tangents)
+        # Below the normal range a tangent's product rounds absolutely, by up to a subnormal spacing
+        # (a sum landing there is exact), where reverse mode's adjoint at the same node can be large:
+        # ``log(log(x) ** -4)`` at ``x = 1.8e308`` carries a tangent of 1e-322 into a partial of 3e11.
+        # Each such node adds spacings amplified by d output / d node.
+        underflowing = 0.0
         with mpmath.workprec(ARITHMETIC_PRECISION):
             exact = mpmath.fsum(mpf(t) * g for t, g in zip(tangents, self.exact_gradients[:count], strict=True))
             # Forward mode carries a tangent per node: where one is within reach of overflowing, rounding
             # decides whether the engine's is finite (torch's jvp overflows there too).
             carried = [mpf(t) for t in tangents]
-            for step, partials in zip(program.steps, self.partials, strict=False):
-                carried.append(
-                    mpmath.fsum(
-                        p * carried[o.node] for o, p in zip(step.operands, partials, strict=True) if isinstance(o, Ref)
-                    )
-                )
+            for index, (step, partials) in enumerate(zip(program.steps, self.partials, strict=False)):
+                terms = [
+                    p * carried[o.node] for o, p in zip(step.operands, partials, strict=True) if isinstance(o, Ref)
+                ]
+                if any(0 < abs(term) < 2 * _TINY for term in terms):
+                    underflowing += _f(self.exact_gradients[count + index])
+                carried.append(mpmath.fsum(terms))
         if any(not abs(float(t)) <= _MAX / 4.0 for t in carried):
             return float(exact), math.inf
         combination = math.fsum(abs(t * g) for t, g in zip(tangents, self.gradients[:count], strict=True))
         bound = math.fsum(abs(t) * e for t, e in zip(tangents, self.gradient_tolerances[:count], strict=True))
-        return float(exact), bound + SLACK * 2.0 * U * combination + 2.0 * count * _SUBNORMAL_SPACING
+        spacings = 2.0 * count + SLACK * PARTIAL_SPACINGS * underflowing
+        return float(exact), bound + SLACK * 2.0 * U * combination + spacings * _SUBNORMAL_SPACING
 
     def first_infinite_partial(self, program: Program) -> int | None:
         """The first node with a local partial that is not finite as a float (see :attr:`partial_overflow`)."""

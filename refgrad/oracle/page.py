@@ -278,7 +278,7 @@ def _finding(number: int, finding: Finding) -> str:
         parts.append(f"<details><summary>program (JSON)</summary><pre>{_escape(program.to_json())}</pre></details>")
     if finding.script is not None and finding.severity == "defect":
         parts.append(
-            f"<details><summary>reproduce it (engine, then torch)</summary><pre>{_escape(finding.script)}</pre>"
+            f"<details><summary>reproduce it (engine, then the reference)</summary><pre>{_escape(finding.script)}</pre>"
             "</details>"
         )
     parts.append("</section>")

@@ -376,19 +376,23 @@ class Program:
         grad: str = "grad",
         backward: str = "backward",
         on_torch: bool = True,
+        reference: Literal["torch", "mpmath"] = "torch",
     ) -> str:
-        """A standalone Python script computing the program on an engine and on torch (float64).
+        """A standalone Python script computing the program on an engine and on a reference.
 
         ``engine_import`` must bind ``Value``; ``differentiate`` is
         ``"gradients"`` (refgrad: ``out.backward()`` returns the gradients of
         every node, and fails if any is not finite) or ``"backward"``
         (micrograd-style: ``out.backward()``, then each input's ``.grad``);
         ``data``, ``grad`` and ``backward`` rename those for an engine that
-        calls them something else. ``on_torch=False`` leaves torch's half out (a program
-        using an op without a torch counterpart), saying so.
+        calls them something else. The reference is torch (float64) or, with ``reference="mpmath"``,
+        the exact reference (refgrad's mpmath evaluation, which needs no torch). ``on_torch=False``
+        leaves torch's half out (a program using an op without a torch counterpart), saying so.
         """
         if differentiate not in ("gradients", "backward"):
             raise ValueError(f"differentiate must be 'gradients' or 'backward', got {differentiate!r}")
+        if reference not in ("torch", "mpmath"):
+            raise ValueError(f"reference must be 'torch' or 'mpmath', got {reference!r}")
         names = [_name(i, len(self.inputs)) for i in range(len(self.inputs))]
         body = "\n".join(f"    {line}" for line in self.expression_lines(abs_method=abs_method))
         if differentiate == "gradients":
@@ -399,17 +403,29 @@ class Program:
                     raise ValueError(f"attribute names must be identifiers, got {attribute!r:.60}")
             backward, engine_grads = f"out.{backward}()\n", f"[x.{grad} for x in xs]"
         inputs = ", ".join(_literal(value, parenthesize=False) for value in self.inputs)
-        torch_half = (
-            "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
-            "out_t = f(*ts)\n"
-            "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True)\n"
-            'print("torch: ", out_t.item(), [0.0 if g is None else g.item() for g in grads_t])\n'
-            if on_torch
-            else 'print("torch:  not run: an op of the program has no torch counterpart (torch=None)")\n'
-        )
+        if reference == "mpmath":
+            header = "the exact reference (mpmath)"
+            imports = (
+                "from refgrad.oracle import Program\nfrom refgrad.oracle.exact_reference import exact_reference\n\n"
+            )
+            reference_half = (
+                f"exact = exact_reference(Program.from_json({self.to_json()!r}))\n"
+                f'print("exact: ", exact.values[{self.output}], list(exact.gradients[:len(inputs)]))\n'
+            )
+        elif on_torch:
+            header, imports = "PyTorch (float64)", "import torch\n\n"
+            reference_half = (
+                "ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs]\n"
+                "out_t = f(*ts)\n"
+                "grads_t = torch.autograd.grad(out_t, ts, allow_unused=True)\n"
+                'print("torch: ", out_t.item(), [0.0 if g is None else g.item() for g in grads_t])\n'
+            )
+        else:
+            header, imports = "PyTorch (float64)", ""
+            reference_half = 'print("torch:  not run: an op of the program has no torch counterpart (torch=None)")\n'
         return (
-            '"""refgrad oracle: run this to compare the engine with PyTorch (float64) on one program."""\n\n'
-            "import torch\n\n"
+            f'"""refgrad oracle: run this to compare the engine with {header} on one program."""\n\n'
+            f"{imports}"
             f"{engine_import}\n\n\n"
             f"def f({', '.join(names)}):\n"
             f"{body}\n"
@@ -422,7 +438,7 @@ class Program:
             f'    print("engine:", out.{data}, {engine_grads})\n'
             "except Exception as error:  # the engine's way of refusing\n"
             '    print("engine:", type(error).__name__, error)\n\n'
-            f"{torch_half}"
+            f"{reference_half}"
         )
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "current_references",
     "default_references",
     "reference_argument",
+    "script_reference",
     "torch_installed",
     "uses_exact",
     "uses_torch",
@@ -60,6 +61,11 @@ def current_references() -> ReferenceChoice:
 def uses_torch() -> bool:
     """Whether the run in progress checks against torch."""
     return current_references() != "mpmath"
+
+
+def script_reference() -> Literal["torch", "mpmath"]:
+    """What a reproduce script compares the engine with: torch where the run uses it, else the exact reference."""
+    return "torch" if uses_torch() else "mpmath"
 
 
 def uses_exact() -> bool:

@@ -246,7 +246,7 @@ def format_findings(report: VerificationReport) -> str:
         if len(program.steps) <= 40:
             lines.append(f"  program (JSON): {program.to_json()}")
         if finding.severity == "defect" and finding.script is not None:
-            lines += ["", "reproduce it (engine, then torch):", "", finding.script]
+            lines += ["", "reproduce it (engine, then the reference):", "", finding.script]
         blocks.append("\n".join(lines).rstrip())
     return "\n\n".join(blocks)
 

@@ -56,12 +56,15 @@ class Rounding:
 # pow are within 1 ulp (2 U); glibc's tanh within 2 ulp (4 U); sigmoid is
 # 1 / (1 + exp(-x)), three roundings with the exp error slightly amplified.
 # A contribution is cotangent times a partial of a few roundings, plus the sum.
+# Division is allowed two roundings (1 ulp), not one: the textbook engine's
+# ``x * y ** -1`` (micrograd's) rounds the reciprocal and then the product, a
+# correct implementation that is not correctly rounded; a wrong rule is off by far more.
 ROUNDING: Final[Mapping[str, Rounding]] = MappingProxyType(
     {
         scalar.ADD.name: Rounding(forward_u=1.0, partial_u=1.0, underflow_exact=True),
         scalar.SUB.name: Rounding(forward_u=1.0, partial_u=1.0, underflow_exact=True),
         scalar.MUL.name: Rounding(forward_u=1.0, partial_u=2.0, underflow_exact=False),
-        scalar.DIV.name: Rounding(forward_u=1.0, partial_u=4.0, underflow_exact=False),
+        scalar.DIV.name: Rounding(forward_u=2.0, partial_u=4.0, underflow_exact=False),
         scalar.NEG.name: Rounding(forward_u=0.0, partial_u=1.0, underflow_exact=True),
         scalar.POW.name: Rounding(forward_u=2.0, partial_u=6.0, underflow_exact=False),
         scalar.VPOW.name: Rounding(forward_u=2.0, partial_u=6.0, underflow_exact=False),

@@ -12,8 +12,8 @@ started without the package's ``__init__``: see ``_BOOTSTRAP``) and talks to
 it over a pipe, one JSON line per message (the program IR already round-trips
 through JSON, floats bit for bit):
 
-* oracle to worker: ``{"program": {...}}`` (run it) or ``{"script": {...}}``
-  (the repro script for it);
+* oracle to worker: ``{"program": {...}}`` (run it) or ``{"script": {...}, "reference": "torch" | "mpmath"}``
+  (the repro script for it, comparing with that reference);
 * worker to oracle: ``{"ready": {"name", "strict", "missing"}}`` once, then
   ``{"run": {"values", "gradients", "failure"}}`` or ``{"script": "..."}``
   per request; ``{"error": "..."}`` if the engine cannot be loaded.
@@ -61,6 +61,7 @@ from refgrad.oracle.engines import (
     load_engine,
 )
 from refgrad.oracle.program import Program
+from refgrad.oracle.references import script_reference, using_references
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "STARTUP_TIMEOUT", "IsolatedEngine"]
 
@@ -501,7 +502,8 @@ class IsolatedEngine(RunStarter):
         """The engine's repro script for ``program``, as the worker writes it (a generic one if it cannot)."""
         self._drop_uncollected()
         worker = self._live_worker()
-        if not isinstance(worker, str) and worker.send({"script": program.to_dict()}):
+        reference = script_reference()
+        if not isinstance(worker, str) and worker.send({"script": program.to_dict(), "reference": reference}):
             answer = worker.receive(max(self._timeout, 10.0))
             if isinstance(answer, dict) and isinstance(answer.get("script"), str):
                 return cast("str", answer["script"])
@@ -514,6 +516,7 @@ class IsolatedEngine(RunStarter):
             data=names.data,
             grad=names.grad,
             backward=names.backward,
+            reference=reference,
         )
 
     def close(self) -> None:
@@ -587,7 +590,10 @@ def _serve(spec: str, watchdog: float, attributes: Attributes) -> int:
     for line in protocol_in:
         request = json.loads(line)
         if "script" in request:
-            send({"script": engine.script(Program.from_dict(request["script"]))})
+            with contextlib.ExitStack() as scope:
+                if request.get("reference") == "mpmath":
+                    scope.enter_context(using_references("mpmath"))
+                send({"script": engine.script(Program.from_dict(request["script"]))})
             continue
         faulthandler.dump_traceback_later(watchdog)
         try:

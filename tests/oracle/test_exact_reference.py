@@ -109,6 +109,29 @@ def test_a_tanh_derivative_off_by_2e_15_fails_only_against_the_exact_reference(
     assert "torch" not in exact.checks_by_reference
 
 
+def test_forward_mode_through_a_subnormal_tangent_is_no_false_alarm() -> None:
+    """A tangent of 1e-322 rounds absolutely: its spacing, amplified by a 3e11 partial, is in the bound, no more.
+
+    ``log(log(x) ** -4)`` at the largest float: refgrad's jvp is 2% from the exact one, one
+    subnormal spacing at ``n2`` times ``d output / d n2``; reverse mode never leaves the normal range there.
+    """
+    program = Program.from_json(
+        '{"inputs": [1.7976931348623157e+308], "steps": [{"op": "log", "operands": [{"node": 0}], "params": []},'
+        ' {"op": "pow", "operands": [{"node": 1}], "params": [-4.0]},'
+        ' {"op": "log", "operands": [{"node": 2}], "params": []}]}'
+    )
+    with using_references("mpmath"):
+        outcome = check_program(program, RefgradEngine())
+    kinds = {check.kind for check in outcome.checks}
+    assert {"forward-mode", "forward-vs-reverse"} <= kinds
+    assert outcome.passed, [check.detail for check in outcome.checks if check.ratio > 1.0]
+    exact = exact_reference(program)
+    expected, tolerance = exact.directional(program, (1.0,))
+    assert 0.0 < abs(expected) < 1e-310
+    # one spacing at n2 amplified by 1 / n2 is 6e-313; the bound allows a few, not the whole jvp
+    assert 6e-313 < tolerance < 0.5 * abs(expected)
+
+
 def test_refgrad_passes_strict_against_the_exact_reference() -> None:
     """refgrad's own engine: no defect and no warning against the exact reference under --strict."""
     report = verify(RefgradEngine(), examples=500, seed_value=0, strict=True, references="mpmath")

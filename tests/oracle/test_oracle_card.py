@@ -38,6 +38,7 @@ from refgrad.oracle.diagnosis import (
     _how_sure,  # pyright: ignore[reportPrivateUsage]  # tested directly: one branch needs a contrived outcome
     random_finding,
 )
+from refgrad.oracle.exact_reference import exact_reference
 from refgrad.oracle.findings import (
     ACCUMULATION,
     BROKEN_OP,
@@ -90,7 +91,10 @@ def test_every_defect_of_an_engine_is_found_in_one_run() -> None:
     by_op = {finding.op: finding for finding in report.defects}
     assert by_op["tanh"].summary.startswith("the derivative of tanh in x at x = 0.5")
     assert "1 - tanh(x)**2" in by_op["tanh"].summary
-    assert "torch (float64) and finite differences both say so, and agree with each other to" in by_op["tanh"].summary
+    assert (
+        "torch (float64), the exact reference (mpmath) and finite differences all say so, and agree with each other to"
+        in by_op["tanh"].summary
+    )
     assert by_op["sub"].form == "sub (c, x)"
     assert "None (the method returned nothing)" in by_op["relu"].summary
     for finding in report.defects:
@@ -413,6 +417,32 @@ def test_the_reproduce_script_runs_from_any_folder(tmp_path: Path) -> None:
     assert torch_line.startswith("torch:")
 
 
+def test_against_the_exact_reference_alone_the_reproduce_script_needs_no_torch(tmp_path: Path) -> None:
+    """--reference mpmath: the script compares with the exact reference, and runs where torch cannot be imported."""
+    report = verify(MicrogradStyleEngine(ManyBugs), examples=10, seed_value=1, max_defects=1, references="mpmath")
+    script = report.defects[0].script
+    assert script is not None
+    assert "import torch" not in script
+    (tmp_path / "repro.py").write_text(script, encoding="utf-8")
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n", encoding="utf-8")
+    paths = [str(tmp_path), *(p for p in sys.path if p)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    shown = subprocess.run(
+        [sys.executable, "repro.py"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    engine_line, exact_line = shown.stdout.splitlines()
+    assert engine_line.startswith("engine:")
+    assert exact_line.startswith("exact:")
+    program = report.defects[0].program
+    assert program is not None
+    expected = exact_reference(program)
+    assert (
+        exact_line.split(None, 1)[1]
+        == f"{expected.values[program.output]} {list(expected.gradients[: len(program.inputs)])}"
+    )
+
+
 def test_a_wrong_derivative_says_which_references_reject_it() -> None:
     """Both references say so, or one (the other accepting: check by hand), or one where the other could not go."""
     program = Program((0.5,), (Step("tanh", (Ref(0),)),))
@@ -421,13 +451,23 @@ def test_a_wrong_derivative_says_which_references_reject_it() -> None:
     def sure(*checks: Check) -> str:
         return _how_sure(Outcome(program, checks, ()), 0)
 
-    torch_rejects = Check("gradient", 0, ops, 10.0, "", 0.5378, 0.7864477329659274)
+    torch_rejects = Check("gradient", 0, ops, 10.0, "", 0.5378, 0.7864477329659274, reference="torch")
+    exact_rejects = Check("gradient", 0, ops, 10.0, "", 0.5378, 0.7864477329659274, reference="mpmath")
+    exact_accepts = Check("gradient", 0, ops, 0.5, "", 0.5378, 0.5378, reference="mpmath")
     fd_rejects = Check("finite-difference", 0, ops, 10.0, "", 0.5378, 0.786447733)
     fd_accepts = Check("finite-difference", 0, ops, 0.5, "", 0.5378, 0.5378)
     assert sure(torch_rejects, fd_rejects).startswith("torch (float64) and finite differences both say so")
     assert "to 4e-11 relative" in sure(torch_rejects, fd_rejects)
+    assert sure(exact_rejects, fd_rejects).startswith("the exact reference (mpmath) and finite differences both say")
+    assert sure(torch_rejects, exact_rejects, fd_rejects).startswith(
+        "torch (float64), the exact reference (mpmath) and finite differences all say so"
+    )
     assert sure(torch_rejects, fd_accepts) == (
         "only torch (float64) says so: finite differences accept the engine's number, so check this one by hand"
+    )
+    assert sure(exact_accepts, fd_rejects) == (
+        "only finite differences say so: the exact reference (mpmath) accepts the engine's number, "
+        "so check this one by hand"
     )
     assert sure(torch_rejects).startswith("torch (float64) alone says so")
     assert sure(fd_rejects).startswith("finite differences alone say so")

@@ -175,7 +175,7 @@ def test_a_failing_engine_exits_1_with_a_script_that_reproduces_it(tmp_path: Pat
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED" in result.stdout
     assert "counterexample: defect 1 [wrong-derivative]: 1 step(s)" in result.stdout
-    script = result.stdout.split("reproduce it (engine, then torch):", 1)[1]
+    script = result.stdout.split("reproduce it (engine, then the reference):", 1)[1]
     (tmp_path / "repro.py").write_text(script, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     shown = subprocess.run(

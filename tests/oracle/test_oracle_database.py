@@ -172,7 +172,7 @@ def test_a_failure_is_stored_replayed_first_and_replayable_alone(tmp_path: Path)
     assert again_out.startswith("  still fails: ")
     assert "stored counterexamples: 1 replayed, 0 pass now, 1 still fail" in again_out
     assert "the random run was not started" in again_out
-    assert "reproduce it (engine, then torch):" in again_out
+    assert "reproduce it (engine, then the reference):" in again_out
 
     replay_status, replay_out, _ = _verify("_toy_engine:WrongTanh", tmp_path, replay=True)
     assert replay_status == 1
@@ -236,7 +236,7 @@ def test_program_option_checks_one_file(tmp_path: Path) -> None:
     status, out, _ = _verify("_toy_engine:WrongTanh", None, program=failing)
     assert status == 1
     assert "FAILED on _toy_engine:WrongTanh" in out
-    assert "reproduce it (engine, then torch):" in out
+    assert "reproduce it (engine, then the reference):" in out
     hostile = tmp_path / "hostile.json"
     hostile.write_text("[" * 10_000, encoding="utf-8")
     status, out, err = _verify("refgrad", None, program=hostile)

@@ -91,7 +91,7 @@ def test_the_page_shows_every_defect_with_its_graph_and_where_the_disagreement_s
     assert re.search(rf"d output / d x0 \(engine {number}, torch {number}\), passed on by n1 = x0\.tanh\(\)", said)
     assert re.search(rf"n1's value \(engine {number}, torch {number}\), computed by n1 = {number} - x0", said), said
     assert "1 - tanh(x)**2" in text  # the expected rule, from the finding's summary
-    assert "reproduce it (engine, then torch)" in text
+    assert "reproduce it (engine, then the reference)" in text
 
 
 class _Marked(ToyValue):

@@ -60,7 +60,7 @@ def _check_report(status: int, out: str, said: list[str]) -> None:
     blocks = re.split(r"^(?=counterexample: |broken: )", out, flags=re.MULTILINE)[1:]
     telling = [block for block in blocks if all(words in block for words in said)]
     assert telling, out
-    script = telling[0].split("reproduce it (engine, then torch):", 1)[1]
+    script = telling[0].split("reproduce it (engine, then the reference):", 1)[1]
     assert "import torch" in script
     assert "from _misbehaving_engines import" in script
     compile(script, "repro.py", "exec")  # a script, not a fragment
