@@ -358,7 +358,8 @@ class ExactResult:
         combination = math.fsum(abs(t * g) for t, g in zip(tangents, self.gradients[:count], strict=True))
         bound = math.fsum(abs(t) * e for t, e in zip(tangents, self.gradient_tolerances[:count], strict=True))
         spacings = 2.0 * count + SLACK * PARTIAL_SPACINGS * underflowing
-        return float(exact), bound + SLACK * 2.0 * U * combination + spacings * _SUBNORMAL_SPACING
+        spread = bound + SLACK * 2.0 * U * combination + spacings * _SUBNORMAL_SPACING
+        return float(exact), spread + _rounded_away(exact)
 
     def first_infinite_partial(self, program: Program) -> int | None:
         """The first node with a local partial that is not finite as a float (see :attr:`partial_overflow`)."""
@@ -367,6 +368,18 @@ class ExactResult:
     def ulps_of(self, node: int, got: float, *, value: bool) -> float | None:
         """How many ulps of the exact result ``got`` is from node ``node``'s exact value or gradient."""
         return ulps_between(got, self.exact_values[node] if value else self.exact_gradients[node])
+
+
+def _rounded_away(exact: mpf) -> float:
+    """How far the float nearest ``exact`` is from it: engines are compared with that float, not the exact number.
+
+    A correct engine's result is within the bound of the exact number; its distance to the rounded one can be
+    up to half an ulp more (1 ulp apart where the exact number is near the midpoint of two floats).
+    """
+    if not mpmath.isfinite(exact):
+        return 0.0
+    with mpmath.workprec(ARITHMETIC_PRECISION):
+        return _f(mpf(float(exact)) - exact)
 
 
 def _times(first: float, second: float) -> float:
@@ -581,8 +594,8 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
     return ExactResult(
         values=tuple(float(v) for v in values),
         gradients=gradients,
-        value_tolerances=tuple(SLACK * e for e in errors),
-        gradient_tolerances=tuple(SLACK * b for b in bounds),
+        value_tolerances=tuple(SLACK * e + _rounded_away(v) for e, v in zip(errors, values, strict=True)),
+        gradient_tolerances=tuple(SLACK * b + _rounded_away(a) for b, a in zip(bounds, adjoints, strict=True)),
         finite=finite_gradients and constants_finite,
         nodes_finite=finite_gradients,
         finiteness_ambiguous=ambiguous,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 import refgrad.oracle.program as program_module
 from refgrad.ops import registry
-from refgrad.oracle import MicrogradStyleEngine, Program, Ref, RefgradEngine, Step, check_program, verify
+from refgrad.oracle import Const, MicrogradStyleEngine, Program, Ref, RefgradEngine, Step, check_program, verify
 from refgrad.oracle.exact_reference import EXACT_OPS, exact_reference, ulps_between
 from refgrad.oracle.findings import ACCURACY
 from refgrad.oracle.references import reference_argument, using_references
@@ -130,6 +130,38 @@ def test_forward_mode_through_a_subnormal_tangent_is_no_false_alarm() -> None:
     assert 0.0 < abs(expected) < 1e-310
     # one spacing at n2 amplified by 1 / n2 is 6e-313; the bound allows a few, not the whole jvp
     assert 6e-313 < tolerance < 0.5 * abs(expected)
+
+
+def test_the_exact_numbers_own_rounding_to_a_float_is_in_the_tolerance() -> None:
+    """The engine is compared with the float nearest the exact value: half an ulp more, and no more than that.
+
+    Here the exact output is near the midpoint of two floats, refgrad's result is the other one: 1 ulp from
+    the rounded exact value, within the first-order bound of the exact value itself.
+    """
+    program = Program(
+        (1e100, 8.254730689005896),
+        (
+            Step("add", (Ref(0), Const(-0.5))),
+            Step("sigmoid", (Ref(2),)),
+            Step("relu", (Ref(1),)),
+            Step("sub", (Ref(3), Ref(4))),
+            Step("sigmoid", (Ref(5),)),
+            Step("mul", (Const(10.0), Ref(6))),
+            Step("sub", (Ref(7), Const(-0.5))),
+        ),
+    )
+    with using_references("mpmath"):
+        outcome = check_program(program, RefgradEngine())
+    value = next(
+        c for c in outcome.checks if c.kind == "value" and c.node == program.output and c.reference == "mpmath"
+    )
+    assert value.got is not None
+    assert value.expected is not None
+    assert abs(value.got - value.expected) == math.ulp(value.expected)
+    assert outcome.passed, [check.detail for check in outcome.checks if check.ratio > 1.0]
+    exact = exact_reference(program)
+    tolerance = exact.value_tolerances[program.output]
+    assert math.ulp(value.expected) <= tolerance < 2 * math.ulp(value.expected)
 
 
 def test_refgrad_passes_strict_against_the_exact_reference() -> None:
