@@ -1,4 +1,4 @@
-"""The command line: ``python -m refgrad {demo,ops,train,verify}``.
+"""The command line: ``python -m refgrad {demo,ops,train,verify,merge}``.
 
 Exit status 0 on success, 1 when a check disagreed, 2 for usage errors (one
 line on standard error, no traceback).
@@ -154,6 +154,8 @@ def _conflicting_verify_options(args: argparse.Namespace) -> str | None:
             ("--seed", args.seed),
             ("--examples", args.examples),
             ("--html", args.html),
+            ("--jobs", args.jobs),
+            ("--shard", args.shard),
         )
         if value is not None
     ]
@@ -232,7 +234,15 @@ def _verify(args: argparse.Namespace) -> int:
         strict=args.strict,
         output_format=args.format,
         html=args.html,
+        jobs=args.jobs,
+        shard=args.shard,
     )
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from refgrad.oracle.command import run_merge  # the oracle's imports only where they are used
+
+    return run_merge(args.reports, output_format=args.format, html=args.html)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -330,7 +340,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the card as one self-contained HTML page, each counterexample's graph drawn",
     )
+    verify.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes checking the random graphs (default: one per core, for 1,000 graphs a core or more); "
+        "the report is the same for any N",
+    )
+    verify.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="check only the K-th of N parts of the campaign (for a CI matrix); "
+        "python -m refgrad merge adds the parts' JSON reports up",
+    )
     verify.set_defaults(run=_verify)
+
+    merge = commands.add_parser(
+        "merge", help="add up the JSON reports of a campaign's shards (verify --shard K/N --format json) into one card"
+    )
+    merge.add_argument("reports", nargs="+", metavar="REPORT.json", help="every shard's report, each once")
+    merge.add_argument(
+        "--format",
+        choices=("text", "json", "junit"),
+        default="text",
+        help="text: the report card (default); json: one JSON object; junit: JUnit XML (on standard output)",
+    )
+    merge.add_argument("--html", metavar="PATH", help="also write the merged card as one HTML page")
+    merge.set_defaults(run=_merge)
     return parser
 
 

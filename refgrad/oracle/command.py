@@ -24,6 +24,7 @@ from refgrad.numeric import as_count
 from refgrad.ops import OpSpec, registry
 from refgrad.ops.extra import load_ops
 from refgrad.oracle._arguments import order_argument
+from refgrad.oracle.blocks import Shard, campaign_blocks, shard_argument
 from refgrad.oracle.checks import SECOND_ORDER_NEEDS_TORCH, Outcome
 from refgrad.oracle.compare import check_program
 from refgrad.oracle.database import DEFAULT_DATABASE, ExampleDatabase, StoredExample, read_program_file_and_order
@@ -36,11 +37,13 @@ from refgrad.oracle.engines import (
     load_engine,
     second_order_refusal,
 )
+from refgrad.oracle.merge import merge_reports, read_report
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import html_argument, write_html
+from refgrad.oracle.parallel import WorkerError, auto_jobs, jobs_argument
 from refgrad.oracle.references import default_references, reference_argument, using_references
 from refgrad.oracle.report import format_junit, format_report
-from refgrad.oracle.runner import Progress, check_own_ops, verify
+from refgrad.oracle.runner import Progress, VerificationReport, check_own_ops, verify
 from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
 
 __all__ = ["parse_ops", "run_verify"]
@@ -209,6 +212,8 @@ def run_verify(
     html: str | os.PathLike[str] | None = None,
     ops_from: str | None = None,
     references: str | None = None,
+    jobs: int | None = None,
+    shard: str | None = None,
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -231,6 +236,9 @@ def run_verify(
     error too. ``references`` is ``torch``, ``mpmath`` or ``both`` (None: both where torch is
     installed, else mpmath, :func:`~refgrad.oracle.references.default_references`); a choice
     whose library is missing, and ``--order 2`` against mpmath alone, are usage errors.
+    ``jobs`` worker processes check the random graphs (None: one per core, for a campaign of at
+    least :data:`~refgrad.oracle.parallel.BLOCKS_PER_WORKER` blocks per core); ``shard`` (``"K/N"``)
+    checks the K-th of N parts of the campaign (see :func:`~refgrad.oracle.runner.verify`).
     """
     with contextlib.ExitStack() as scope:
         stdout: TextIO = sys.stdout if out is None else out
@@ -239,6 +247,7 @@ def run_verify(
             as_count(examples, "--examples")
             as_count(seed, "--seed", minimum=None)
             order_argument(order, "--order")
+            processes, part = _scale_arguments(jobs, shard, examples)
             if replay and program is not None:
                 raise ValueError("--replay and --program do not go together: --program checks one file")
             if replay and database is None:
@@ -291,6 +300,8 @@ def run_verify(
                 strict=strict,
                 output_format=output_format,
                 html=html,
+                jobs=processes,
+                shard=part,
             )
         except KeyboardInterrupt:
             stderr.write("\nrefgrad: interrupted\n")
@@ -298,6 +309,15 @@ def run_verify(
         finally:
             if isinstance(chosen, IsolatedEngine):
                 chosen.close()
+
+
+def _scale_arguments(jobs: object, shard: object, examples: int) -> tuple[int, Shard | None]:
+    """``--jobs`` (None: as many as pay for themselves, see :func:`auto_jobs`) and ``--shard`` checked."""
+    part = None if shard is None else shard_argument(shard, "--shard")
+    if jobs is not None:
+        return jobs_argument(jobs, "--jobs"), part
+    blocks = campaign_blocks(examples, 0)
+    return auto_jobs(sum(1 for block in blocks if part is None or part.owns(block))), part
 
 
 def _own_ops(
@@ -347,6 +367,8 @@ def _run(
     strict: bool,
     output_format: str,
     html: str | os.PathLike[str] | None = None,
+    jobs: int = 1,
+    shard: Shard | None = None,
 ) -> int:
     # With --format json or junit, standard output carries the one document and nothing else.
     card, out = out, err if output_format != "text" else out
@@ -392,10 +414,30 @@ def _run(
             out.write("\n")
     scope = "all ops" if names is None else ", ".join(names)
     what = "second order, " if order == 2 else ""
-    err.write(f"refgrad verify: {examples} random graphs on {engine.name}, {what}seed {seed}, {scope}\n")
-    report = verify(
-        engine, examples=examples, seed_value=seed, ops=names, progress=_progress(err), order=order, strict=strict
-    )
+    part = f", shard {shard} of them" if shard is not None else ""
+    err.write(f"refgrad verify: {examples} random graphs{part} on {engine.name}, {what}seed {seed}, {scope}\n")
+    try:
+        report = verify(
+            engine,
+            examples=examples,
+            seed_value=seed,
+            ops=names,
+            progress=_progress(err),
+            order=order,
+            strict=strict,
+            jobs=jobs,
+            shard=shard,
+        )
+    except (WorkerError, ValueError) as error:
+        err.write(f"refgrad: error: {error}\n")
+        return 2
+    return _write_card(report, card, err, output_format, html) or _store(report, store, engine, err, order)
+
+
+def _write_card(
+    report: VerificationReport, card: TextIO, err: TextIO, output_format: str, html: str | os.PathLike[str] | None
+) -> int:
+    """The card on ``card`` in ``output_format``, and as a page at ``html``; 2 if the page could not be written."""
     if output_format == "json":
         card.write(report.to_json() + "\n")
     else:
@@ -407,6 +449,13 @@ def _run(
             err.write(f"refgrad: error: --html: could not write the card: {error}\n")
             return 2
         err.write(f"refgrad verify: the card as a page: {written}\n")
+    return 0
+
+
+def _store(
+    report: VerificationReport, store: ExampleDatabase | None, engine: Engine, err: TextIO, order: Literal[1, 2]
+) -> int:
+    """The exit status; the counterexample stored in the example database first, if there is one."""
     if report.forms_checked == 0 and not report.defects:
         err.write("refgrad: error: the engine supports none of the ops asked for\n")
         return 2
@@ -421,3 +470,31 @@ def _run(
             # On stderr: stdout ends with the script, ready to be cut out and run.
             err.write(f"refgrad verify: stored in the example database as {path} (replayed first next time)\n")
     return 0 if report.passed else 1
+
+
+def run_merge(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    output_format: str = "text",
+    html: str | os.PathLike[str] | None = None,
+) -> int:
+    """``python -m refgrad merge``: the shards' JSON reports as one card; 0 pass, 1 fail, 2 a usage error."""
+    stdout: TextIO = sys.stdout if out is None else out
+    stderr: TextIO = sys.stderr if err is None else err
+    try:
+        if output_format not in _FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(_FORMATS)}; got {output_format!r:.80}")
+        if html is not None:
+            html_argument(html)
+        report = merge_reports([(os.fspath(path), read_report(path)) for path in paths])
+    except ValueError as error:
+        stderr.write(f"refgrad: error: merge: {error}\n")
+        return 2
+    stderr.write(
+        f"refgrad merge: {report.shards} shard(s) of {report.requested} random graphs on {report.engine}, "
+        f"seed {report.seed}\n"
+    )
+    status = _write_card(report, stdout, stderr, output_format, html)
+    return status or (0 if report.passed else 1)

@@ -49,7 +49,7 @@ from refgrad.oracle.findings import (
     FindingKind,
 )
 from refgrad.oracle.optable import op_table
-from refgrad.oracle.program import Const, Form, Program, Ref, Step
+from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
 from refgrad.oracle.references import ReferenceChoice, current_references
 
 __all__ = [
@@ -322,6 +322,56 @@ def _alone_at(program: Program, step: Step, engine: Engine) -> Outcome | None:
     return checked(Program(tuple(inputs), (Step(step.op, tuple(operands), step.params),)), engine, order=1)
 
 
+_SCALES: Final = (3.0, 0.5)
+"""Constants tried for a step after an op that makes the gradient arriving at the op neither 0 nor 1."""
+
+
+def _scaling_step(node: int, value: float) -> tuple[Step, float] | None:
+    """A step ``op(node, c)`` whose partial in ``node`` at ``value`` is a moderate number other than +-1, and it."""
+    for spec in op_table:
+        if spec.arity != 2 or spec.params or ("node", "const") not in forms_of(spec.name):
+            continue
+        for constant in _SCALES:
+            try:
+                if not spec.domain.contains(value, constant):
+                    continue
+                out = spec.forward(value, constant)
+                partial = float(spec.partials((value, constant), out, ())[0])
+            except (ArithmeticError, ValueError):
+                continue
+            if math.isfinite(out) and math.isfinite(partial) and 1e-3 < abs(partial) < 1e3 and abs(partial) != 1.0:
+                return Step(spec.name, (Ref(node), Const(constant))), partial
+    return None
+
+
+def _scaled_alone(alone: Outcome | None, engine: Engine) -> tuple[Program, float] | None:
+    """Whether the op, right alone, ignores ``out.grad``: followed by one step scaling it, its inputs' gradients
+    are what they would be with no scaling (the step's node has one use, so the order of the pass is no suspect).
+
+    The program and the scale, or None where that is not what happens (or cannot be tried).
+    """
+    if alone is None or not alone.passed:
+        return None
+    program = alone.program
+    node = program.output
+    values = program.evaluate()
+    scaling = _scaling_step(node, values[node])
+    if scaling is None:
+        return None
+    step, factor = scaling
+    scaled = Program(program.inputs, (*program.steps, step))
+    outcome = checked(scaled, engine, order=1)
+    if outcome.passed or outcome.engine_failure is not None:
+        return None
+    inputs = [c for c in outcome.checks if c.kind == "gradient" and c.node is not None and c.node < len(program.inputs)]
+    wrong = [(c.got, c.expected) for c in inputs if not c.passed]
+    ignores = all(
+        got is not None and expected is not None and math.isclose(got * factor, expected, rel_tol=1e-9, abs_tol=1e-300)
+        for got, expected in wrong
+    )
+    return (scaled, factor) if wrong and ignores else None
+
+
 def _wrong_alone(alone: Outcome | None) -> bool:
     """The op alone fails its gradient there (its value right), not with an exception or by a few ulps: its rule."""
     if alone is None or alone.passed or alone.engine_failure is not None or _accuracy_only(alone):
@@ -401,6 +451,15 @@ def _locate(outcome: Outcome, engine: Engine) -> _Located | None:
             words = (
                 f"{first}: {step.op} alone at the operands it got here ({alone.program}) is wrong too: "
                 f"{_what_failed(alone)}"
+            )
+            return _Located(step.op, WRONG_DERIVATIVE, words)
+        scaled = _scaled_alone(alone, engine)
+        if scaled is not None:
+            scaled_program, factor = scaled
+            words = (
+                f"{first}: {step.op}'s backward passes on what it would if the gradient arriving at it were 1: "
+                f"alone, followed by one step that makes that gradient {factor!r} ({scaled_program}), it passes on "
+                f"what it would for 1: it does not multiply by its output's gradient (out.grad)"
             )
             return _Located(step.op, WRONG_DERIVATIVE, words)
         checked = "" if alone is None else f", and alone at the operands it got here ({alone.program})"

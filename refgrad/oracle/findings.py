@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from refgrad.oracle.checks import Outcome
 from refgrad.oracle.program import Program
@@ -173,6 +173,8 @@ class Finding:
     """A standalone script running ``program`` on the engine and on torch, when there is a program."""
     outcome: Outcome | None = None
     """Every check made on ``program``, where the finding comes from comparing the engine's run."""
+    details: tuple[str, ...] = ()
+    """What disagreed, a line each, for a finding read back from JSON (which keeps no ``outcome``)."""
 
     @property
     def severity(self) -> Severity:
@@ -190,4 +192,44 @@ class Finding:
             "program": None if self.program is None else self.program.to_dict(),
             "meaning": self.kind.meaning,
             "advice": self.kind.advice,
+            "disagreements": list(self.disagreements()),
+            "script": self.script,
         }
+
+    def disagreements(self) -> tuple[str, ...]:
+        """What disagreed on the program, a line each (the engine's failure where nothing was compared)."""
+        if self.outcome is None:
+            return self.details
+        lines = [check.detail for check in self.outcome.failures]
+        failure = self.outcome.engine_failure
+        if failure is not None and not lines:
+            lines.append(f"the engine: {failure.describe()}")
+        return tuple(lines)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Finding:
+        """A finding as :meth:`to_dict` wrote it; ``ValueError`` naming what is wrong."""
+        kind = KINDS.get(str(data.get("kind")))
+        if kind is None:
+            raise ValueError(f"a finding of unknown kind {data.get('kind')!r:.80}")
+        op, form, summary, script = data.get("op"), data.get("form"), data.get("summary"), data.get("script")
+        details = data.get("disagreements", [])
+        if (
+            not isinstance(summary, str)
+            or not (op is None or isinstance(op, str))
+            or not (form is None or isinstance(form, str))
+            or not (script is None or isinstance(script, str))
+            or not isinstance(details, list)
+            or not all(isinstance(line, str) for line in cast("list[object]", details))
+        ):
+            raise ValueError(f"a {kind.name} finding whose op, form, summary, script or disagreements are malformed")
+        program = data.get("program")
+        return cls(
+            kind,
+            op,
+            form,
+            summary,
+            None if program is None else Program.from_dict(program),
+            script,
+            details=tuple(cast("list[str]", details)),
+        )

@@ -149,8 +149,13 @@ def format_summary(report: VerificationReport) -> str:
         f"{report.structured} structured programs first: each op form alone at ordinary points, "
         "at its kinks and at edge inputs; shared nodes; chains",
         f"{report.total_seconds:.1f} s in all; random graphs {report.seconds:.1f} s, "
-        f"{report.graphs_per_second:.0f} graphs/s",
+        f"{report.graphs_per_second:.0f} graphs/s" + _where(report),
     ]
+    if report.shard is not None:
+        lines.append(
+            f"shard {report.shard} of a campaign of {report.requested} random graphs: {report.blocks} of its "
+            f"blocks (python -m refgrad merge adds the shards' JSON reports up; structured programs count in shard 1)"
+        )
     if report.random_skipped is not None:
         lines.append(f"random graphs: none drawn: {report.random_skipped} for the same reason")
     if report.checks:
@@ -186,6 +191,13 @@ def format_summary(report: VerificationReport) -> str:
     lines += [_finding_line(finding) for finding in report.findings]
     lines.append(_closing_line(report))
     return "\n".join(lines)
+
+
+def _where(report: VerificationReport) -> str:
+    """Where the random graphs were checked, when not in one process."""
+    if report.shards > 1:
+        return f" (merged from {report.shards} shards; seconds summed over them)"
+    return f" on {report.jobs} processes" if report.jobs > 1 else ""
 
 
 def _accumulation_line(checked: tuple[str, ...]) -> str:
@@ -243,6 +255,14 @@ def format_findings(report: VerificationReport) -> str:
                 lines.append(f"  ... and {len(outcome.failures) - 5} more")
             if outcome.engine_failure is not None and not outcome.failures:
                 lines.append(f"  the engine: {outcome.engine_failure.describe()}")
+        else:
+            # Read back from JSON (verify's report merged from shards): the lines it kept.
+            details = finding.details
+            lines += [
+                f"  {line}" if line.startswith("the engine: ") else f"  disagreement: {line}" for line in details[:5]
+            ]
+            if len(details) > 5:
+                lines.append(f"  ... and {len(details) - 5} more")
         if len(program.steps) <= 40:
             lines.append(f"  program (JSON): {program.to_json()}")
         if finding.severity == "defect" and finding.script is not None:

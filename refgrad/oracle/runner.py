@@ -17,18 +17,28 @@ import json
 import math
 import pkgutil
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, Protocol, cast
 
-from hypothesis import Phase, Verbosity, given, seed, settings
 from hypothesis.errors import Flaky
 
 from refgrad.numeric import as_count
 from refgrad.ops import OpSpec
 from refgrad.oracle._arguments import engine_argument, flag_argument, op_names_argument, order_argument
-from refgrad.oracle.checks import SECOND_ORDER_NEEDS_TORCH, Check, CheckKind, Outcome
+from refgrad.oracle.blocks import (
+    BLOCK_SIZE,
+    Block,
+    BlockResult,
+    Drawing,
+    Shard,
+    campaign_blocks,
+    check_block,
+    hypothesis_run,
+    merged_edges,
+    shard_argument,
+)
+from refgrad.oracle.checks import SECOND_ORDER_NEEDS_TORCH, Outcome
 from refgrad.oracle.compare import checked
 from refgrad.oracle.diagnosis import edge_failure, failing, random_finding, run_structured
 from refgrad.oracle.engines import (
@@ -52,6 +62,7 @@ from refgrad.oracle.engines import (
 from refgrad.oracle.entries import entry_findings
 from refgrad.oracle.findings import BROKEN_OP, LITTLE_CHECKED, NONDETERMINISTIC, Finding
 from refgrad.oracle.optable import op_table, using_ops
+from refgrad.oracle.parallel import Workers, jobs_argument
 from refgrad.oracle.program import Form, Program
 from refgrad.oracle.references import (
     ReferenceChoice,
@@ -60,133 +71,20 @@ from refgrad.oracle.references import (
     uses_torch,
     using_references,
 )
-from refgrad.oracle.strategies import OutOfDomain, all_forms, programs
+from refgrad.oracle.strategies import OutOfDomain, all_forms
+from refgrad.oracle.tally import OpStats, Tally
 
 __all__ = [
     "OpStats",
     "Progress",
     "VerificationReport",
     "check_own_ops",
+    "duplicate_finding",
     "verify",
 ]
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each program of the generation phase."""
-
-
-@dataclass(slots=True)
-class OpStats:
-    """Counts for one op over a run: graphs using it, checks exercising it by kind, skips, worst error/tolerance."""
-
-    graphs: int = 0
-    value: int = 0
-    gradient: int = 0
-    finite_difference: int = 0
-    domain: int = 0
-    forward_mode: int = 0
-    """Forward-mode checks: against torch's forward mode and against the engine's own reverse mode."""
-    second_order: int = 0
-    """Hessian entries against torch's double backward (and second-order domain agreements)."""
-    second_order_fd: int = 0
-    """Hessian entries against finite differences of the engine's own gradients."""
-    skipped: int = 0
-    worst: float = 0.0
-    value_ulps: float | None = None
-    """The worst error, in ulps of the exact result, of a value the op alone computed (None: none checked exactly).
-
-    Among well-conditioned checks only: those whose tolerance is at most :data:`WELL_CONDITIONED_ULPS`.
-    """
-    gradient_ulps: float | None = None
-    """The worst error, in ulps of the exact result, of a gradient through the op alone (None: none checked exactly)."""
-
-    def note_ulps(self, check: Check) -> None:
-        """Keep ``check``'s error in ulps if it is against the exact reference and the worst of its kind so far."""
-        ulps = check.exact_ulps
-        # Only well-conditioned numbers say how accurate the op is: where the bound allows more (1 - t * t
-        # at t = tanh(20) rounds to 0, 1e15 ulps of 1.7e-17 off), the error is the problem's, not the op's.
-        if ulps is None or (ulps > 0.0 and ulps > WELL_CONDITIONED_ULPS * check.ratio):
-            return
-        if check.kind == "value":
-            self.value_ulps = ulps if self.value_ulps is None else max(self.value_ulps, ulps)
-        elif check.kind == "gradient":
-            self.gradient_ulps = ulps if self.gradient_ulps is None else max(self.gradient_ulps, ulps)
-
-    @property
-    def checks(self) -> int:
-        """All checks exercising the op."""
-        return (
-            self.value
-            + self.gradient
-            + self.finite_difference
-            + self.domain
-            + self.forward_mode
-            + self.second_order
-            + self.second_order_fd
-        )
-
-
-WELL_CONDITIONED_ULPS: Final = 64.0
-"""A check against the exact reference whose tolerance is at most this many ulps counts towards an op's ulps."""
-
-
-def _count(stats: OpStats, kind: CheckKind) -> None:
-    if kind == "value":
-        stats.value += 1
-    elif kind == "gradient":
-        stats.gradient += 1
-    elif kind == "finite-difference":
-        stats.finite_difference += 1
-    elif kind == "domain":
-        stats.domain += 1
-    elif kind in ("forward-mode", "forward-vs-reverse"):
-        stats.forward_mode += 1
-    elif kind == "second-order":
-        stats.second_order += 1
-    else:
-        stats.second_order_fd += 1
-
-
-@dataclass(slots=True)
-class _Tally:
-    stats: dict[str, OpStats]
-    skip_reasons: Counter[str] = field(default_factory=Counter[str])
-    kinds: Counter[str] = field(default_factory=Counter[str])
-    references: Counter[str] = field(default_factory=Counter[str])
-    graphs: int = 0
-    structured: int = 0
-    nodes: int = 0
-    deepest: int = 0
-    out_of_domain: int = 0
-
-    def add(self, outcome: Outcome, *, structured: bool = False) -> None:
-        program = outcome.program
-        if structured:
-            self.structured += 1
-        else:
-            self.graphs += 1
-            self.nodes += program.node_count
-            self.deepest = max(self.deepest, program.depth())
-        for op in program.ops():
-            self.stats[op].graphs += 1
-        for check in outcome.checks:
-            self.kinds[check.kind] += 1
-            if check.reference:
-                self.references[check.reference] += 1
-            if check.kind == "domain":
-                self.out_of_domain += 1
-            if len(check.ops) == 1 and check.passed:
-                # Ulps are told per op where the op alone made the number; disagreements are findings.
-                self.stats[next(iter(check.ops))].note_ulps(check)
-            for op in check.ops:
-                stats = self.stats[op]
-                _count(stats, check.kind)
-                if check.passed:
-                    # The closest call among agreeing checks; disagreements are findings, told apart there.
-                    stats.worst = max(stats.worst, check.ratio)
-        for skip in outcome.skips:
-            self.skip_reasons[f"{skip.kind}: {skip.reason}"] += 1
-            for op in skip.ops:
-                self.stats[op].skipped += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +140,14 @@ class VerificationReport:
     """What the run checked against: ``torch``, ``mpmath`` (the exact reference) or ``both``."""
     checks_by_reference: Mapping[str, int] = field(default_factory=dict[str, int])
     """Numeric checks per reference they were made against (``torch``, ``mpmath``, ``finite differences``...)."""
+    jobs: int = 1
+    """Processes that checked the random programs (1: this one)."""
+    shard: Shard | None = None
+    """The part of the campaign checked, for a run of one shard (None: all of it)."""
+    blocks: int = 0
+    """Blocks of random programs (:data:`~refgrad.oracle.blocks.BLOCK_SIZE` each) in the run."""
+    shards: int = 1
+    """For a report merged from shards: how many (1 otherwise)."""
 
     @property
     def passed(self) -> bool:
@@ -287,6 +193,28 @@ class VerificationReport:
                 for op, stats in self.stats.items()
             },
             "findings": [finding.to_dict() for finding in self.findings],
+            # What `python -m refgrad merge` needs to add shards up exactly:
+            "campaign": {
+                "examples": self.requested,
+                "block_size": BLOCK_SIZE,
+                "blocks": -(-self.requested // BLOCK_SIZE),
+            },
+            "blocks_checked": self.blocks,
+            "shard": None if self.shard is None else str(self.shard),
+            "shards": self.shards,
+            "jobs": self.jobs,
+            "random_seconds": round(self.seconds, 3),
+            "order": self.order,
+            "forward_mode": self.forward_mode,
+            "forms_checked": self.forms_checked,
+            "forms_asked": self.forms_asked,
+            "nodes": round(self.mean_nodes * self.graphs),
+            "deepest": self.deepest,
+            "out_of_domain": self.out_of_domain,
+            "checks_by_kind": dict(self.checks),
+            "skip_reasons": dict(self.skip_reasons),
+            "random_skipped": self.random_skipped,
+            "counts": {op: stats.counts() for op, stats in self.stats.items()},
         }
 
     def to_json(self) -> str:
@@ -565,145 +493,173 @@ _EDGE_CANDIDATES: Final = 6
 """Edge failures of random programs (the smallest, each with another set of ops) reduced and diagnosed."""
 
 
-@dataclass(slots=True)
-class _Round:
-    """One hypothesis run over random programs: how many it checked, and what ended it."""
-
-    graphs: int = 0
-    failure: Outcome | None = None
-    flaky: Program | None = None
-    generation_seconds: float = 0.0
-
-
 class _RandomPhase:
-    """Random programs in rounds: ordinary failures are shrunk by hypothesis, edge failures kept aside."""
+    """The random programs: every block checked (here, or by workers), then what they kept diagnosed here, once.
+
+    Ordinary failures are diagnosed in rounds, earliest first: the round's failure is shrunk by
+    replaying its block with shrinking on, and a finding blaming one op leaves that op's failures
+    out of later rounds. Edge failures are reduced and diagnosed last, smallest first.
+    """
 
     def __init__(
         self,
         engine: _Watched,
-        tally: _Tally,
+        tally: Tally,
+        drawing: Drawing,
         *,
-        examples: int,
-        max_steps: int,
-        out_of_domain: OutOfDomain,
-        order: Literal[1, 2],
         progress: Progress | None,
+        total: int,
     ) -> None:
         self.engine = engine
         self.tally = tally
-        self.examples = examples
-        self.max_steps = max_steps
-        self.out_of_domain: OutOfDomain = out_of_domain
-        self.order: Literal[1, 2] = order
+        self.drawing = drawing
         self.progress = progress
-        self.edges: dict[frozenset[str], Outcome] = {}
-        """The smallest edge failure seen for each set of ops."""
-
-    def keep_edge(self, outcome: Outcome) -> None:
-        ops = outcome.program.ops()
-        kept = self.edges.get(ops)
-        if kept is None or outcome.program.node_count < kept.program.node_count:
-            self.edges[ops] = outcome
-
-    def round(self, forms: Sequence[tuple[str, Form]], examples: int, seed_value: int) -> _Round:
-        """Check up to ``examples`` programs of ``forms``; the first ordinary failure ends the round, shrunk."""
-        result = _Round()
-        failing = False
-        started = time.perf_counter()
-        stops_while_shrinking = 0
-        failed: dict[Program, Outcome] = {}
-        engine, tally, progress = self.engine, self.tally, self.progress
-
-        def check(program: Program) -> None:
-            nonlocal failing, stops_while_shrinking
-            if stops_while_shrinking >= _MAX_SHRINK_STOPS:
-                # Enough timeouts: hypothesis sees every new candidate pass, so shrinking ends at the
-                # smallest failure so far, and its final replay of that one fails as before.
-                if program in failed:
-                    raise _DisagreementError(failed[program])
-                return
-            outcome = checked(program, engine, order=self.order)
-            if failing and engine.stopped:
-                stops_while_shrinking += 1
-            if not failing:
-                tally.add(outcome)
-                result.graphs += 1
-                if progress is not None:
-                    progress(tally.graphs, self.examples)
-            if outcome.passed:
-                return
-            if edge_failure(outcome):
-                # Perhaps a fragile formula, not a wrong rule: set aside, diagnosed after the run
-                # (hypothesis sees a pass, so it neither stops nor shrinks towards edges).
-                if not failing:
-                    self.keep_edge(outcome)
-                return
-            if not failing:
-                failing = True
-                result.generation_seconds = time.perf_counter() - started
-            failed[program] = outcome
-            raise _DisagreementError(outcome)
-
-        run = settings(
-            max_examples=examples,
-            database=None,
-            deadline=None,
-            phases=(Phase.generate, Phase.shrink),
-            verbosity=Verbosity.quiet,
-            report_multiple_bugs=False,
-            print_blob=False,
-            suppress_health_check=(),
-        )(
-            seed(seed_value)(
-                given(programs(forms=forms, max_steps=self.max_steps, out_of_domain=self.out_of_domain))(check)
-            )
-        )
-        try:
-            run()
-        except _DisagreementError as found:
-            result.failure = _without_dead_steps(found.outcome, engine, self.order)
-        except Flaky:
-            # The same program failed and then passed: the engine's answers vary from run to run.
-            result.flaky = min(failed, key=lambda program: program.node_count) if failed else None
-        if not failing:
-            result.generation_seconds = time.perf_counter() - started
-        return result
+        self.total = total
 
     def run(
-        self, forms: Sequence[tuple[str, Form]], seed_value: int, findings: list[Finding], stop_at: int, strict: bool
+        self, blocks: Sequence[Block], workers: Workers | None, findings: list[Finding], stop_at: int, strict: bool
     ) -> float:
-        """Rounds until the examples are checked; findings appended; the generation phases' wall time returned.
+        """Blocks checked and tallied in block order, diagnosed as they come; the checking's wall time returned.
 
-        A round's failure at ordinary inputs is a finding; if it blames one op the next round
-        leaves that op out, if it blames several the rounds end. Edge failures are diagnosed last.
+        After each block, the rounds go on with the failures kept so far (the earliest failure whose
+        ops avoid those blamed is the same whether later blocks are in yet or not), so a run that
+        reaches ``stop_at`` failing findings stops there; blocks checked ahead by workers beyond
+        that point are dropped. A hang or crash of the engine's process stops the run too.
         """
-        remaining, seconds = self.examples, 0.0
-        drawn: list[tuple[str, Form]] = list(forms)
-        for round_index in range(_ROUNDS):
-            if remaining <= 0 or not drawn or failing(findings, strict) >= stop_at:
-                break
-            result = self.round(drawn, remaining, seed_value + round_index)
-            remaining -= result.graphs
-            seconds += result.generation_seconds
-            if result.flaky is not None:
-                findings.append(_nondeterministic(self.engine, result.flaky))
-                break
-            if result.failure is None:
-                break
-            finding = random_finding(result.failure, self.engine, self.order, at_edge=False)
-            if not _duplicate(finding, findings):
-                findings.append(finding)
-            stopped = result.failure.engine_failure
-            if finding.op is None or (stopped is not None and stopped.stage == "process"):
-                break  # several ops to blame; or a hang or a crash, which another round would wait for again
-            blamed = finding.op
-            drawn = [pair for pair in drawn if pair[0] != blamed]
-        candidates = sorted(self.edges.values(), key=lambda outcome: outcome.program.node_count)
-        for outcome in candidates[:_EDGE_CANDIDATES]:
-            finding = random_finding(outcome, self.engine, self.order, at_edge=True)
-            if not _duplicate(finding, findings):
+        started = time.perf_counter()
+        diagnosing = 0.0
+        results: list[BlockResult] = []
+        rounds = _Rounds()
+        done = 0
+        progress = self.progress
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, self.total)
+
+        stream = self._here(blocks, tick) if workers is None else workers.results(self.drawing, blocks)
+        try:
+            for result in stream:
+                results.append(result)
+                self.tally.merge(result.tally)
+                if workers is not None:
+                    done += result.tally.graphs
+                    if progress is not None:
+                        progress(done, self.total)
+                began = time.perf_counter()
+                self._rounds(results, rounds, findings, stop_at, strict)
+                diagnosing += time.perf_counter() - began
+                if result.stopped is not None or failing(findings, strict) >= stop_at:
+                    break
+        finally:
+            stream.close()
+        seconds = time.perf_counter() - started - diagnosing
+        for outcome in merged_edges(results)[:_EDGE_CANDIDATES]:
+            finding = random_finding(outcome, self.engine, self.drawing.order, at_edge=True)
+            if not duplicate_finding(finding, findings):
                 findings.append(finding)
         return seconds
+
+    def _here(self, blocks: Sequence[Block], tick: Callable[[], None]) -> Generator[BlockResult]:
+        for block in blocks:
+            yield check_block(self.engine, self.drawing, block, tick)
+
+    def _rounds(
+        self, results: Sequence[BlockResult], rounds: _Rounds, findings: list[Finding], stop_at: int, strict: bool
+    ) -> None:
+        """Rounds of ordinary failures while the blocks so far have one avoiding the ops blamed; findings appended."""
+        while not rounds.ended and rounds.used < _ROUNDS and failing(findings, strict) < stop_at:
+            first = _first_failure(results, rounds.blamed)
+            if first is None:
+                return  # perhaps a later block has one
+            rounds.used += 1
+            block, position, program = first
+            outcome, flaky = self._shrunk(block, position, program, frozenset(rounds.blamed))
+            if flaky is not None or outcome is None:
+                findings.append(_nondeterministic(self.engine, flaky if flaky is not None else program))
+                rounds.ended = True
+                return
+            finding = random_finding(outcome, self.engine, self.drawing.order, at_edge=False)
+            if not duplicate_finding(finding, findings):
+                findings.append(finding)
+            stopped = outcome.engine_failure
+            if finding.op is None or (stopped is not None and stopped.stage == "process"):
+                rounds.ended = True  # several ops to blame; or a hang or a crash, which another round would wait for
+                return
+            rounds.blamed.add(finding.op)
+
+    def _shrunk(
+        self, block: Block, target: int, recorded: Program, blamed: frozenset[str]
+    ) -> tuple[Outcome | None, Program | None]:
+        """The failure at ``target`` in ``block``, shrunk (failures of blamed ops count as passes); or what was flaky.
+
+        The block is replayed: the programs before ``target`` are not checked again (they were), so
+        the replay costs the shrinking alone. Returns (the shrunk failure, None), or (None, the program)
+        when the engine's answers vary: the same program failed and then passed.
+        """
+        engine, order = self.engine, self.drawing.order
+        position = 0
+        replayed: Outcome | None = None
+        stops_while_shrinking = 0
+        failed: dict[Program, Outcome] = {}
+
+        def counts(outcome: Outcome) -> bool:
+            return not outcome.passed and not edge_failure(outcome) and not (outcome.program.ops() & blamed)
+
+        def test(program: Program) -> None:
+            nonlocal position, replayed, stops_while_shrinking
+            if replayed is None:
+                here, position = position, position + 1
+                if here != target or program != recorded:
+                    return  # checked with the block already (or, if the drawing differed, checked below)
+                outcome = replayed = checked(program, engine, order=order)
+            elif stops_while_shrinking >= _MAX_SHRINK_STOPS:
+                # Enough timeouts: hypothesis sees every new candidate pass, so shrinking ends at the
+                # smallest failure so far, and its final replay of that one fails as before.
+                if program not in failed:
+                    return
+                outcome = failed[program]
+            else:
+                outcome = checked(program, engine, order=order)
+                if engine.stopped:
+                    stops_while_shrinking += 1
+            if counts(outcome):
+                failed[program] = outcome
+                # One raise for every failure: hypothesis tells failures apart by where they are raised.
+                raise _DisagreementError(outcome)
+
+        try:
+            hypothesis_run(self.drawing, block, test, shrink=True)()
+        except _DisagreementError as found:
+            return _without_dead_steps(found.outcome, engine, order), None
+        except Flaky:
+            return None, min(failed, key=lambda program: program.node_count) if failed else recorded
+        if replayed is None:
+            # The replay did not reach the program (it cannot, unless hypothesis drew differently): check it as it is.
+            replayed = checked(recorded, engine, order=order)
+            if counts(replayed):
+                return _without_dead_steps(replayed, engine, order), None
+        return None, recorded  # it failed in the block and passes now
+
+
+@dataclass(slots=True)
+class _Rounds:
+    """Where the diagnosis of ordinary failures is: the ops blamed, the rounds used, whether it has ended."""
+
+    blamed: set[str] = field(default_factory=set[str])
+    used: int = 0
+    ended: bool = False
+
+
+def _first_failure(results: Sequence[BlockResult], blamed: set[str]) -> tuple[Block, int, Program] | None:
+    """The earliest failure kept by the blocks whose ops are none of ``blamed``."""
+    for result in results:
+        for position, program in result.failures:
+            if not program.ops() & blamed:
+                return result.block, position, program
+    return None
 
 
 def _nondeterministic(engine: Engine, program: Program | None) -> Finding:
@@ -714,7 +670,7 @@ def _nondeterministic(engine: Engine, program: Program | None) -> Finding:
     return Finding(NONDETERMINISTIC, None, None, summary, program, script)
 
 
-def _duplicate(finding: Finding, findings: Sequence[Finding]) -> bool:
+def duplicate_finding(finding: Finding, findings: Sequence[Finding]) -> bool:
     """The same kind of finding about the same op (or, for a composition, the same set of ops) is already there."""
     for other in findings:
         if finding.op is not None and other.op == finding.op and other.severity == finding.severity:
@@ -727,6 +683,66 @@ def _duplicate(finding: Finding, findings: Sequence[Finding]) -> bool:
         if finding.op is None and finding.severity == "warning" and other.op in ops and other.severity == "warning":
             return True  # a fragility of an op alone explains the same op's in a composition
     return False
+
+
+@dataclass(slots=True)
+class _Phases:
+    """The structured programs, then the random ones, tallying into ``tally`` and adding to ``findings``."""
+
+    engine: _Watched
+    tally: Tally
+    findings: list[Finding]
+    progress: Progress | None
+    counted: bool
+    """Whether the structured programs are counted (in one shard of a campaign only)."""
+
+    def record(self, outcome: Outcome) -> None:
+        if self.counted:
+            self.tally.add(outcome, structured=True)
+
+    def run(
+        self,
+        forms: Sequence[tuple[str, Form]],
+        blocks: Sequence[Block],
+        workers: Workers | None,
+        drawing: Drawing,
+        *,
+        max_defects: int,
+        strict: bool,
+        keeps: bool,
+    ) -> tuple[float, str | None, tuple[str, ...] | None]:
+        """The random programs' wall time, why none was drawn (if so), and the ways of accumulating checked."""
+        accumulation: tuple[str, ...] | None = () if keeps else None
+        if not forms:
+            return 0.0, None, accumulation
+        findings = self.findings
+        # Every shard checks the structured programs: they decide what the random programs draw.
+        structured = run_structured(
+            self.engine,
+            forms,
+            order=drawing.order,
+            record=self.record,
+            max_defects=max_defects - failing(findings, strict),
+            strict=strict,
+        )
+        findings += structured.findings
+        if keeps:
+            accumulation = structured.accumulation
+        if structured.composition:
+            # Shared nodes or chains are wrong: every random program would fail again for that reason.
+            return (
+                0.0,
+                "shared nodes or chains are wrong (the composition defect), so every one would fail",
+                accumulation,
+            )
+        drawing = replace(drawing, forms=tuple(pair for pair in forms if pair not in structured.defective))
+        if not drawing.forms or not blocks:
+            return 0.0, None, accumulation
+        total = sum(block.size for block in blocks)
+        phase = _RandomPhase(self.engine, self.tally, drawing, progress=self.progress, total=total)
+        if failing(findings, strict) >= max_defects:
+            return 0.0, None, accumulation
+        return phase.run(blocks, workers, findings, max_defects, strict), None, accumulation
 
 
 def verify(
@@ -743,6 +759,8 @@ def verify(
     max_defects: int = 20,
     extra_ops: Iterable[OpSpec] | None = None,
     references: ReferenceChoice | None = None,
+    jobs: int = 1,
+    shard: Shard | str | None = None,
 ) -> VerificationReport:
     """Check ``engine`` on structured programs, then ``examples`` random ones; every finding in one report.
 
@@ -772,6 +790,13 @@ def verify(
     error model), ``mpmath`` (the exact reference, :mod:`refgrad.oracle.exact_reference`, which
     needs no torch), or ``both``; default: both where torch is installed, else mpmath.
     ``order=2`` needs torch.
+
+    The random programs are drawn in blocks (:mod:`refgrad.oracle.blocks`) fixed by ``seed_value``
+    and ``examples`` alone. ``jobs`` worker processes check them (each with its own copy of the
+    engine, which must pickle: ``ValueError`` otherwise); the report is the same for every
+    ``jobs``. ``shard`` (``"K/N"``) checks only the K-th of N interleaved parts of the blocks, for
+    spreading a campaign over machines; :func:`refgrad.oracle.merge.merge_reports` adds the shards'
+    reports up. The structured programs are checked in every shard and counted in shard 1 only.
     """
     if references is not None or extra_ops is not None:
         # The run's references and ops are context (read where the checks are made): set, then run.
@@ -791,6 +816,8 @@ def verify(
                 order=order,
                 strict=strict,
                 max_defects=max_defects,
+                jobs=jobs,
+                shard=shard,
             )
     engine = engine_argument(engine)
     _check_drivable(engine)
@@ -800,6 +827,8 @@ def verify(
     order = order_argument(order)
     ops = None if ops is None else op_names_argument(ops)
     _check_the_rest(progress, out_of_domain)
+    jobs = jobs_argument(jobs)
+    part = None if shard is None else shard_argument(shard)
     if order == 2 and not uses_torch():
         raise ValueError(SECOND_ORDER_NEEDS_TORCH)
     _check_order(engine, order)
@@ -811,68 +840,59 @@ def verify(
     unsupported_text = {describe_form(op, form): reason for (op, form), reason in probed.unsupported.items()}
     findings = _probe_findings(engine, probed, len(forms), asked) + entry_findings()
     used = {op for op, _ in forms}
-    tally = _Tally({spec.name: OpStats() for spec in op_table if spec.name in used})
+    tally = Tally({spec.name: OpStats() for spec in op_table if spec.name in used})
     watched = _watch(engine)
-    seconds = 0.0
-    random_skipped: str | None = None
-    keeps = isinstance(engine, AccumulatingEngine) and engine.keeps_gradients
-    accumulation: tuple[str, ...] | None = () if keeps else None
-    if forms:
-        structured = run_structured(
-            watched,
+    blocks = [block for block in campaign_blocks(examples, seed_value) if part is None or part.owns(block)]
+    jobs = min(jobs, len(blocks))
+    # Started before the structured programs, so that the workers load while those are checked.
+    workers = Workers(engine, jobs) if jobs > 1 else None
+    try:
+        keeps = isinstance(engine, AccumulatingEngine) and engine.keeps_gradients
+        phases = _Phases(watched, tally, findings, progress=progress, counted=part is None or part.index == 1)
+        seconds, random_skipped, accumulation = phases.run(
             forms,
-            order=order,
-            record=lambda outcome: tally.add(outcome, structured=True),
-            max_defects=max_defects - failing(findings, strict),
+            blocks,
+            workers,
+            Drawing((), max_steps, out_of_domain, order, tuple(tally.stats)),
+            max_defects=max_defects,
             strict=strict,
+            keeps=keeps,
         )
-        findings += structured.findings
-        if keeps:
-            accumulation = structured.accumulation
-        phase = _RandomPhase(
-            watched,
-            tally,
-            examples=examples,
-            max_steps=max_steps,
-            out_of_domain=out_of_domain,
+        findings.sort(key=lambda finding: finding.severity != "defect")
+        first = next((f.outcome for f in findings if failing((f,), strict) and f.outcome is not None), None)
+        graphs = max(tally.graphs, 1)
+        return VerificationReport(
+            engine=engine.name,
+            seed=seed_value,
+            requested=examples,
+            graphs=tally.graphs,
+            seconds=seconds,
+            stats=tally.stats,
+            unsupported=unsupported_text,
+            skip_reasons=dict(tally.skip_reasons),
+            checks=dict(tally.kinds),
+            mean_nodes=tally.nodes / graphs,
+            deepest=tally.deepest,
+            out_of_domain=tally.out_of_domain,
+            failure=first,
+            failure_script=None if first is None else engine.script(first.program),
             order=order,
-            progress=progress,
+            forward_mode=forward_mode,
+            findings=tuple(findings),
+            forms_checked=len(forms),
+            forms_asked=asked,
+            strict=strict,
+            structured=tally.structured,
+            total_seconds=time.perf_counter() - began,
+            random_skipped=random_skipped,
+            checked=tuple(describe_form(op, form) for op, form in forms),
+            accumulation=accumulation,
+            references=current_references(),
+            checks_by_reference=dict(tally.references),
+            jobs=max(jobs, 1),
+            shard=part,
+            blocks=len(blocks),
         )
-        random_forms: list[tuple[str, Form]] = [pair for pair in forms if pair not in structured.defective]
-        if structured.composition:
-            # Shared nodes or chains are wrong: every random program would fail again for that reason.
-            random_skipped = "shared nodes or chains are wrong (the composition defect), so every one would fail"
-        else:
-            seconds = phase.run(random_forms, seed_value, findings, max_defects, strict)
-    findings.sort(key=lambda finding: finding.severity != "defect")
-    first = next((f.outcome for f in findings if failing((f,), strict) and f.outcome is not None), None)
-    graphs = max(tally.graphs, 1)
-    return VerificationReport(
-        engine=engine.name,
-        seed=seed_value,
-        requested=examples,
-        graphs=tally.graphs,
-        seconds=seconds,
-        stats=tally.stats,
-        unsupported=unsupported_text,
-        skip_reasons=dict(tally.skip_reasons),
-        checks=dict(tally.kinds),
-        mean_nodes=tally.nodes / graphs,
-        deepest=tally.deepest,
-        out_of_domain=tally.out_of_domain,
-        failure=first,
-        failure_script=None if first is None else engine.script(first.program),
-        order=order,
-        forward_mode=forward_mode,
-        findings=tuple(findings),
-        forms_checked=len(forms),
-        forms_asked=asked,
-        strict=strict,
-        structured=tally.structured,
-        total_seconds=time.perf_counter() - began,
-        random_skipped=random_skipped,
-        checked=tuple(describe_form(op, form) for op, form in forms),
-        accumulation=accumulation,
-        references=current_references(),
-        checks_by_reference=dict(tally.references),
-    )
+    finally:
+        if workers is not None:
+            workers.close()

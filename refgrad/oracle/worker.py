@@ -277,6 +277,10 @@ class _Ready:
     zero_grad: bool
 
 
+_Reopen = Callable[[str, float, float, Attributes], "IsolatedEngine"]
+"""How an :class:`IsolatedEngine` is unpickled: from its spec, time limits and attribute names."""
+
+
 class IsolatedEngine(RunStarter):
     """An engine (``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``) run in a worker process, with a time limit.
 
@@ -524,6 +528,12 @@ class IsolatedEngine(RunStarter):
         if self._worker is not None:
             self._discard(self._worker)
 
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[[str, float, float, Attributes], IsolatedEngine], tuple[str, float, float, Attributes]]:
+        """Pickled as its recipe: unpickled (in a ``verify -j`` worker), it starts a worker of its own."""
+        return (_reopen, (self._spec, self._timeout, self._startup_timeout, self._attributes))
+
     def __enter__(self) -> IsolatedEngine:
         """The engine itself; the worker stops when the block ends."""
         return self
@@ -625,3 +635,8 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def _reopen(spec: str, timeout: float, startup_timeout: float, attributes: Attributes) -> IsolatedEngine:
+    """An unpickled :class:`IsolatedEngine`: the same engine and limits, in a worker of its own."""
+    return IsolatedEngine(spec, timeout=timeout, startup_timeout=startup_timeout, attributes=attributes)

@@ -372,21 +372,32 @@ def recursion_probe(params: dict[str, object]) -> RecursionProbe:
 # Oracle --------------------------------------------------------------------------------------
 
 
+class OracleRun(TypedDict):
+    """One campaign checked with ``jobs`` processes."""
+
+    jobs: int
+    graphs: int
+    seconds: float
+    """The random graphs' wall time, as the report counts it (workers' start-up included)."""
+    total_seconds: float
+
+
 class OracleResult(TypedDict):
-    """Graphs the oracle checked per second, or why that could not be measured."""
+    """Graphs the oracle checked per second, with one process and with more, or why that could not be measured."""
 
     available: bool
     graphs: int
     seconds: float
     detail: str
+    runs: list[OracleRun]
 
 
-def _oracle_runner() -> Callable[[int], tuple[int, float, str]] | None:
-    """ORACLE HOOK: a function checking ``n`` random graphs, or None when there is no oracle to run.
+def _oracle_runner() -> Callable[[int, int], tuple[int, float, float, str]] | None:
+    """ORACLE HOOK: a function checking ``n`` random graphs with ``jobs`` processes, or None without an oracle.
 
-    The function returns (graphs checked, seconds, a note). This is the one place to adapt when
-    ``refgrad.oracle`` changes shape (mypy checks the calls below against it). ``None`` when the
-    oracle's extra (torch, hypothesis) is not installed.
+    The function returns (graphs checked, seconds, total seconds, a note). This is the one place to
+    adapt when ``refgrad.oracle`` changes shape (mypy checks the calls below against it). ``None``
+    when the oracle's extra (torch, hypothesis) is not installed.
     """
     try:
         import torch
@@ -396,27 +407,33 @@ def _oracle_runner() -> Callable[[int], tuple[int, float, str]] | None:
         return None
     torch.set_num_threads(1)  # the goal is per core
 
-    def check(count: int) -> tuple[int, float, str]:
-        report = verify(RefgradEngine(), examples=count, seed_value=0)
+    def check(count: int, jobs: int) -> tuple[int, float, float, str]:
+        report = verify(RefgradEngine(), examples=count, seed_value=0, jobs=jobs)
         verdict = "all checks passed" if report.passed else "a check FAILED"
         note = (
-            f"refgrad.oracle.verify(RefgradEngine(), examples={count}): {verdict}; "
+            f"refgrad.oracle.verify(RefgradEngine(), examples={count}, jobs=...): {verdict}; "
             f"mean {report.mean_nodes:.1f} nodes per graph, deepest {report.deepest}"
         )
-        return report.graphs, report.seconds, note
+        return report.graphs, report.seconds, report.total_seconds, note
 
     return check
 
 
 def oracle(params: dict[str, object]) -> OracleResult:
-    """Run the oracle on ``graphs`` random graphs and time it (after a small warm-up)."""
+    """Run the oracle on ``graphs`` random graphs with each of ``jobs`` processes, the same campaign each time."""
     count = cast("int", params["graphs"])
+    jobs = cast("list[int]", params.get("jobs", [1]))
     check = _oracle_runner()
     if check is None:
-        return OracleResult(available=False, graphs=0, seconds=0.0, detail="not available")
-    check(max(1, count // 20))
-    checked, seconds, note = check(count)
-    return OracleResult(available=True, graphs=checked, seconds=seconds, detail=note)
+        return OracleResult(available=False, graphs=0, seconds=0.0, detail="not available", runs=[])
+    check(max(1, count // 20), 1)
+    runs: list[OracleRun] = []
+    note = ""
+    for processes in jobs:
+        checked, seconds, total, note = check(count, processes)
+        runs.append(OracleRun(jobs=processes, graphs=checked, seconds=seconds, total_seconds=total))
+    first = runs[0]
+    return OracleResult(available=True, graphs=first["graphs"], seconds=first["seconds"], detail=note, runs=runs)
 
 
 # Profile -------------------------------------------------------------------------------------
