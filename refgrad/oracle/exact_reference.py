@@ -112,6 +112,10 @@ class ExactOp:
     """Whether, at these operands and their error bounds, the op is within rounding of a switch between
     conventions: ``0 ** y`` is 1 at ``y = 0`` and 0 beyond, and its d/dx is 0 at ``y = 0``, 1 at ``y = 1`` and
     infinite in between. There rounding decides the value and whether a gradient is finite."""
+    functions: bool = False
+    """Computed with mpmath's functions, at :data:`PRECISION`: with an operand of more bits than that (an exact
+    sum such as ``0.25 + 3e-201``), at the operand's precision instead (mpmath's ``log`` of such a number at 256
+    bits gave ``1.2e-200`` for ``log(0.25 + 3e-201)``), the results then rounded to :data:`PRECISION`."""
     parameter_rounding: Callable[[Numbers, Params], tuple[float, ...]] | None = None
     """Per partial, the relative error (in :data:`~refgrad.oracle.rounding.U`) its textbook formula makes by
     rounding an exponent it computes: ``c * x ** (c - 1)`` rounds ``c - 1``, which ``x ** (c - 1)`` amplifies
@@ -229,6 +233,7 @@ EXACT_OPS: Final[Mapping[str, ExactOp]] = MappingProxyType(
             lambda o, out, p: ((_pow_curvature(o[0], mpf(p[0]))[0][0],),),
             edges=(0,),
             parameter_rounding=lambda o, p: (_exponent_rounding(o[0], mpf(p[0])),),
+            functions=True,
         ),
         scalar.VPOW.name: ExactOp(
             lambda o, p: _power(o[0], o[1]),
@@ -240,24 +245,28 @@ EXACT_OPS: Final[Mapping[str, ExactOp]] = MappingProxyType(
             integer_exponent=True,
             switches=_zero_base_switch,
             parameter_rounding=lambda o, p: (_exponent_rounding(o[0], o[1]), 0.0),
+            functions=True,
         ),
         scalar.EXP.name: ExactOp(
             lambda o, p: mpmath.exp(o[0]),
             lambda o, out, p: (out,),
             lambda o, out, p: ((_f(out),),),
             lambda o, out: (1.0,),
+            functions=True,
         ),
         scalar.LOG.name: ExactOp(
             lambda o, p: mpmath.log(o[0]) if o[0] > 0 else None,
             lambda o, out, p: (1 / o[0],),
             lambda o, out, p: ((_f(1 / (o[0] * o[0])),),),
             edges=(0,),
+            functions=True,
         ),
         scalar.TANH.name: ExactOp(
             lambda o, p: mpmath.tanh(o[0]),
             lambda o, out, p: (mpmath.sech(o[0]) ** 2,),
             lambda o, out, p: ((_f(2 * out * mpmath.sech(o[0]) ** 2),),),
             lambda o, out: (_f(2 * out),),  # 1 - y * y
+            functions=True,
         ),
         scalar.SIGMOID.name: ExactOp(
             lambda o, p: _sigmoid(o[0]),
@@ -265,6 +274,7 @@ EXACT_OPS: Final[Mapping[str, ExactOp]] = MappingProxyType(
             lambda o, out, p: (out * _sigmoid(-o[0]),),
             lambda o, out, p: ((_f(out * _sigmoid(-o[0]) * (1 - 2 * out)),),),
             lambda o, out: (_f(1 - 2 * out),),  # y * (1 - y)
+            functions=True,
         ),
         scalar.RELU.name: ExactOp(
             lambda o, p: o[0] if o[0] > 0 else _ZERO,
@@ -393,6 +403,13 @@ def _times(first: float, second: float) -> float:
     return max(first * second, _SUBNORMAL_SPACING)
 
 
+def _working_bits(exact_op: ExactOp | None, operands: Numbers) -> int:
+    """The precision to compute a step at: :data:`PRECISION`, or more for a function of an operand with more bits."""
+    if exact_op is None or not exact_op.functions:
+        return PRECISION
+    return max(PRECISION, *(operand.bc + 64 for operand in operands))
+
+
 def _operands(step_operands: Sequence[Ref | Const], values: Sequence[mpf]) -> list[mpf]:
     return [values[o.node] if isinstance(o, Ref) else mpf(o.value) for o in step_operands]
 
@@ -459,11 +476,15 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
         operands = _operands(step.operands, values)
         operand_errors = [errors[o.node] if isinstance(o, Ref) else 0.0 for o in step.operands]
         exact_op = EXACT_OPS.get(step.op) if has_exact(step.op) else None
-        result = (
-            exact_op.forward(operands, step.params)
-            if exact_op is not None
-            else _own_forward(step.op, operands, step.params)
-        )
+        bits = _working_bits(exact_op, operands)
+        with mpmath.workprec(bits):
+            result = (
+                exact_op.forward(operands, step.params)
+                if exact_op is not None
+                else _own_forward(step.op, operands, step.params)
+            )
+        if result is not None and bits > PRECISION:
+            result = +result  # back to the reference's precision
         # A domain edge within rounding: a pole or a log's zero, a negative base's integer exponent.
         if exact_op is not None:
             for edge in exact_op.edges:
@@ -481,11 +502,14 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
             break
         values.append(result)
         rounding = rounding_of(step.op)
-        partials = (
-            exact_op.partials(operands, result, step.params)
-            if exact_op is not None
-            else _own_partials(step.op, operands, step.params)
-        )
+        with mpmath.workprec(bits):
+            partials = (
+                exact_op.partials(operands, result, step.params)
+                if exact_op is not None
+                else _own_partials(step.op, operands, step.params)
+            )
+        if bits > PRECISION:
+            partials = tuple(+partial for partial in partials)
         curvature = (
             exact_op.curvature(operands, result, step.params)
             if exact_op is not None
@@ -591,6 +615,14 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
     for gradient, bound in zip(gradients, bounds, strict=True):
         if math.isfinite(gradient) and abs(gradient) + bound > _MAX:
             ambiguous = True
+    if not (finite_gradients and constants_finite) and any(
+        live[node] and errors[node] > 0.0 and abs(float(values[node])) <= errors[node] for node in range(len(values))
+    ):
+        # A gradient (a node's or a constant's) that overflows while a node it may depend on is all rounding error (log(2 ** -8.5e-33) is
+        # -5.9e-33 exactly and 0 in floats, so its 1 / x0 ** 2 at x0 = 8e-256 is 9e477 exactly and 0 in floats):
+        # whether a float engine's gradient is finite is rounding's to decide. (The bound cannot say it: a bound
+        # on an overflowing gradient is itself infinite.)
+        ambiguous = True
     return ExactResult(
         values=tuple(float(v) for v in values),
         gradients=gradients,

@@ -145,7 +145,7 @@ FULL: Final = Config(
     },
     traced_count=20_000,
     rss_count=200_000,
-    oracle_graphs=4000,  # 16 blocks: enough to spread over two processes
+    oracle_graphs=10_000,  # the default campaign of python -m refgrad verify (40 blocks)
     profile_steps=5,
     profile_top=12,
     recursion_upper=5_000,
