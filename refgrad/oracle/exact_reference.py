@@ -618,10 +618,10 @@ def _evaluate(program: Program) -> ExactResult:  # noqa: PLR0915  (one pass forw
     if not (finite_gradients and constants_finite) and any(
         live[node] and errors[node] > 0.0 and abs(float(values[node])) <= errors[node] for node in range(len(values))
     ):
-        # A gradient (a node's or a constant's) that overflows while a node it may depend on is all rounding error (log(2 ** -8.5e-33) is
-        # -5.9e-33 exactly and 0 in floats, so its 1 / x0 ** 2 at x0 = 8e-256 is 9e477 exactly and 0 in floats):
-        # whether a float engine's gradient is finite is rounding's to decide. (The bound cannot say it: a bound
-        # on an overflowing gradient is itself infinite.)
+        # A gradient (a node's or a constant's) that overflows while a node it may depend on is all rounding
+        # error (log(2 ** -8.5e-33) is -5.9e-33 exactly and 0 in floats, so its 1 / x0 ** 2 at x0 = 8e-256 is
+        # 9e477 exactly and 0 in floats): whether a float engine's gradient is finite is rounding's to decide.
+        # (The bound cannot say it: a bound on an overflowing gradient is itself infinite.)
         ambiguous = True
     return ExactResult(
         values=tuple(float(v) for v in values),
