@@ -142,6 +142,14 @@ def _keep_failure(failures: list[tuple[int, Program]], position: int, program: P
         failures.append((position, program))
 
 
+def _keep_smallest(edges: dict[frozenset[str], Outcome], outcome: Outcome) -> None:
+    """Keep ``outcome`` as its set of ops' edge failure unless one kept already is as small."""
+    ops = outcome.program.ops()
+    kept = edges.get(ops)
+    if kept is None or outcome.program.node_count < kept.program.node_count:
+        edges[ops] = outcome
+
+
 def hypothesis_run(
     drawing: Drawing, block: Block, test: Callable[[Program], None], *, shrink: bool
 ) -> Callable[[], None]:
@@ -185,9 +193,7 @@ def check_block(
             return
         if edge_failure(outcome):
             # Perhaps a fragile formula, not a wrong rule: reduced and diagnosed after the run.
-            kept = result.edges.get(program.ops())
-            if kept is None or program.node_count < kept.program.node_count:
-                result.edges[program.ops()] = outcome
+            _keep_smallest(result.edges, outcome)
             return
         _keep_failure(result.failures, here, program)
         failure = outcome.engine_failure
@@ -203,8 +209,6 @@ def merged_edges(results: Sequence[BlockResult]) -> list[Outcome]:
     """The blocks' edge failures: the smallest for each set of ops (the earliest of equal size), smallest first."""
     edges: dict[frozenset[str], Outcome] = {}
     for result in results:
-        for ops, outcome in result.edges.items():
-            kept = edges.get(ops)
-            if kept is None or outcome.program.node_count < kept.program.node_count:
-                edges[ops] = outcome
+        for outcome in result.edges.values():
+            _keep_smallest(edges, outcome)
     return sorted(edges.values(), key=lambda outcome: outcome.program.node_count)

@@ -42,10 +42,11 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, object]:
     return cast("dict[str, object]", data)
 
 
-def _int(data: Mapping[str, object], key: str, where: str) -> int:
+def _int(data: Mapping[str, object], key: str, where: str, *, count: bool = True) -> int:
+    """``data[key]`` as a whole number (a count: not negative); ``ValueError`` naming ``where`` otherwise."""
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}: {key} must be a count, got {value!r:.80}")
+    if isinstance(value, bool) or not isinstance(value, int) or (count and value < 0):
+        raise ValueError(f"{where}: {key} must be a {'count' if count else 'whole number'}, got {value!r:.80}")
     return value
 
 
@@ -184,7 +185,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, object]]]) -> Verifi
     checked = first.get("checked")
     return VerificationReport(
         engine=str(first.get("engine")),
-        seed=_int_any(first, "seed", first_name),
+        seed=_int(first, "seed", first_name, count=False),
         requested=requested,
         graphs=graphs,
         seconds=seconds,
@@ -237,13 +238,6 @@ def _number(data: Mapping[str, object], key: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"{where}: {key} must be a number of seconds, got {value!r:.80}")
     return float(value)
-
-
-def _int_any(data: Mapping[str, object], key: str, where: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {key} must be a whole number, got {value!r:.80}")
-    return value
 
 
 def _accumulation(value: object) -> tuple[str, ...] | None:

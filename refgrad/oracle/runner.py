@@ -494,7 +494,7 @@ _EDGE_CANDIDATES: Final = 6
 
 
 class _RandomPhase:
-    """The random programs: every block checked (here, or by workers), then what they kept diagnosed here, once.
+    """The random programs: blocks checked (here, or by workers) and diagnosed here, in block order as they come.
 
     Ordinary failures are diagnosed in rounds, earliest first: the round's failure is shrunk by
     replaying its block with shrinking on, and a finding blaming one op leaves that op's failures
