@@ -10,10 +10,22 @@
 from __future__ import annotations
 
 from refgrad.autodiff import grad, hessian, jvp, nodes
+from refgrad.collector import collector_paused
 from refgrad.errors import DomainError
 from refgrad.ops import registry
 from refgrad.value import Gradients, Value, apply
 
-__all__ = ["DomainError", "Gradients", "Value", "apply", "grad", "hessian", "jvp", "nodes", "registry"]
+__all__ = [
+    "DomainError",
+    "Gradients",
+    "Value",
+    "apply",
+    "collector_paused",
+    "grad",
+    "hessian",
+    "jvp",
+    "nodes",
+    "registry",
+]
 
 __version__ = "0.1.0"

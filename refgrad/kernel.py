@@ -10,7 +10,11 @@ subclass its node constructors.
 Building nodes is refgrad's hot path, so a node is filled in as an instance of a
 writable twin class with the same slots and then switched to its real class:
 plain attribute stores are several times faster than writing each slot through
-its descriptor, and the finished node refuses writes from then on.
+its descriptor, and the finished node refuses writes from then on. For the same
+reason :func:`install` gives each kind its own copy of the operators that take a
+node of the same kind (``x + y``, ``x * y``, ``x.relu()``, ...): each copy is made
+from one registry entry, holds that entry's forward, and builds the node in its
+own body, without a call for the operand check, the forward or the construction.
 """
 
 from __future__ import annotations
@@ -83,6 +87,25 @@ def forward_unary(op: OpSpec, x: float, params: Params) -> float:
     if not _isfinite(result):
         raise _forward_domain_error(op, (x,), params)
     return result
+
+
+_Method = TypeVar("_Method", bound=Callable[..., object])
+
+_FAST_OPERATORS: Final[dict[str, OpSpec]] = {}
+"""The operators :func:`install` gives each kind a fast copy of (by method name), with their entries.
+
+A fast copy takes a node of its own kind as the operand in its body and leaves
+everything else (numbers, another class, another surface) to :class:`Node`'s method."""
+
+
+def _fast(op: OpSpec) -> Callable[[_Method], _Method]:
+    """Mark the decorated operator, which applies ``op``, for a fast copy in every kind :func:`install` sets up."""
+
+    def mark(method: _Method) -> _Method:
+        _FAST_OPERATORS[method.__name__] = op
+        return method
+
+    return mark
 
 
 class Node:
@@ -190,54 +213,52 @@ class Node:
             )
         return None
 
-    # Arithmetic: each operator is one registry entry.
-    def __add__(self, other: Self | float) -> Self:
+    def _binary(self, op: OpSpec, other: object) -> Self:
+        """``self op other``, ``other`` a node or a number; ``NotImplemented`` for anything else."""
         y = self._operand(other)
         if y is None:
-            return NotImplemented
-        return self._make(forward_binary(ADD, self.data, y.data), ADD, self, y)
+            return cast("Self", NotImplemented)  # what the operator returns, to Python
+        return self._make(forward_binary(op, self.data, y.data), op, self, y)
+
+    def _reflected(self, op: OpSpec, other: object) -> Self:
+        """``other op self``, ``other`` a number (Python calls reflected operators with the number first)."""
+        x = self._operand(other)
+        if x is None:
+            return cast("Self", NotImplemented)
+        return self._make(forward_binary(op, x.data, self.data), op, x, self)
+
+    def _unary(self, op: OpSpec) -> Self:
+        return self._make(forward_unary(op, self.data, ()), op, self)
+
+    # Arithmetic: each operator is one registry entry. Those marked @_fast get, in every kind
+    # install() sets up, a faster copy made from the same entry (it must name the same one).
+    @_fast(ADD)
+    def __add__(self, other: Self | float) -> Self:
+        return self._binary(ADD, other)
 
     def __radd__(self, other: float) -> Self:
-        x = self._operand(other)
-        if x is None:
-            return NotImplemented
-        return self._make(forward_binary(ADD, x.data, self.data), ADD, x, self)
+        return self._reflected(ADD, other)
 
+    @_fast(SUB)
     def __sub__(self, other: Self | float) -> Self:
-        y = self._operand(other)
-        if y is None:
-            return NotImplemented
-        return self._make(forward_binary(SUB, self.data, y.data), SUB, self, y)
+        return self._binary(SUB, other)
 
     def __rsub__(self, other: float) -> Self:
-        x = self._operand(other)
-        if x is None:
-            return NotImplemented
-        return self._make(forward_binary(SUB, x.data, self.data), SUB, x, self)
+        return self._reflected(SUB, other)
 
+    @_fast(MUL)
     def __mul__(self, other: Self | float) -> Self:
-        y = self._operand(other)
-        if y is None:
-            return NotImplemented
-        return self._make(forward_binary(MUL, self.data, y.data), MUL, self, y)
+        return self._binary(MUL, other)
 
     def __rmul__(self, other: float) -> Self:
-        x = self._operand(other)
-        if x is None:
-            return NotImplemented
-        return self._make(forward_binary(MUL, x.data, self.data), MUL, x, self)
+        return self._reflected(MUL, other)
 
+    @_fast(DIV)
     def __truediv__(self, other: Self | float) -> Self:
-        y = self._operand(other)
-        if y is None:
-            return NotImplemented
-        return self._make(forward_binary(DIV, self.data, y.data), DIV, self, y)
+        return self._binary(DIV, other)
 
     def __rtruediv__(self, other: float) -> Self:
-        x = self._operand(other)
-        if x is None:
-            return NotImplemented
-        return self._make(forward_binary(DIV, x.data, self.data), DIV, x, self)
+        return self._reflected(DIV, other)
 
     def __pow__(self, exponent: Self | float) -> Self:
         """``x ** c`` for a number ``c`` (op ``pow``); ``x ** y`` for a node ``y`` (op ``vpow``)."""
@@ -258,35 +279,43 @@ class Node:
             return NotImplemented
         return self._make(forward_binary(VPOW, x.data, self.data), VPOW, x, self)
 
+    @_fast(NEG)
     def __neg__(self) -> Self:
-        return self._make(forward_unary(NEG, self.data, ()), NEG, self)
+        return self._unary(NEG)
 
+    @_fast(ABS)
     def __abs__(self) -> Self:
-        return self._make(forward_unary(ABS, self.data, ()), ABS, self)
+        return self._unary(ABS)
 
+    @_fast(EXP)
     def exp(self) -> Self:
         """``e ** self`` (op ``exp``)."""
-        return self._make(forward_unary(EXP, self.data, ()), EXP, self)
+        return self._unary(EXP)
 
+    @_fast(LOG)
     def log(self) -> Self:
         """Natural logarithm (op ``log``); :class:`refgrad.DomainError` unless ``self.data > 0``."""
-        return self._make(forward_unary(LOG, self.data, ()), LOG, self)
+        return self._unary(LOG)
 
+    @_fast(TANH)
     def tanh(self) -> Self:
         """Hyperbolic tangent (op ``tanh``)."""
-        return self._make(forward_unary(TANH, self.data, ()), TANH, self)
+        return self._unary(TANH)
 
+    @_fast(SIGMOID)
     def sigmoid(self) -> Self:
         """Logistic sigmoid ``1 / (1 + exp(-self))`` (op ``sigmoid``)."""
-        return self._make(forward_unary(SIGMOID, self.data, ()), SIGMOID, self)
+        return self._unary(SIGMOID)
 
+    @_fast(RELU)
     def relu(self) -> Self:
         """``max(self, 0)`` (op ``relu``; its derivative at 0 is 0, as in PyTorch)."""
-        return self._make(forward_unary(RELU, self.data, ()), RELU, self)
+        return self._unary(RELU)
 
+    @_fast(ABS)
     def abs(self) -> Self:
         """``|self|`` (op ``abs``; its derivative at 0 is 0, as in PyTorch)."""
-        return self._make(forward_unary(ABS, self.data, ()), ABS, self)
+        return self._unary(ABS)
 
 
 NodeT = TypeVar("NodeT", bound=Node)
@@ -354,50 +383,27 @@ def install(kind: type[NodeT], *, label: str | None, grad: bool = False, surface
     new, become, position = _new_node, _become, _next_position
     default_label = label
 
-    # Two copies of the same few stores, so that the hot path has no test of `grad` in it.
-    # make(receiver, data) alone is a leaf.
-    if grad:
-
-        def make(  # noqa: PLR0917  # called positionally on the hot path
-            receiver: object,
-            data: float,
-            op: OpSpec | None = None,
-            first: NodeT | None = None,
-            second: NodeT | None = None,
-            params: Params = (),
-        ) -> NodeT:
-            node = new(building)
-            node.data = data
+    def make(  # noqa: PLR0917  # called positionally
+        receiver: object,
+        data: float,
+        op: OpSpec | None = None,
+        first: NodeT | None = None,
+        second: NodeT | None = None,
+        params: Params = (),
+    ) -> NodeT:
+        # make(receiver, data) alone is a leaf.
+        node = new(building)
+        node.data = data
+        if grad:
             node.grad = 0.0
-            node.op = op
-            node.params = params
-            node.label = default_label
-            node._first = first
-            node._second = second
-            node._position = position()
-            become(node, kind)  # same slots, so Python allows the switch; from here on it is the real kind
-            return node  # type: ignore[return-value]  # become() made it a NodeT
-
-    else:
-
-        def make(  # noqa: PLR0917  # called positionally on the hot path
-            receiver: object,
-            data: float,
-            op: OpSpec | None = None,
-            first: NodeT | None = None,
-            second: NodeT | None = None,
-            params: Params = (),
-        ) -> NodeT:
-            node = new(building)
-            node.data = data
-            node.op = op
-            node.params = params
-            node.label = default_label
-            node._first = first
-            node._second = second
-            node._position = position()
-            become(node, kind)
-            return node  # type: ignore[return-value]  # become() made it a NodeT
+        node.op = op
+        node.params = params
+        node.label = default_label
+        node._first = first
+        node._second = second
+        node._position = position()
+        become(node, kind)  # same slots, so Python allows the switch; from here on it is the real kind
+        return node  # type: ignore[return-value]  # become() made it a NodeT
 
     def leaf(data: float, label: str | None) -> NodeT:
         node = make(None, data)
@@ -413,7 +419,100 @@ def install(kind: type[NodeT], *, label: str | None, grad: bool = False, surface
     kind._install_options = (label, grad)  # type: ignore[attr-defined]  # read by Node.__init_subclass__
     if surface:
         kind._surface = kind  # type: ignore[assignment]  # a class attribute its subclasses share
+    for name, op in _FAST_OPERATORS.items():
+        general = getattr(Node, name)
+        fast = _fast_binary if op.arity == 2 else _fast_unary
+        setattr(kind, name, _named_like(fast(kind, building, op, default_label, general, grad=grad), general))
     return leaf
+
+
+def _named_like(function: Callable[..., object], original: Callable[..., object]) -> Callable[..., object]:
+    """``function`` with ``original``'s name, qualified name, module and docstring (what help() shows)."""
+    function.__name__ = original.__name__
+    function.__qualname__ = original.__qualname__
+    function.__doc__ = original.__doc__
+    function.__module__ = original.__module__
+    return function
+
+
+def _fast_binary(
+    kind: type[Node],
+    building: type[_Record],
+    op: OpSpec,
+    label: str | None,
+    general: Callable[..., object],
+    *,
+    grad: bool,
+) -> Callable[[Node, object], object]:
+    """``kind``'s copy of the operator ``general`` for ``op``, two nodes of ``kind`` built in one body.
+
+    Everything :func:`forward_binary` and ``make`` do, in the same order, written out: this is
+    the engine's hot path, and each call saved is a fifth of a node's cost.
+    """
+    forward, new, become, isfinite, position = op.forward, _new_node, _become, _isfinite, _next_position
+
+    def operator(self: Node, other: object) -> object:
+        if type(other) is not kind:
+            return general(self, other)  # a number, another class or surface: the general method
+        assert isinstance(other, Node)  # for type checkers: type(other) is kind
+        x = self.data
+        y = other.data
+        try:
+            data = forward(x, y)
+        except (ArithmeticError, ValueError):
+            raise _forward_domain_error(op, (x, y), ()) from None
+        if not isfinite(data):
+            raise _forward_domain_error(op, (x, y), ())
+        node = new(building)
+        node.data = data
+        if grad:
+            node.grad = 0.0
+        node.op = op
+        node.params = ()
+        node.label = label
+        node._first = self
+        node._second = other
+        node._position = position()
+        become(node, kind)
+        return node
+
+    return operator
+
+
+def _fast_unary(
+    kind: type[Node],
+    building: type[_Record],
+    op: OpSpec,
+    label: str | None,
+    general: Callable[..., object],
+    *,
+    grad: bool,
+) -> Callable[[Node], object]:
+    """``kind``'s copy of the one-operand method ``general`` for ``op`` (see :func:`_fast_binary`)."""
+    forward, new, become, isfinite, position = op.forward, _new_node, _become, _isfinite, _next_position
+
+    def method(self: Node) -> object:
+        x = self.data
+        try:
+            data = forward(x)
+        except (ArithmeticError, ValueError):
+            raise _forward_domain_error(op, (x,), ()) from None
+        if not isfinite(data):
+            raise _forward_domain_error(op, (x,), ())
+        node = new(building)
+        node.data = data
+        if grad:
+            node.grad = 0.0
+        node.op = op
+        node.params = ()
+        node.label = label
+        node._first = self
+        node._second = None
+        node._position = position()
+        become(node, kind)
+        return node
+
+    return method
 
 
 _relabel: Final = cast("Callable[[Node, str], None]", Node.__dict__["label"].__set__)

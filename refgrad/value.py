@@ -102,7 +102,8 @@ class Gradients(Mapping[Value, float]):
 
     Returned by :meth:`Value.backward`. Looking up any other node gives
     ``0.0``, since the output does not depend on it. Iteration visits the
-    nodes the output depends on (latest-created first), output included.
+    nodes the output depends on, output first, in the order reverse mode first
+    passed each a gradient.
     """
 
     __slots__ = ("_grads",)

@@ -226,3 +226,53 @@ def test_gradients_is_what_backward_returns() -> None:
     found = gradients(out)
     assert found[x] == 6.0
     assert dict(found.items()) == dict(out.backward().items())
+
+
+def test_every_fast_operator_matches_the_general_method_it_copies() -> None:
+    """Each kind's fast copy of an operator builds the node Node's general method builds: same entry, bits, operands."""
+    from refgrad.kernel import _FAST_OPERATORS, Node  # pyright: ignore[reportPrivateUsage]
+
+    assert set(_FAST_OPERATORS) >= {"__add__", "__sub__", "__mul__", "__truediv__", "relu", "exp", "__neg__"}
+    for kind in (Value, MicrogradValue):
+        x, y = kind(0.75), kind(-1.25)
+        for name, op in _FAST_OPERATORS.items():
+            fast = getattr(kind, name)
+            general = getattr(Node, name)
+            assert fast is not general, f"{kind.__module__}.{name} has no fast copy"
+            operands = (x, y) if op.arity == 2 else (x,)
+            built, expected = fast(*operands), general(*operands)
+            assert type(built) is kind
+            assert built.op is expected.op is op
+            assert built.data.hex() == expected.data.hex()
+            assert built.inputs == expected.inputs == operands
+            assert (built.params, built.label) == (expected.params, expected.label)
+            assert expected._position > built._position > y._position  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_fast_operator_leaves_numbers_and_other_classes_to_the_general_method() -> None:
+    """``x * 2``, ``x * subclass_node`` and a node of the other surface behave as the general method says."""
+
+    class Sub(Value):
+        __slots__ = ()
+
+    x = Value(1.5)
+    doubled = x * 2
+    assert (doubled.data, doubled.op, doubled.inputs[0]) == (3.0, registry["mul"], x)
+    assert doubled.inputs[1].data == 2.0
+    mixed = x * Sub(4.0)
+    assert type(mixed) is Value
+    assert mixed.data == 6.0
+    with pytest.raises(TypeError, match="two surfaces"):
+        x * cast("float", MicrogradValue(1.0))  # pyright: ignore[reportUnusedExpression]
+    assert x.__mul__(cast("float", "a")) is NotImplemented
+
+
+def test_a_fast_operator_outside_its_domain_raises_the_kernels_error() -> None:
+    """Overflow and domain errors from a fast copy name the op and its operands, as the general method's do."""
+    big = Value(1e308)
+    with pytest.raises(DomainError, match=r"mul\(1e\+308, 1e\+308\) is not a finite real number"):
+        big * big  # pyright: ignore[reportUnusedExpression]
+    with pytest.raises(DomainError, match=r"div\(1\.0, 0\.0\)"):
+        Value(1.0) / Value(0.0)  # pyright: ignore[reportUnusedExpression]
+    with pytest.raises(DomainError, match=r"log\(-1\.0\)"):
+        Value(-1.0).log()

@@ -7,6 +7,7 @@ The last line this prints is the job's result.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import gc
 import json
@@ -90,6 +91,7 @@ def training(params: dict[str, object]) -> TrainingResult:
     steps = cast("int", params["steps"])
     gc_enabled = cast("bool", params["gc"])
     thresholds = cast("list[int] | None", params.get("gc_thresholds"))
+    paused = cast("bool", params.get("paused", False))
     engine = training_engine(name)
     engine.forward()
     nodes = engine.graph_size()
@@ -112,7 +114,13 @@ def training(params: dict[str, object]) -> TrainingResult:
         gc_seconds=[],
         gc_collections=[0, 0, 0],
     )
-    with GcClock() as collector:
+    if paused:
+        import refgrad  # only the refgrad engines' workers ask for it
+
+        pause: contextlib.AbstractContextManager[None] = refgrad.collector_paused()
+    else:
+        pause = contextlib.nullcontext()
+    with GcClock() as collector, pause:
         for k in range(warmup + steps):
             collected_before = collector.seconds
             counts_before = list(collector.collections)

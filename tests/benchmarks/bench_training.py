@@ -60,6 +60,8 @@ ENGINE_LABEL: Final = {
     "compat/gc-off": "refgrad.micrograd, gc off",
     "micrograd/gc-off": "micrograd, gc off",
     "refgrad/gc-tuned": "refgrad, gc thresholds raised",
+    "refgrad/paused": "refgrad, collector_paused()",
+    "compat/paused": "refgrad.micrograd, collector_paused()",
     "compat/gc-tuned": "refgrad.micrograd, gc thresholds raised",
 }
 TUNED_THRESHOLDS: Final = (100_000, 50, 100)
@@ -89,6 +91,10 @@ class Goal:
 GOALS: Final = {
     "refgrad_vs_micrograd": Goal("refgrad training step vs micrograd 0.1.0", "x", 10, 15, True, 20),
     "refgrad_vs_torch": Goal("refgrad training step vs torch scalar autograd", "x", 4, 5, True, 7),
+    "paused_vs_micrograd": Goal(
+        "refgrad training step in refgrad.collector_paused() vs micrograd 0.1.0", "x", None, None, True, 20
+    ),
+    "paused_vs_torch": Goal("refgrad training step in refgrad.collector_paused() vs torch", "x", None, None, True, 7),
     "compat_vs_micrograd": Goal("refgrad.micrograd training step vs micrograd 0.1.0", "x", 3, 5, True),
     "bytes_per_product": Goal("refgrad bytes per product node (tracemalloc)", " B", 200, 150, False, 120),
     "refgrad_flatness": Goal("refgrad time per node, max/min over sizes (worst case)", "x", None, 1.5, False, 1.5),
@@ -111,6 +117,7 @@ class Config:
     steps: int
     gc_off_engines: tuple[str, ...]
     gc_tuned_engines: tuple[str, ...]
+    paused_engines: tuple[str, ...]
     gc_off_scaling: tuple[str, ...]
     sizes: tuple[int, ...]
     repeats: Mapping[int, int]
@@ -134,6 +141,7 @@ FULL: Final = Config(
     steps=7,
     gc_off_engines=("refgrad", "compat", "micrograd"),
     gc_tuned_engines=("refgrad", "compat"),
+    paused_engines=("refgrad", "compat"),
     gc_off_scaling=("refgrad",),
     sizes=(10**3, 10**4, 10**5, 10**6),
     repeats={10**3: 20, 10**4: 10, 10**5: 3, 10**6: 2},
@@ -156,6 +164,7 @@ QUICK: Final = Config(
     steps=2,
     gc_off_engines=("refgrad",),
     gc_tuned_engines=("refgrad",),
+    paused_engines=("refgrad",),
     gc_off_scaling=("refgrad",),
     sizes=(10**3, 10**4),
     repeats={10**3: 2, 10**4: 2},
@@ -230,6 +239,7 @@ def run_training(config: Config, failures: dict[str, str]) -> dict[str, list[Tra
     """Every variant once per round, in a fresh process, rounds interleaved."""
     variants = [variant_key(e, True) for e in ENGINES] + [variant_key(e, False) for e in config.gc_off_engines]
     variants += [f"{e}/gc-tuned" for e in config.gc_tuned_engines]
+    variants += [f"{e}/paused" for e in config.paused_engines]
     results: dict[str, list[TrainingResult]] = {key: [] for key in variants}
     for round_index in range(config.rounds):
         for key in rotated(variants, round_index):
@@ -243,6 +253,8 @@ def run_training(config: Config, failures: dict[str, str]) -> dict[str, list[Tra
             }
             if variant == "gc-tuned":
                 params["gc_thresholds"] = list(TUNED_THRESHOLDS)
+            if variant == "paused":
+                params["paused"] = True
             try:
                 results[key].append(cast("TrainingResult", run_job("training", params)))
             except JobError as error:
@@ -326,7 +338,7 @@ def training_tables(
     micrograd_step = step_of(summaries, "micrograd")
     torch_step = step_of(summaries, "torch")
     rows: list[tuple[str, ...]] = []
-    for engine in ENGINES:
+    for engine in [*ENGINES, *(f"{e}/paused" for e in config.paused_engines)]:
         summary = summaries.get(engine)
         if summary is None:
             rows.append((ENGINE_LABEL[engine], "failed", "", "", "", "", "", "", "", ""))
@@ -378,6 +390,9 @@ def training_tables(
             "step = forward + backward (incl. zero_grad) + update + release of the graph; 'step range' = "
             "min-max of the per-round medians; gc = share of step time inside the garbage collector",
             "vs X = X's step time / this engine's step time (higher is faster)",
+            "collector_paused(): the steps run inside `with refgrad.collector_paused():` (opt-in, docs/performance.md "
+            "'Large graphs and the collector'); refgrad's nodes never form cycles, so nothing is left for the "
+            "collector; micrograd's graphs are cyclic and would leak in such a block",
             agree,
         ],
     )
@@ -869,6 +884,29 @@ def write_document(
         relative = plot.relative_to(DOC.parent)
         parts += [f"![{plot.stem}]({relative.as_posix()})", ""]
     parts += [
+        "## Large graphs and the collector",
+        "",
+        "refgrad's nodes never form reference cycles (a node refers only to nodes made before it, its registry",
+        "entry, its parameters and its label), so reference counting frees each the moment it is unused and",
+        "CPython's cyclic collector never finds anything among them; but it still scans them, every 700 new",
+        "objects, which is the 'gc' column above. `refgrad.collector_paused()` is an opt-in context manager that",
+        "turns the collector off for a block (`gc.disable()`) and restores its state after it, whatever the block",
+        "raises:",
+        "",
+        "```python",
+        "import refgrad",
+        "",
+        "with refgrad.collector_paused():",
+        "    for step in range(steps):",
+        "        loss = model_loss(parameters)",
+        "        grads = loss.backward()",
+        "        parameters = [p - rate * grads[p] for p in parameters]",
+        "```",
+        "",
+        "It is opt-in because the collector is the process's: inside the block, cycles that other code makes wait",
+        "until the block ends. refgrad never turns it off by itself. micrograd cannot do the same: each of its",
+        "nodes' `_backward` closures refers to the node, so its graphs are cycles that only the collector frees.",
+        "",
         "## How it is measured",
         "",
         "- **Training step:** micrograd's demo. Two-moons points are generated in the benchmark with",
@@ -951,6 +989,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured["refgrad_vs_micrograd"] = ratio(micrograd_step, step_of(training_summary, "refgrad"))
         measured["refgrad_vs_torch"] = ratio(step_of(training_summary, "torch"), step_of(training_summary, "refgrad"))
         measured["compat_vs_micrograd"] = ratio(micrograd_step, step_of(training_summary, "compat"))
+        if "refgrad/paused" in training_summary:
+            paused_step = step_of(training_summary, "refgrad/paused")
+            measured["paused_vs_micrograd"] = ratio(micrograd_step, paused_step)
+            measured["paused_vs_torch"] = ratio(step_of(training_summary, "torch"), paused_step)
         tables += training_tables(training_summary, config, agreement)
     if "memory" in suites:
         memory_results = run_memory(config, failures)
