@@ -19,8 +19,10 @@ own body, without a call for the operand check, the forward or the construction.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final, Protocol, Self, TypeVar, cast
 
@@ -87,25 +89,6 @@ def forward_unary(op: OpSpec, x: float, params: Params) -> float:
     if not _isfinite(result):
         raise _forward_domain_error(op, (x,), params)
     return result
-
-
-_Method = TypeVar("_Method", bound=Callable[..., object])
-
-_FAST_OPERATORS: Final[dict[str, OpSpec]] = {}
-"""The operators :func:`install` gives each kind a fast copy of (by method name), with their entries.
-
-A fast copy takes a node of its own kind as the operand in its body and leaves
-everything else (numbers, another class, another surface) to :class:`Node`'s method."""
-
-
-def _fast(op: OpSpec) -> Callable[[_Method], _Method]:
-    """Mark the decorated operator, which applies ``op``, for a fast copy in every kind :func:`install` sets up."""
-
-    def mark(method: _Method) -> _Method:
-        _FAST_OPERATORS[method.__name__] = op
-        return method
-
-    return mark
 
 
 class Node:
@@ -230,30 +213,26 @@ class Node:
     def _unary(self, op: OpSpec) -> Self:
         return self._make(forward_unary(op, self.data, ()), op, self)
 
-    # Arithmetic: each operator is one registry entry. Those marked @_fast get, in every kind
-    # install() sets up, a faster copy made from the same entry (it must name the same one).
-    @_fast(ADD)
+    # Arithmetic: each operator is one registry entry. Those in _FAST_OPERATORS (below the class) get,
+    # in every kind install() sets up, a faster copy made from the same entry.
     def __add__(self, other: Self | float) -> Self:
         return self._binary(ADD, other)
 
     def __radd__(self, other: float) -> Self:
         return self._reflected(ADD, other)
 
-    @_fast(SUB)
     def __sub__(self, other: Self | float) -> Self:
         return self._binary(SUB, other)
 
     def __rsub__(self, other: float) -> Self:
         return self._reflected(SUB, other)
 
-    @_fast(MUL)
     def __mul__(self, other: Self | float) -> Self:
         return self._binary(MUL, other)
 
     def __rmul__(self, other: float) -> Self:
         return self._reflected(MUL, other)
 
-    @_fast(DIV)
     def __truediv__(self, other: Self | float) -> Self:
         return self._binary(DIV, other)
 
@@ -279,44 +258,57 @@ class Node:
             return NotImplemented
         return self._make(forward_binary(VPOW, x.data, self.data), VPOW, x, self)
 
-    @_fast(NEG)
     def __neg__(self) -> Self:
         return self._unary(NEG)
 
-    @_fast(ABS)
     def __abs__(self) -> Self:
         return self._unary(ABS)
 
-    @_fast(EXP)
     def exp(self) -> Self:
         """``e ** self`` (op ``exp``)."""
         return self._unary(EXP)
 
-    @_fast(LOG)
     def log(self) -> Self:
         """Natural logarithm (op ``log``); :class:`refgrad.DomainError` unless ``self.data > 0``."""
         return self._unary(LOG)
 
-    @_fast(TANH)
     def tanh(self) -> Self:
         """Hyperbolic tangent (op ``tanh``)."""
         return self._unary(TANH)
 
-    @_fast(SIGMOID)
     def sigmoid(self) -> Self:
         """Logistic sigmoid ``1 / (1 + exp(-self))`` (op ``sigmoid``)."""
         return self._unary(SIGMOID)
 
-    @_fast(RELU)
     def relu(self) -> Self:
         """``max(self, 0)`` (op ``relu``; its derivative at 0 is 0, as in PyTorch)."""
         return self._unary(RELU)
 
-    @_fast(ABS)
     def abs(self) -> Self:
         """``|self|`` (op ``abs``; its derivative at 0 is 0, as in PyTorch)."""
         return self._unary(ABS)
 
+
+_FAST_OPERATORS: Final[dict[str, OpSpec]] = {
+    "__add__": ADD,
+    "__sub__": SUB,
+    "__mul__": MUL,
+    "__truediv__": DIV,
+    "__neg__": NEG,
+    "__abs__": ABS,
+    "abs": ABS,
+    "exp": EXP,
+    "log": LOG,
+    "tanh": TANH,
+    "sigmoid": SIGMOID,
+    "relu": RELU,
+}
+"""The operators :func:`install` gives each kind a fast copy of, with the entry each applies.
+
+A fast copy takes two nodes of exactly its kind (one, for a one-operand op) in its
+own body and leaves everything else (numbers, other classes, the other surface,
+calls through ``super()``) to :class:`Node`'s method of the same name, which must
+apply the same entry (``tests/test_kernel.py`` checks that they build the same node)."""
 
 NodeT = TypeVar("NodeT", bound=Node)
 NodeT_co = TypeVar("NodeT_co", bound=Node, covariant=True)
@@ -421,18 +413,21 @@ def install(kind: type[NodeT], *, label: str | None, grad: bool = False, surface
         kind._surface = kind  # type: ignore[assignment]  # a class attribute its subclasses share
     for name, op in _FAST_OPERATORS.items():
         general = getattr(Node, name)
+        current = getattr(kind, name)
+        if current is not general and current not in _fast_copies:
+            continue  # the class, or a base class of the user's, defines this operator itself: it stays
         fast = _fast_binary if op.arity == 2 else _fast_unary
-        setattr(kind, name, _named_like(fast(kind, building, op, default_label, general, grad=grad), general))
+        copy: Callable[..., object] = fast(kind, building, op, default_label, general, grad=grad)
+        # help() and inspect.signature() show the general method's docstring and signature (__wrapped__).
+        functools.update_wrapper(copy, general)
+        copy.__qualname__ = f"{kind.__qualname__}.{name}"
+        _fast_copies.add(copy)
+        setattr(kind, name, copy)
     return leaf
 
 
-def _named_like(function: Callable[..., object], original: Callable[..., object]) -> Callable[..., object]:
-    """``function`` with ``original``'s name, qualified name, module and docstring (what help() shows)."""
-    function.__name__ = original.__name__
-    function.__qualname__ = original.__qualname__
-    function.__doc__ = original.__doc__
-    function.__module__ = original.__module__
-    return function
+_fast_copies: Final[weakref.WeakSet[Callable[..., object]]] = weakref.WeakSet()
+"""The operators install() made: a subclass gets its own in their place, but never in place of one of its own."""
 
 
 def _fast_binary(
@@ -452,9 +447,9 @@ def _fast_binary(
     forward, new, become, isfinite, position = op.forward, _new_node, _become, _isfinite, _next_position
 
     def operator(self: Node, other: object) -> object:
-        if type(other) is not kind:
-            return general(self, other)  # a number, another class or surface: the general method
-        assert isinstance(other, Node)  # for type checkers: type(other) is kind
+        if type(other) is not kind or type(self) is not kind:
+            # A number, another class or surface (or a call through super() from a subclass).
+            return general(self, other)
         x = self.data
         y = other.data
         try:
@@ -492,6 +487,8 @@ def _fast_unary(
     forward, new, become, isfinite, position = op.forward, _new_node, _become, _isfinite, _next_position
 
     def method(self: Node) -> object:
+        if type(self) is not kind:  # called through super() from a subclass, or unbound on another node
+            return general(self)
         x = self.data
         try:
             data = forward(x)

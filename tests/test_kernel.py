@@ -8,10 +8,11 @@ kernel's constructors make is checked on nodes built while a test runs.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import operator
 from collections.abc import Callable
-from typing import cast
+from typing import Self, cast
 
 import pytest
 
@@ -228,17 +229,28 @@ def test_gradients_is_what_backward_returns() -> None:
     assert dict(found.items()) == dict(out.backward().items())
 
 
+class _UserValue(Value):
+    __slots__ = ()
+
+
+class _UserMicrogradValue(MicrogradValue):
+    __slots__ = ()
+
+
 def test_every_fast_operator_matches_the_general_method_it_copies() -> None:
-    """Each kind's fast copy of an operator builds the node Node's general method builds: same entry, bits, operands."""
+    """Each kind's fast copy of an operator builds the node Node's general method builds: same entry, bits, slots."""
     from refgrad.kernel import _FAST_OPERATORS, Node  # pyright: ignore[reportPrivateUsage]
 
     assert set(_FAST_OPERATORS) >= {"__add__", "__sub__", "__mul__", "__truediv__", "relu", "exp", "__neg__"}
-    for kind in (Value, MicrogradValue):
+    kinds: tuple[type[Value] | type[MicrogradValue], ...] = (Value, MicrogradValue, _UserValue, _UserMicrogradValue)
+    for kind in kinds:
         x, y = kind(0.75), kind(-1.25)
         for name, op in _FAST_OPERATORS.items():
             fast = getattr(kind, name)
             general = getattr(Node, name)
-            assert fast is not general, f"{kind.__module__}.{name} has no fast copy"
+            assert fast is not general, f"{kind.__qualname__}.{name} has no fast copy"
+            assert fast.__doc__ == general.__doc__
+            assert inspect.signature(fast) == inspect.signature(general)
             operands = (x, y) if op.arity == 2 else (x,)
             built, expected = fast(*operands), general(*operands)
             assert type(built) is kind
@@ -246,7 +258,62 @@ def test_every_fast_operator_matches_the_general_method_it_copies() -> None:
             assert built.data.hex() == expected.data.hex()
             assert built.inputs == expected.inputs == operands
             assert (built.params, built.label) == (expected.params, expected.label)
+            if isinstance(built, MicrogradValue):
+                assert isinstance(expected, MicrogradValue)
+                assert built.grad == expected.grad == 0.0
             assert expected._position > built._position > y._position  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_fast_operator_fails_exactly_as_the_general_method() -> None:
+    """Outside the domain, a fast copy raises the general method's error, word for word."""
+    from refgrad.kernel import _FAST_OPERATORS, Node  # pyright: ignore[reportPrivateUsage]
+
+    for kind in (Value, MicrogradValue):
+        for x_data, y_data in ((1e308, 1e308), (1.0, 0.0), (-1.0, 0.0), (800.0, 2.0)):
+            x, y = kind(x_data), kind(y_data)
+            for name, op in _FAST_OPERATORS.items():
+                operands = (x, y) if op.arity == 2 else (x,)
+                outcomes: list[str] = []
+                for method in (getattr(kind, name), getattr(Node, name)):
+                    try:
+                        outcomes.append(f"ok {method(*operands).data!r}")
+                    except DomainError as error:
+                        outcomes.append(f"DomainError: {error}")
+                assert outcomes[0] == outcomes[1], f"{kind.__qualname__}.{name}{operands}"
+    with pytest.raises(DomainError, match=r"mul\(1e\+308, 1e\+308\) is not a finite real number"):
+        Value(1e308) * Value(1e308)  # pyright: ignore[reportUnusedExpression]
+
+
+def test_a_subclass_keeps_the_operators_it_defines_and_can_reach_refgrads_through_super() -> None:
+    """install() never replaces a user's own operator (nor one inherited from a user's base); super() still works."""
+
+    class Own(Value):
+        __slots__ = ()
+
+        # pyright reads the base's Self as Node here, so it calls the same signature incompatible.
+        def __mul__(self, other: Self | float) -> Self:  # pyright: ignore[reportIncompatibleMethodOverride]
+            return super().__mul__(other) + 1.0
+
+        def relu(self) -> Self:
+            return self
+
+    class Below(Own):
+        __slots__ = ()
+
+    for kind in (Own, Below):
+        x, y = kind(2.0), kind(3.0)
+        product = x * y
+        assert product.data == 7.0  # the user's rule: x * y + 1
+        assert product.op is registry["add"]
+        assert type(product.inputs[0]) is kind  # super().__mul__ built a node of the caller's class
+        assert x.relu() is x
+        assert (x + y).op is registry["add"]  # what the user did not define is refgrad's fast copy
+        assert type(x + y) is kind
+    mixed = Value.__mul__(Own(2.0), Value(3.0))
+    assert type(mixed) is Own  # called unbound on another class's node: the general method's answer
+    with pytest.raises(TypeError, match="two surfaces"):
+        Value.__mul__(MicrogradValue(2.0), Value(3.0))  # pyright: ignore[reportArgumentType]
+    assert type(Value.relu(Own(-1.0))) is Own
 
 
 def test_a_fast_operator_leaves_numbers_and_other_classes_to_the_general_method() -> None:
@@ -265,14 +332,3 @@ def test_a_fast_operator_leaves_numbers_and_other_classes_to_the_general_method(
     with pytest.raises(TypeError, match="two surfaces"):
         x * cast("float", MicrogradValue(1.0))  # pyright: ignore[reportUnusedExpression]
     assert x.__mul__(cast("float", "a")) is NotImplemented
-
-
-def test_a_fast_operator_outside_its_domain_raises_the_kernels_error() -> None:
-    """Overflow and domain errors from a fast copy name the op and its operands, as the general method's do."""
-    big = Value(1e308)
-    with pytest.raises(DomainError, match=r"mul\(1e\+308, 1e\+308\) is not a finite real number"):
-        big * big  # pyright: ignore[reportUnusedExpression]
-    with pytest.raises(DomainError, match=r"div\(1\.0, 0\.0\)"):
-        Value(1.0) / Value(0.0)  # pyright: ignore[reportUnusedExpression]
-    with pytest.raises(DomainError, match=r"log\(-1\.0\)"):
-        Value(-1.0).log()

@@ -391,8 +391,8 @@ def training_tables(
             "min-max of the per-round medians; gc = share of step time inside the garbage collector",
             "vs X = X's step time / this engine's step time (higher is faster)",
             "collector_paused(): the steps run inside `with refgrad.collector_paused():` (opt-in, docs/performance.md "
-            "'Large graphs and the collector'); refgrad's nodes never form cycles, so nothing is left for the "
-            "collector; micrograd's graphs are cyclic and would leak in such a block",
+            "'Large graphs and the collector'); refgrad makes no cycles, so nothing is left for the "
+            "collector; micrograd 0.1.0's graphs are cyclic and would pile up in such a block",
             agree,
         ],
     )
@@ -613,9 +613,15 @@ def summarize_scaling(results: Mapping[str, list[ScalingResult]]) -> ScalingSumm
 
 
 def flatness(cells: Mapping[int, ScalingCell], phase: str) -> float:
-    """Largest over smallest time per node across sizes (1.0 is perfectly linear)."""
+    """Largest over smallest time per node across sizes (1.0 is perfectly linear).
+
+    NaN if fewer than two sizes were measured, or if one measured no time at all: a tear-down is
+    the difference of two gc.collect() timings, which can come out at or below zero.
+    """
     values = [cell["micros"][phase] for cell in cells.values() if phase in cell["micros"]]
-    return max(values) / min(values) if len(values) >= 2 else math.nan
+    if len(values) < 2 or min(values) <= 0:
+        return math.nan
+    return max(values) / min(values)
 
 
 def fmt_micros(value: float) -> str:
@@ -886,10 +892,10 @@ def write_document(
     parts += [
         "## Large graphs and the collector",
         "",
-        "refgrad's nodes never form reference cycles (a node refers only to nodes made before it, its registry",
-        "entry, its parameters and its label), so reference counting frees each the moment it is unused and",
-        "CPython's cyclic collector never finds anything among them; but it still scans them, every 700 new",
-        "objects, which is the 'gc' column above. `refgrad.collector_paused()` is an opt-in context manager that",
+        "refgrad makes no reference cycles (a node refers only to nodes made before it, its registry entry,",
+        "its parameters and its label), so reference counting frees each node the moment it is unused and",
+        "CPython's cyclic collector finds nothing among them; but it still scans them, every 700 new objects,",
+        "which is the 'gc' column above. `refgrad.collector_paused()` is an opt-in context manager that",
         "turns the collector off for a block (`gc.disable()`) and restores its state after it, whatever the block",
         "raises:",
         "",
@@ -904,8 +910,10 @@ def write_document(
         "```",
         "",
         "It is opt-in because the collector is the process's: inside the block, cycles that other code makes wait",
-        "until the block ends. refgrad never turns it off by itself. micrograd cannot do the same: each of its",
-        "nodes' `_backward` closures refers to the node, so its graphs are cycles that only the collector frees.",
+        "until the block ends (cycles your own code makes through refgrad's objects too: a label that holds its",
+        "node, an op of your own whose forward keeps its nodes). refgrad never turns the collector off by",
+        "itself. micrograd 0.1.0 cannot do the same: each of its nodes' `_backward` closures refers to the",
+        "node, so its graphs are cycles that only the collector frees.",
         "",
         "## How it is measured",
         "",
