@@ -448,8 +448,9 @@ def _fast_binary(
 
     def operator(self: Node, other: object) -> object:
         if type(other) is not kind or type(self) is not kind:
-            # A number, another class or surface (or a call through super() from a subclass).
-            return general(self, other)
+            # A number, another class or surface (or a call through super() from a subclass): the
+            # general method's body, which takes any object (the method's own annotation does not).
+            return self._binary(op, other)
         x = self.data
         y = other.data
         try:
