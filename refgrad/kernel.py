@@ -147,7 +147,7 @@ class Node:
         @property
         def _surface(self) -> type[Node]: ...
         def _make(
-            self, data: float, op: OpSpec, first: Self, second: Self | None = None, params: Params = (), /
+            self, data: float, op: OpSpec, first: Node, second: Node | None = None, params: Params = (), /
         ) -> Self: ...
         def _constant(self, data: float, /) -> Self: ...
         @classmethod
@@ -171,8 +171,8 @@ class Node:
         second = self._second
         return (first,) if second is None else (first, second)
 
-    def _operand(self, x: object) -> Self | None:
-        """``x`` as a node of this kind: itself, or a constant leaf for a number; ``None`` if neither.
+    def _operand(self, x: object) -> Node | None:
+        """``x`` as an operand: a node of this surface as it is, a number as a constant leaf; ``None`` if neither.
 
         ``None`` makes an operator return ``NotImplemented``, leaving the other
         operand's reflected method its turn. A bool raises at once: nothing else
@@ -187,7 +187,7 @@ class Node:
         if isinstance(x, self._surface):
             # A node of the same surface but another class (a user's subclass, or its base): an
             # operand as it is; the result is of this node's class.
-            return cast("Self", x)
+            return x
         if isinstance(x, Node):
             # Returning NotImplemented would end in "unsupported operand type(s): 'Value' and 'Value'".
             raise TypeError(
