@@ -163,6 +163,34 @@ def _conflicting_verify_options(args: argparse.Namespace) -> str | None:
         return f"--program checks one file, no random graphs: drop {', '.join(random_run)}"
     if random_run and args.replay:
         return f"--replay checks the stored counterexamples, no random graphs: drop {', '.join(random_run)}"
+    return _engine_cmd_conflict(args, random_run)
+
+
+def _engine_cmd_conflict(args: argparse.Namespace, random_run: list[str]) -> str | None:
+    """Why ``--engine-cmd`` or ``--protocol-check`` cannot go with the other options given; or None."""
+    if args.engine_cmd is None:
+        return "--protocol-check checks an adapter: it needs --engine-cmd" if args.protocol_check else None
+    python_only = [
+        flag
+        for flag, given in (
+            ("--engine", args.engine is not None),
+            ("--ops-from", args.ops_from is not None),
+            ("--isolate/--no-isolate", args.isolate is not None),
+            ("--data", args.data != "data"),
+            ("--grad", args.grad != "grad"),
+            ("--backward", args.backward != "backward"),
+        )
+        if given
+    ]
+    if python_only:
+        return f"--engine-cmd runs an adapter, not a Python class: drop {', '.join(python_only)}"
+    if args.protocol_check:
+        extra = [
+            *random_run,
+            *(flag for flag, given in (("--program", args.program), ("--replay", args.replay)) if given),
+        ]
+        if extra:
+            return f"--protocol-check sends its own programs: drop {', '.join(extra)}"
     return None
 
 
@@ -187,6 +215,11 @@ def _verify(args: argparse.Namespace) -> int:
     if conflict is not None:
         print(f"refgrad: error: {conflict}", file=sys.stderr)
         return 2
+    if args.protocol_check:
+        from refgrad.oracle.protocol import protocol_check
+        from refgrad.oracle.worker import DEFAULT_TIMEOUT
+
+        return protocol_check(args.engine_cmd, sys.stdout, timeout=args.timeout or DEFAULT_TIMEOUT)
     # hypothesis keeps a cache (the literals it reads from the loaded modules) in .hypothesis/ under
     # the current directory: for a user checking an engine that is their folder, so the cache goes
     # to their cache directory instead, unless they chose a place for it.
@@ -216,7 +249,7 @@ def _verify(args: argparse.Namespace) -> int:
     from refgrad.oracle.database import DEFAULT_DATABASE
 
     return run_verify(
-        args.engine,
+        args.engine or "refgrad",
         examples=VERIFY_EXAMPLES if args.examples is None else args.examples,
         seed=0 if args.seed is None else args.seed,
         ops=args.ops,
@@ -236,6 +269,7 @@ def _verify(args: argparse.Namespace) -> int:
         html=args.html,
         jobs=args.jobs,
         shard=args.shard,
+        engine_cmd=args.engine_cmd,
     )
 
 
@@ -268,8 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check gradients on random graphs against torch and finite differences")
     verify.add_argument(
         "--engine",
-        default="refgrad",
         help="refgrad (default), micrograd-compat, or MODULE:CLASS (a micrograd-style class, or a function making one)",
+    )
+    verify.add_argument(
+        "--engine-cmd",
+        metavar="COMMAND",
+        help="an engine in any language: the adapter COMMAND starts speaks refgrad's JSON-lines protocol "
+        "(docs/protocol.md)",
+    )
+    verify.add_argument(
+        "--protocol-check",
+        action="store_true",
+        help="with --engine-cmd: check that the adapter follows the protocol (its answers' form, not its numbers)",
     )
     # No defaults here (they are filled in by _verify): an option given with --program or --replay is refused.
     verify.add_argument("--examples", type=int, help=f"graphs to check (default {VERIFY_EXAMPLES})")

@@ -41,10 +41,11 @@ from refgrad.oracle.merge import merge_reports, read_report
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import html_argument, write_html
 from refgrad.oracle.parallel import WorkerError, auto_jobs, jobs_argument
+from refgrad.oracle.protocol import AdapterError, CommandEngine
 from refgrad.oracle.references import default_references, reference_argument, using_references
 from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, VerificationReport, check_own_ops, verify
-from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, IsolatedEngine
+from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, ChildEngine, IsolatedEngine
 
 __all__ = ["parse_ops", "run_verify"]
 
@@ -98,8 +99,15 @@ def _timeout_argument(timeout: object) -> float | None:
     return float(timeout)
 
 
-def _open_engine(spec: str, *, isolate: bool | None, timeout: float | None, attributes: Attributes) -> Engine:
-    """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise."""
+def _open_engine(
+    spec: str, *, isolate: bool | None, timeout: float | None, attributes: Attributes, command: str | None = None
+) -> Engine:
+    """The engine for ``spec``: in a worker for ``MODULE:CLASS`` (or when asked), in this process otherwise.
+
+    ``command`` (``--engine-cmd``): the adapter it starts, instead of ``spec``.
+    """
+    if command is not None:
+        return CommandEngine(command, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     if isolate is False and timeout is not None:
         raise ValueError("--timeout needs the engine in a worker process; drop --no-isolate")
     # Only built-in engines are trusted to run in this process by default; asking for a time limit asks for a worker.
@@ -214,6 +222,7 @@ def run_verify(
     references: str | None = None,
     jobs: int | None = None,
     shard: str | None = None,
+    engine_cmd: str | None = None,
 ) -> int:
     """Run the oracle as the command line does; returns the exit status.
 
@@ -239,6 +248,8 @@ def run_verify(
     ``jobs`` worker processes check the random graphs (None: one per core, for a campaign of at
     least :data:`~refgrad.oracle.parallel.BLOCKS_PER_WORKER` blocks per core); ``shard`` (``"K/N"``)
     checks the K-th of N parts of the campaign (see :func:`~refgrad.oracle.runner.verify`).
+    ``engine_cmd`` checks the engine behind that adapter command instead of ``engine`` (docs/protocol.md);
+    an adapter that breaks the protocol ends the run with one line and exit status 2.
     """
     with contextlib.ExitStack() as scope:
         stdout: TextIO = sys.stdout if out is None else out
@@ -269,7 +280,9 @@ def run_verify(
                 check_own_ops(order)
             names = parse_ops(ops)
             attributes = Attributes(data, grad, backward)
-            chosen = _open_engine(engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes)
+            chosen = _open_engine(
+                engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes, command=engine_cmd
+            )
         except (TypeError, ValueError, EngineSpecError) as error:
             stderr.write(f"refgrad: error: {error}\n")
             return 2
@@ -278,10 +291,7 @@ def run_verify(
             return 130
         refusal = second_order_refusal(chosen) if order == 2 else None
         if refusal is not None:
-            if isinstance(chosen, IsolatedEngine):
-                chosen.close()
-            stderr.write(f"refgrad: error: --{refusal}\n")
-            return 2
+            return _refused(chosen, refusal, stderr)
         if isinstance(chosen, IsolatedEngine) and engine in ENGINE_NAMES:
             # The worker runs programs only: say what the in-process run would check besides.
             stderr.write(f"refgrad verify: {engine} runs in a worker process, where its forward mode is not checked\n")
@@ -306,9 +316,24 @@ def run_verify(
         except KeyboardInterrupt:
             stderr.write("\nrefgrad: interrupted\n")
             return 130  # the shell's convention for SIGINT
+        except AdapterError as error:  # the adapter's mistake, not a finding about the engine
+            return _adapter_error(error, stderr)
         finally:
-            if isinstance(chosen, IsolatedEngine):
+            if isinstance(chosen, ChildEngine):
                 chosen.close()
+
+
+def _refused(chosen: Engine, refusal: str, stderr: TextIO) -> int:
+    """``--order 2`` on an engine that cannot: the engine stopped, the usage error written."""
+    if isinstance(chosen, ChildEngine):
+        chosen.close()
+    stderr.write(f"refgrad: error: --{refusal}\n")
+    return 2
+
+
+def _adapter_error(error: AdapterError, stderr: TextIO) -> int:
+    stderr.write(f"refgrad: error: {error} (--protocol-check lists every such mistake)\n")
+    return 2
 
 
 def _scale_arguments(jobs: object, shard: object, examples: int) -> tuple[int, Shard | None]:

@@ -122,12 +122,15 @@ class EngineRun:
     """Every node's value and d output / d node, or the failure that stopped the run.
 
     After a failure, ``values`` holds the nodes computed before it and
-    ``gradients`` is empty.
+    ``gradients`` is empty. ``every_node=False``: the engine reported only the
+    output's value and the inputs' gradients (an adapter without ``"nodes"``, see
+    docs/protocol.md); the other entries are NaN placeholders, which the checks never read.
     """
 
     values: tuple[float, ...]
     gradients: tuple[float, ...]
     failure: EngineFailure | None
+    every_node: bool = True
 
 
 @runtime_checkable

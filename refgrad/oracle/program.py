@@ -377,6 +377,7 @@ class Program:
         backward: str = "backward",
         on_torch: bool = True,
         reference: Literal["torch", "mpmath"] = "torch",
+        engine_half: str | None = None,
     ) -> str:
         """A standalone Python script computing the program on an engine and on a reference.
 
@@ -388,6 +389,9 @@ class Program:
         calls them something else. The reference is torch (float64) or, with ``reference="mpmath"``,
         the exact reference (refgrad's mpmath evaluation, which needs no torch). ``on_torch=False``
         leaves torch's half out (a program using an op without a torch counterpart), saying so.
+        ``engine_half``, code printing the engine's line, runs instead of building the program on
+        ``Value`` (an engine outside Python, run through its adapter); ``engine_import`` then holds
+        what it imports.
         """
         if differentiate not in ("gradients", "backward"):
             raise ValueError(f"differentiate must be 'gradients' or 'backward', got {differentiate!r}")
@@ -423,6 +427,19 @@ class Program:
         else:
             header, imports = "PyTorch (float64)", ""
             reference_half = 'print("torch:  not run: an op of the program has no torch counterpart (torch=None)")\n'
+        engine_block = (
+            engine_half
+            if engine_half is not None
+            else (
+                "xs = [Value(v) for v in inputs]\n"
+                "try:\n"
+                "    out = f(*xs)\n"
+                f"    {backward}"
+                f'    print("engine:", out.{data}, {engine_grads})\n'
+                "except Exception as error:  # the engine's way of refusing\n"
+                '    print("engine:", type(error).__name__, error)\n\n'
+            )
+        )
         return (
             f'"""refgrad oracle: run this to compare the engine with {header} on one program."""\n\n'
             f"{imports}"
@@ -431,13 +448,7 @@ class Program:
             f"{body}\n"
             f"    return {_name(self.output, len(self.inputs))}\n\n\n"
             f"inputs = [{inputs}]\n\n"
-            "xs = [Value(v) for v in inputs]\n"
-            "try:\n"
-            "    out = f(*xs)\n"
-            f"    {backward}"
-            f'    print("engine:", out.{data}, {engine_grads})\n'
-            "except Exception as error:  # the engine's way of refusing\n"
-            '    print("engine:", type(error).__name__, error)\n\n'
+            f"{engine_block}"
             f"{reference_half}"
         )
 

@@ -43,10 +43,11 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final, Literal, cast, get_args
+from typing import IO, Final, Literal, Self, cast, get_args
 
 from refgrad.ops import registry
 from refgrad.oracle.engines import (
@@ -63,7 +64,7 @@ from refgrad.oracle.engines import (
 from refgrad.oracle.program import Program
 from refgrad.oracle.references import script_reference, using_references
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "STARTUP_TIMEOUT", "IsolatedEngine"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "STARTUP_TIMEOUT", "ChildEngine", "IsolatedEngine"]
 
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds the oracle waits for an isolated engine's answer on one program (``verify --timeout``)."""
@@ -96,6 +97,11 @@ _ORACLE_CODE: Final = str(Path(__file__).resolve().parent)
 _FRAME: Final = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<function>.*)$')
 
 
+def _keep_negative_zero(text: str) -> int | float:
+    """A JSON integer; ``-0`` as ``-0.0`` (an adapter's way of writing the sign of zero, docs/protocol.md)."""
+    return -0.0 if text == "-0" else int(text)
+
+
 def _read_lines(stream: IO[bytes], answers: queue.Queue[bytes | None]) -> None:
     """Move the worker's answers into a queue (so that waiting for one can time out); None at the end."""
     with contextlib.suppress(OSError, ValueError):  # the pipe closed under us: the worker is gone
@@ -118,22 +124,22 @@ def _stop(process: subprocess.Popen[bytes], log_path: str) -> None:
         os.unlink(log_path)
 
 
-class _Worker:
-    """One child process running the engine, its answer queue and its stderr log."""
+class ChildProcess:
+    """One child process (the engine's worker, or a user's adapter), its answer queue and its stderr log."""
 
-    def __init__(self, spec: str, watchdog: float, attributes: Attributes) -> None:
+    def __init__(self, argv: Sequence[str], environment: Mapping[str, str]) -> None:
+        """Start ``argv``; ``OSError`` (the log file removed again) if it cannot be started."""
         handle, self.log_path = tempfile.mkstemp(prefix="refgrad-worker-", suffix=".log")
         os.close(handle)
-        # The child imports what this process would: the same refgrad, the engine's module from the same path.
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
-        with open(self.log_path, "ab") as log:  # append mode: the child's writes never clobber each other
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, spec, repr(watchdog), _attributes_argument(attributes)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=environment,
-            )
+        try:
+            with open(self.log_path, "ab") as log:  # append mode: the child's writes never clobber each other
+                self.process = subprocess.Popen(
+                    list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=dict(environment)
+                )
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
+            raise
         stdout = self.process.stdout
         assert stdout is not None  # stdout=PIPE
         # Where select() works on pipes (POSIX), answers are read here, with select's timeout: on a
@@ -141,6 +147,8 @@ class _Worker:
         self._pipe: int | None = stdout.fileno() if os.name == "posix" else None
         self._pending = b""
         self.answers: queue.Queue[bytes | None] = queue.Queue()
+        self.last_line = b""  # the last line received (what a garbled answer said)
+        self.lines_received = 0
         if os.name != "posix":
             threading.Thread(target=_read_lines, args=(stdout, self.answers), daemon=True).start()
         self._finalizer = weakref.finalize(self, _stop, self.process, self.log_path)
@@ -181,11 +189,13 @@ class _Worker:
     def receive(self, timeout: float) -> dict[str, object] | Literal["timeout", "exited", "garbled"]:
         """The next answer, or what happened instead."""
         line = self._next_line(timeout)
-        if line in ("timeout", "exited"):
+        if isinstance(line, str):  # "timeout" or "exited"
             return line
+        self.last_line = line
+        self.lines_received += 1
         try:
-            answer: object = json.loads(line)
-        except ValueError:
+            answer: object = json.loads(line, parse_int=_keep_negative_zero)
+        except ValueError:  # not JSON, or not UTF-8
             return "garbled"
         if not isinstance(answer, dict):
             return "garbled"
@@ -212,6 +222,23 @@ class _Worker:
         """Kill the worker; its exit status (None if it would not die)."""
         self._finalizer()
         return self.process.poll()
+
+    def shut_down(self, message: Mapping[str, object], wait: float) -> int | None:
+        """Send ``message``, close the child's input and give it ``wait`` seconds to exit before it is killed.
+
+        Its exit status if it exited by itself; None if it had to be killed.
+        """
+        self.send(message)
+        stdin = self.process.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+        try:
+            status: int | None = self.process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            status = None
+        self.stop()
+        return status
 
 
 def _stuck_at(log: str) -> str:
@@ -266,6 +293,194 @@ def _run_from_answer(answer: object) -> EngineRun:
     return EngineRun(tuple(cast("list[float]", values)), tuple(cast("list[float]", gradients)), engine_failure)
 
 
+class ChildEngine(RunStarter):
+    """An engine in a child process, one JSON line per message, with a time limit per program.
+
+    What :class:`IsolatedEngine` (a Python engine in refgrad's worker) and
+    :class:`~refgrad.oracle.protocol.CommandEngine` (a user's adapter, any
+    language) share: each :meth:`run` has ``timeout`` seconds; a timeout or a
+    dead process is reported as an :class:`EngineFailure` with stage
+    ``"process"``, and the next run gets a fresh process. :meth:`close` (or
+    leaving a ``with`` block) stops it. A subclass says how to start the process,
+    read its first message, ask for a run and read the answer.
+    """
+
+    _who = "the engine's process"
+    """How failures name the child process."""
+
+    def __init__(self, *, timeout: float, startup_timeout: float) -> None:
+        """Check the limits (seconds); the subclass then calls :meth:`_start_first`."""
+        if not (0 < timeout <= MAX_TIMEOUT and 0 < startup_timeout <= MAX_TIMEOUT):  # also refuses NaN
+            raise ValueError(
+                f"timeouts must be positive numbers of seconds, at most {MAX_TIMEOUT:g}; "
+                f"got {timeout!r} and {startup_timeout!r}"
+            )
+        self._timeout = float(timeout)
+        self._startup_timeout = float(startup_timeout)
+        self._restarts = 0
+        self._broken: str | None = None  # why the process cannot be restarted, once that happened
+        self._uncollected = False  # a program was sent and its answer not read yet
+        self._worker: ChildProcess | None = None
+
+    # What a subclass provides ----------------------------------------------------------------
+
+    @abstractmethod
+    def _spawn(self) -> ChildProcess:
+        """Start the child process; ``EngineSpecError`` (one line) if it cannot be started."""
+
+    @abstractmethod
+    def _handshake(self, worker: ChildProcess) -> str | None:
+        """Read the child's first message and keep what it says; why it is unusable, or None."""
+
+    @abstractmethod
+    def _answer(self, answer: dict[str, object]) -> EngineRun:
+        """The run in the child's answer to the request sent last; ``ValueError`` if it is malformed."""
+
+    @abstractmethod
+    def _broke_protocol(self, worker: ChildProcess, why: str) -> EngineRun:
+        """What a malformed answer (``why``) becomes: a run recording it, or an exception ending the check."""
+
+    # The shared machinery --------------------------------------------------------------------
+
+    def _start_first(self) -> None:
+        """Start the first process and read its first message; ``EngineSpecError`` (one line) if that fails."""
+        worker = self._spawn()
+        problem = self._handshake(worker)
+        if problem is not None:
+            worker.stop()
+            raise EngineSpecError(problem)
+        self._worker = worker
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed per program."""
+        return self._timeout
+
+    @property
+    def restarts(self) -> int:
+        """Processes started after the first one (one per timeout or death)."""
+        return self._restarts
+
+    def _live_worker(self) -> ChildProcess | str:
+        """The process, started afresh (and its first message read) if the last one was stopped; or why that failed."""
+        if self._broken is not None:
+            return self._broken
+        worker = self._worker
+        if worker is None:
+            try:
+                worker = self._spawn()
+            except EngineSpecError as error:
+                self._broken = str(error)
+                return self._broken
+            self._restarts += 1
+            problem = self._handshake(worker)
+            if problem is not None:
+                worker.stop()
+                self._broken = problem
+                return problem
+            self._worker = worker
+        return worker
+
+    def _discard(self, worker: ChildProcess) -> int | None:
+        status = worker.stop()
+        self._worker = None
+        return status
+
+    def start(self, program: Program) -> Callable[[], EngineRun]:
+        """Send ``program`` to the process now; the function returned waits for its run (once).
+
+        The oracle computes torch's reference meanwhile, so the round trip
+        between the processes costs no time. The time limit counts from now.
+        Starting another program before collecting this one restarts the
+        process (its answer would come out of turn).
+        """
+        return self._request(self._request_for(program))
+
+    @abstractmethod
+    def _request_for(self, program: Program) -> Mapping[str, object]:
+        """The message asking the child to run ``program``."""
+
+    def _request(self, message: Mapping[str, object]) -> Callable[[], EngineRun]:
+        """Send a request answered by a run; the function returned waits for it (once)."""
+        self._drop_uncollected()
+        worker = self._live_worker()
+        if isinstance(worker, str):
+            failed = _process_failure("worker failed", f"{self._who} could not be restarted: {worker}")
+            return lambda: failed
+        offset = worker.log_size()
+        if not worker.send(message):
+            died = self._died(worker, offset)
+            return lambda: died
+        self._uncollected = True
+        deadline = time.monotonic() + self._timeout
+        collected = False
+
+        def finish() -> EngineRun:
+            nonlocal collected
+            if collected or worker is not self._worker:
+                raise RuntimeError("a started run is collected once, before the next one starts")
+            collected = True
+            self._uncollected = False
+            return self._collect(worker, offset, deadline)
+
+        return finish
+
+    def run(self, program: Program) -> EngineRun:
+        """Run ``program`` in the process; a timeout or a dead process is a ``"process"`` failure."""
+        return self.start(program)()
+
+    def _drop_uncollected(self) -> None:
+        if self._uncollected and self._worker is not None:
+            self._discard(self._worker)
+        self._uncollected = False
+
+    def _collect(self, worker: ChildProcess, offset: int, deadline: float) -> EngineRun:
+        answer = worker.receive(max(0.0, deadline - time.monotonic()))
+        if answer == "timeout":
+            where = _stuck_at(worker.log_since(offset))  # before the log goes with the worker
+            self._discard(worker)
+            stuck = f" (stuck at {where})" if where else ""
+            return _process_failure(
+                "timeout", f"no answer within {self._timeout:g} s{stuck}; {self._who} was killed and restarted"
+            )
+        if answer == "exited":
+            return self._died(worker, offset)
+        if answer == "garbled":
+            return self._broke_protocol(worker, f"a line that is not a JSON object: {_shown(worker.last_line)}")
+        try:
+            return self._answer(answer)
+        except ValueError as error:
+            return self._broke_protocol(worker, str(error))
+
+    def _died(self, worker: ChildProcess, offset: int) -> EngineRun:
+        said = _last_line(worker.log_since(offset))  # before the log goes with the worker
+        status = self._discard(worker)
+        how = f"was killed by signal {-status}" if status is not None and status < 0 else f"exited with status {status}"
+        last = f"; its last words: {said}" if said else ""
+        return _process_failure("process exit", f"{self._who} {how}{self._crash_hint}{last}; restarted")
+
+    _crash_hint = " (os._exit in the engine, or a crash)"
+
+    def close(self) -> None:
+        """Stop the process (idempotent)."""
+        if self._worker is not None:
+            self._discard(self._worker)
+
+    def __enter__(self) -> Self:
+        """The engine itself; the process stops when the block ends."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop the process."""
+        self.close()
+
+
+def _shown(line: bytes) -> str:
+    """A line the child wrote, for a message: decoded, and cut at 120 characters."""
+    text = line.decode("utf-8", errors="replace").rstrip("\r")
+    return repr(text[:120] + ("..." if len(text) > 120 else ""))
+
+
 @dataclass(frozen=True, slots=True)
 class _Ready:
     """What the worker says once the engine is loaded."""
@@ -277,11 +492,7 @@ class _Ready:
     zero_grad: bool
 
 
-_Reopen = Callable[[str, float, float, Attributes], "IsolatedEngine"]
-"""How an :class:`IsolatedEngine` is unpickled: from its spec, time limits and attribute names."""
-
-
-class IsolatedEngine(RunStarter):
+class IsolatedEngine(ChildEngine):
     """An engine (``refgrad``, ``micrograd-compat`` or ``MODULE:CLASS``) run in a worker process, with a time limit.
 
     Construction starts the worker and raises :class:`EngineSpecError` (one
@@ -306,34 +517,35 @@ class IsolatedEngine(RunStarter):
         """
         if not isinstance(attributes, Attributes):
             raise TypeError(f"attributes must be an Attributes, got {type(attributes).__name__}")
+        super().__init__(timeout=timeout, startup_timeout=startup_timeout)
         self._attributes = attributes
-        if not (0 < timeout <= MAX_TIMEOUT and 0 < startup_timeout <= MAX_TIMEOUT):  # also refuses NaN
-            raise ValueError(
-                f"timeouts must be positive numbers of seconds, at most {MAX_TIMEOUT:g}; "
-                f"got {timeout!r} and {startup_timeout!r}"
-            )
         self._spec = spec
         self.in_process_second_order = spec == "refgrad"  # refgrad's own Value differentiates its gradients
-        self._timeout = float(timeout)
-        self._startup_timeout = float(startup_timeout)
         # The worker dumps its stack a little before the oracle gives up, to say where the engine is stuck.
         self._watchdog = 0.8 * self._timeout
-        self._restarts = 0
-        self._broken: str | None = None  # why the worker cannot be restarted, once that happened
-        self._uncollected = False  # a program was sent and its answer not read yet
-        self._worker: _Worker | None = _Worker(spec, self._watchdog, attributes)
-        ready = self._handshake(self._worker)
-        if isinstance(ready, str):
-            self.close()
-            raise EngineSpecError(ready)
-        self._name, self._strict, self._missing = ready.name, ready.strict, ready.missing
-        self._keeps_gradients, self._has_zero_grad = ready.keeps_gradients, ready.zero_grad
+        self._ready = _Ready(spec, strict=False, missing={}, keeps_gradients=False, zero_grad=False)
+        self._start_first()
 
-    def _handshake(self, worker: _Worker) -> _Ready | str:
-        """The engine's name, strictness, missing ops and gradient keeping, or why the worker could not load it."""
+    def _spawn(self) -> ChildProcess:
+        # The child imports what this process would: the same refgrad, the engine's module from the same path.
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
+        argv = [
+            sys.executable,
+            "-c",
+            _BOOTSTRAP,
+            self._spec,
+            repr(self._watchdog),
+            _attributes_argument(self._attributes),
+        ]
+        try:
+            return ChildProcess(argv, environment)
+        except OSError as error:
+            raise EngineSpecError(f"--engine {self._spec}: cannot start a worker process: {error}") from None
+
+    def _handshake(self, worker: ChildProcess) -> str | None:
+        """Keep the engine's name, strictness, missing ops and gradient keeping; or why the worker could not load it."""
         answer = worker.receive(self._startup_timeout)
         if answer == "timeout":
-            worker.stop()
             limit = f"{self._startup_timeout:g} s"
             return f"--engine {self._spec}: loading it took longer than {limit} (does importing it hang?)"
         if not isinstance(answer, dict):
@@ -343,12 +555,10 @@ class IsolatedEngine(RunStarter):
                 f" ({said})" if said else ""
             )
         if "error" in answer:
-            worker.stop()
             lines = str(answer["error"]).splitlines()  # a usage error is one line, whatever the module raised
             return lines[0] if lines else f"--engine {self._spec}: the worker could not load it"
         ready = answer.get("ready")
         if not isinstance(ready, dict):
-            worker.stop()
             return f"--engine {self._spec}: the worker's first message was not 'ready'"
         fields = cast("dict[str, object]", ready)
         name, strict, missing = fields.get("name"), fields.get("strict"), fields.get("missing")
@@ -360,147 +570,56 @@ class IsolatedEngine(RunStarter):
             or not isinstance(keeps, bool)
             or not isinstance(zero_grad, bool)
         ):
-            worker.stop()
             return f"--engine {self._spec}: the worker's 'ready' message is malformed"
         given = cast("dict[object, object]", missing)
         reasons = {str(op): reason if isinstance(reason, str) else None for op, reason in given.items()}
-        return _Ready(name, strict, reasons, keeps, zero_grad)
+        self._ready = _Ready(name, strict, reasons, keeps, zero_grad)
+        return None
+
+    def _request_for(self, program: Program) -> Mapping[str, object]:
+        return {"program": program.to_dict()}
+
+    def _answer(self, answer: dict[str, object]) -> EngineRun:
+        if "run" not in answer:
+            raise ValueError("the worker's answer was not a run")
+        return _run_from_answer(answer["run"])
+
+    def _broke_protocol(self, worker: ChildProcess, why: str) -> EngineRun:
+        self._discard(worker)
+        return _process_failure("worker failed", f"the worker's answer was malformed ({why}); it was restarted")
 
     @property
     def name(self) -> str:
         """The engine's own name (``module:Class`` for a class)."""
-        return self._name
+        return self._ready.name
 
     @property
     def strict(self) -> bool:
         """Whether the engine inside promises refgrad's ``DomainError`` contract."""
-        return self._strict
-
-    @property
-    def timeout(self) -> float:
-        """Seconds allowed per program."""
-        return self._timeout
-
-    @property
-    def restarts(self) -> int:
-        """Workers started after the first one (one per timeout or death)."""
-        return self._restarts
+        return self._ready.strict
 
     @property
     def keeps_gradients(self) -> bool:
         """Whether the engine inside keeps its gradients on its nodes (a micrograd-style class)."""
-        return self._keeps_gradients
+        return self._ready.keeps_gradients
 
     @property
     def has_zero_grad(self) -> bool:
         """Whether the engine inside has a ``zero_grad()`` on its nodes."""
-        return self._has_zero_grad
+        return self._ready.zero_grad
 
     def missing(self, op: str) -> str | None:
         """Why the engine cannot express ``op`` at all (a missing method), as the worker found; or None."""
-        if op not in self._missing:
+        if op not in self._ready.missing:
             return f"no micrograd-style spelling for op {op!r}"
-        return self._missing[op]
-
-    def _live_worker(self) -> _Worker | str:
-        """The worker, started afresh (and loaded) if the last one was stopped; or why that failed."""
-        if self._broken is not None:
-            return self._broken
-        worker = self._worker
-        if worker is None:
-            worker = _Worker(self._spec, self._watchdog, self._attributes)
-            self._restarts += 1
-            ready = self._handshake(worker)
-            if isinstance(ready, str):
-                self._broken = ready
-                return ready
-            self._worker = worker
-        return worker
-
-    def _discard(self, worker: _Worker) -> int | None:
-        status = worker.stop()
-        self._worker = None
-        return status
-
-    def start(self, program: Program) -> Callable[[], EngineRun]:
-        """Send ``program`` to the worker now; the function returned waits for its run (once).
-
-        The oracle computes torch's reference meanwhile, so the round trip
-        between the processes costs no time. The time limit counts from now.
-        Starting another program before collecting this one restarts the
-        worker (its answer would come out of turn).
-        """
-        return self._request({"program": program.to_dict()})
+        return self._ready.missing[op]
 
     def accumulate(self, first: Program, then: Program, *, zero_grad: bool) -> EngineRun:
         """:meth:`~refgrad.oracle.engines.AccumulatingEngine.accumulate` in the worker, with the time limit of a run."""
-        if not self._keeps_gradients:
-            raise ValueError(f"{self._name} returns its gradients: it keeps none on its nodes to accumulate")
+        if not self._ready.keeps_gradients:
+            raise ValueError(f"{self.name} returns its gradients: it keeps none on its nodes to accumulate")
         request = {"first": first.to_dict(), "then": then.to_dict(), "zero_grad": zero_grad}
         return self._request({"accumulate": request})()
-
-    def _request(self, message: Mapping[str, object]) -> Callable[[], EngineRun]:
-        """Send a request answered by a run; the function returned waits for it (once)."""
-        self._drop_uncollected()
-        worker = self._live_worker()
-        if isinstance(worker, str):
-            failed = _process_failure("worker failed", f"the engine's worker could not be restarted: {worker}")
-            return lambda: failed
-        offset = worker.log_size()
-        if not worker.send(message):
-            died = self._died(worker, offset)
-            return lambda: died
-        self._uncollected = True
-        deadline = time.monotonic() + self._timeout
-        collected = False
-
-        def finish() -> EngineRun:
-            nonlocal collected
-            if collected or worker is not self._worker:
-                raise RuntimeError("a started run is collected once, before the next one starts")
-            collected = True
-            self._uncollected = False
-            return self._collect(worker, offset, deadline)
-
-        return finish
-
-    def run(self, program: Program) -> EngineRun:
-        """Run ``program`` in the worker; a timeout, a dead worker or a garbled answer is a ``"process"`` failure."""
-        return self.start(program)()
-
-    def _drop_uncollected(self) -> None:
-        if self._uncollected and self._worker is not None:
-            self._discard(self._worker)
-        self._uncollected = False
-
-    def _collect(self, worker: _Worker, offset: int, deadline: float) -> EngineRun:
-        answer = worker.receive(max(0.0, deadline - time.monotonic()))
-        if answer == "timeout":
-            where = _stuck_at(worker.log_since(offset))  # before the log goes with the worker
-            self._discard(worker)
-            stuck = f" (stuck at {where})" if where else ""
-            return _process_failure(
-                "timeout", f"no answer within {self._timeout:g} s{stuck}; the worker was killed and restarted"
-            )
-        if answer == "exited":
-            return self._died(worker, offset)
-        if answer == "garbled" or "run" not in answer:
-            self._discard(worker)
-            return _process_failure("worker failed", "the worker's answer was not a run; it was restarted")
-        try:
-            return _run_from_answer(answer["run"])
-        except ValueError as error:
-            self._discard(worker)
-            return _process_failure("worker failed", f"the worker's answer was malformed ({error}); it was restarted")
-
-    def _died(self, worker: _Worker, offset: int) -> EngineRun:
-        said = _last_line(worker.log_since(offset))  # before the log goes with the worker
-        status = self._discard(worker)
-        how = f"was killed by signal {-status}" if status is not None and status < 0 else f"exited with status {status}"
-        last = f"; its last words: {said}" if said else ""
-        return _process_failure(
-            "process exit", f"the engine's process {how} (os._exit in the engine, or a crash){last}; restarted"
-        )
 
     def script(self, program: Program) -> str:
         """The engine's repro script for ``program``, as the worker writes it (a generic one if it cannot)."""
@@ -523,24 +642,11 @@ class IsolatedEngine(RunStarter):
             reference=reference,
         )
 
-    def close(self) -> None:
-        """Stop the worker (idempotent)."""
-        if self._worker is not None:
-            self._discard(self._worker)
-
     def __reduce__(
         self,
     ) -> tuple[Callable[[str, float, float, Attributes], IsolatedEngine], tuple[str, float, float, Attributes]]:
         """Pickled as its recipe: unpickled (in a ``verify -j`` worker), it starts a worker of its own."""
         return (_reopen, (self._spec, self._timeout, self._startup_timeout, self._attributes))
-
-    def __enter__(self) -> IsolatedEngine:
-        """The engine itself; the worker stops when the block ends."""
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop the worker."""
-        self.close()
 
 
 # The worker's side ------------------------------------------------------------------------
