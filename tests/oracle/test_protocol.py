@@ -1,6 +1,6 @@
 """verify --engine-cmd: engines in any language through the JSON-lines protocol (docs/protocol.md).
 
-The examples (Rust, Python) are built and run as their READMEs say; a copy with one
+The examples (Rust, JavaScript, Python) are built and run as their READMEs say; a copy with one
 planted wrong rule is caught and the op named. Adapters that break the protocol are reported as
 the adapter's mistakes, one line each, never as engine defects; hangs and crashes as for a
 Python engine.
@@ -86,6 +86,15 @@ def test_the_rust_example_passes_and_its_planted_wrong_rule_is_caught_and_named(
     rule = "                    adjoint[y.0] += g * v(x);"  # d(x * y)/dy = x
     planted = _planted(EXAMPLES / "rust", tmp_path / "planted", "src/engine.rs", rule, rule.replace("v(x)", "v(y)"))
     _check_example(build(EXAMPLES / "rust"), build(planted), "mul")
+
+
+@pytest.mark.slow
+def test_the_javascript_example_passes_and_its_planted_wrong_rule_is_caught_and_named(tmp_path: Path) -> None:
+    rule = "      y.grad += x.data * out.grad;"  # d(x * y)/dy = x
+    planted = _planted(
+        EXAMPLES / "javascript", tmp_path / "planted", "engine.js", rule, rule.replace("x.data", "y.data")
+    )
+    _check_example(f"node {EXAMPLES / 'javascript' / 'adapter.js'}", f"node {planted / 'adapter.js'}", "mul")
 
 
 def _card(text: str) -> dict[str, object]:
