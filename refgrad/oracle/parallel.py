@@ -5,7 +5,9 @@ or that drives an engine in a worker of its own, is not safe). Each gets the eng
 engine in a worker process of its own, :class:`~refgrad.oracle.worker.IsolatedEngine`, pickles as
 its recipe, so each worker starts its own), the run's references and ops of the caller's own, and
 imports the same local modules as the caller: hypothesis draws with numbers from the loaded local
-modules' source, and the same modules make the same programs. Blocks go to whichever worker is
+modules' source, and the same modules make the same programs. A module the caller loaded from a
+place a worker cannot import it from (a folder put on the path at run time) is not run there: its
+file is registered under a private name, for hypothesis to read the same numbers from. Blocks go to whichever worker is
 free; their results are put back in block order, so the report does not depend on who checked what.
 """
 
@@ -19,6 +21,7 @@ import os
 import pickle
 import signal
 import sys
+import types
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -78,21 +81,24 @@ def jobs_argument(jobs: object, name: str = "jobs") -> int:
     return jobs
 
 
-def local_modules() -> tuple[str, ...]:
-    """The loaded modules whose constants hypothesis draws with (local files, not tests), ``__main__`` aside."""
+def local_modules() -> tuple[tuple[str, str], ...]:
+    """The loaded modules whose constants hypothesis draws with (local files, not tests), ``__main__`` aside.
+
+    Each as its name and its file.
+    """
     try:
         from hypothesis.internal.constants_ast import is_local_module_file  # the same rule hypothesis applies
     except ImportError:  # a hypothesis that draws no constants from local modules: nothing to match
         return ()
 
-    names: list[str] = []
+    found: list[tuple[str, str]] = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if name in ("__main__", "__mp_main__") or not isinstance(path, str):
             continue
         if is_local_module_file(path):
-            names.append(name)
-    return tuple(sorted(names))
+            found.append((name, path))
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class _Setup:
     references: ReferenceChoice
     extra: bytes | None
     origin: str | None
-    modules: tuple[str, ...]
+    modules: tuple[tuple[str, str], ...]
 
 
 _HERE: dict[str, Engine] = {}
@@ -144,14 +150,25 @@ def _ready() -> None:
     """A task that only makes the pool start its workers."""
 
 
-def _import(modules: Sequence[str]) -> None:
-    for name in modules:
-        if name not in sys.modules:
-            with contextlib.suppress(Exception):  # what the caller could import and this process cannot draws the same
-                importlib.import_module(name)
+_CONSTANTS_OF: Final = "_refgrad_constants_of."
+"""The prefix of the names under which a worker registers modules it could not import, for their numbers."""
 
 
-def _check(drawing: Drawing, block: Block, modules: tuple[str, ...]) -> BlockResult:
+def _import(modules: Sequence[tuple[str, str]]) -> None:
+    for name, path in modules:
+        if name in sys.modules or _CONSTANTS_OF + name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:  # whatever the module raises here, its numbers are still read
+            # hypothesis reads a module's numbers from its source file: an empty module naming the
+            # caller's file gives the same ones without running it here.
+            stand_in = types.ModuleType(_CONSTANTS_OF + name)
+            stand_in.__file__ = path
+            sys.modules[stand_in.__name__] = stand_in
+
+
+def _check(drawing: Drawing, block: Block, modules: tuple[tuple[str, str], ...]) -> BlockResult:
     _import(modules)
     return check_block(_HERE["engine"], drawing, block)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -213,3 +214,26 @@ def test_a_shard_counts_the_structured_programs_only_once(tmp_path: Path) -> Non
     assert first["structured"] == whole.structured > 0
     assert second["structured"] == 0
     assert first["graphs"] + second["graphs"] == whole.graphs == 20
+
+
+def test_workers_draw_with_the_numbers_of_a_module_they_cannot_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module loaded from a folder only the caller had on its path: the workers draw as the caller does."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    numbers = ", ".join(repr(1.0 + k / 7919.0) for k in range(1, 60))
+    (folder / "numbers_of_mine.py").write_text(f"NUMBERS = ({numbers})\n")
+    spec = importlib.util.spec_from_file_location("numbers_of_mine", folder / "numbers_of_mine.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "numbers_of_mine", module)  # loaded, but from no folder on the path
+    engine = MicrogradStyleEngine(ToyValue)
+    one = verify(engine, examples=BLOCK_SIZE + 50, seed_value=2, ops=["add", "mul", "tanh"], jobs=1).to_dict()
+    two = verify(engine, examples=BLOCK_SIZE + 50, seed_value=2, ops=["add", "mul", "tanh"], jobs=2).to_dict()
+    for card in (one, two):
+        for key in _VOLATILE:
+            card.pop(key)
+    assert two == one
