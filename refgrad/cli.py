@@ -219,7 +219,12 @@ def _verify(args: argparse.Namespace) -> int:
         from refgrad.oracle.protocol import protocol_check
         from refgrad.oracle.worker import DEFAULT_TIMEOUT
 
-        return protocol_check(args.engine_cmd, sys.stdout, timeout=args.timeout or DEFAULT_TIMEOUT)
+        try:
+            timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+            return protocol_check(args.engine_cmd, sys.stdout, timeout=timeout)
+        except ValueError as error:  # a --timeout that is no time limit
+            print(f"refgrad: error: {error}", file=sys.stderr)
+            return 2
     # hypothesis keeps a cache (the literals it reads from the loaded modules) in .hypothesis/ under
     # the current directory: for a user checking an engine that is their folder, so the cache goes
     # to their cache directory instead, unless they chose a place for it.

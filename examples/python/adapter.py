@@ -3,8 +3,10 @@
     python -m refgrad verify --engine-cmd "python examples/python/adapter.py MODULE:CLASS"
 
 gives the same report card as ``--engine MODULE:CLASS``, through the protocol any language can
-speak. ``--ends-only`` after MODULE:CLASS answers with the output's value and the inputs'
-gradients alone, as an engine that cannot list its nodes would. It needs nothing of refgrad:
+speak. After MODULE:CLASS, ``--ends-only`` answers with the output's value and the inputs'
+gradients alone, as an engine that cannot list its nodes would; ``--strict`` turns every
+non-finite value or gradient into an error answer with ``"domain": true`` (and says ``"strict":
+true``), as an engine that never returns a non-finite number would. It needs nothing of refgrad:
 only the standard library and the class, imported with the current directory on the path.
 """
 
@@ -25,6 +27,10 @@ def number(x):
     return "NaN" if math.isnan(x) else NON_FINITE.get(x, x)
 
 
+class NotFiniteError(ArithmeticError):
+    """A strict adapter's refusal of a non-finite value or gradient."""
+
+
 def apply(op, args, params):
     if op in BINARY:
         return BINARY[op](*args)
@@ -35,7 +41,7 @@ def apply(op, args, params):
     return getattr(args[0], op)()
 
 
-def main(spec, ends_only=False):
+def main(spec, ends_only=False, strict=False):
     module, _, name = spec.partition(":")
     sys.path.insert(0, "")
     Value = getattr(  # noqa: N806  # the class, named as micrograd names it
@@ -44,7 +50,8 @@ def main(spec, ends_only=False):
     probe = Value(0.5)
     ops = [*BINARY, "neg", "pow", *(op for op in METHODS if callable(getattr(probe, op, None)))]
     out = sys.stdout
-    out.write(json.dumps({"protocol": 1, "engine": f"{spec} (adapter)", "ops": ops, "nodes": not ends_only}) + "\n")
+    handshake = {"protocol": 1, "engine": f"{spec} (adapter)", "ops": ops, "nodes": not ends_only, "strict": strict}
+    out.write(json.dumps(handshake) + "\n")
     out.flush()
     for line in sys.stdin:
         request = json.loads(line)
@@ -57,6 +64,9 @@ def main(spec, ends_only=False):
                 args = [nodes[o["node"]] if "node" in o else o["const"] for o in step["operands"]]
                 nodes.append(apply(step["op"], args, step["params"]))
                 if not math.isfinite(nodes[-1].data):
+                    if strict:
+                        refused = nodes.pop()  # the error names the node being built
+                        raise NotFiniteError(f"the value would be {refused.data}")
                     break  # the engine's way of saying "not a finite real": nothing after it is built
             count, inputs = len(program["inputs"]) + len(program["steps"]), len(program["inputs"])
             values = [number(n.data) for n in nodes] + ["NaN"] * (count - len(nodes))
@@ -66,6 +76,8 @@ def main(spec, ends_only=False):
                 stage = "backward"
                 nodes[-1].backward()
                 grads = [number(n.grad) for n in nodes]
+                if strict and not all(math.isfinite(n.grad) for n in nodes):
+                    raise NotFiniteError("a gradient would not be finite")
             answer = {"value": values[-1], "gradients": grads[:inputs]}
             if not ends_only:
                 answer["nodes"] = {"values": values, "gradients": grads}
@@ -86,4 +98,4 @@ def main(spec, ends_only=False):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], ends_only="--ends-only" in sys.argv[2:])
+    main(sys.argv[1], ends_only="--ends-only" in sys.argv[2:], strict="--strict" in sys.argv[2:])

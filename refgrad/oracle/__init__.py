@@ -64,6 +64,7 @@ from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifference
 from refgrad.oracle.optable import op_table, using_ops
 from refgrad.oracle.page import format_html, write_html
 from refgrad.oracle.program import Const, Form, Program, Ref, Step, forms_of
+from refgrad.oracle.protocol import PROTOCOL_VERSION, AdapterError, CommandEngine, protocol_check
 from refgrad.oracle.references import torch_installed, using_references
 from refgrad.oracle.report import check_engine, format_junit, format_report
 from refgrad.oracle.runner import OpStats, VerificationReport, verify
@@ -94,8 +95,11 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "KINDS",
+    "PROTOCOL_VERSION",
     "TORCH_REFERENCES",
+    "AdapterError",
     "Check",
+    "CommandEngine",
     "Const",
     "Engine",
     "EngineFailure",
@@ -139,6 +143,7 @@ __all__ = [
     "op_table",
     "probe",
     "programs",
+    "protocol_check",
     "read_program_file",
     "read_program_file_and_order",
     "torch_jvp",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol, cast, get_args
 
-from refgrad.oracle.engines import Engine, EngineFailure, EngineRun
+from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, PlainConstants
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
@@ -384,10 +384,12 @@ class Comparison:
         self.checks: list[Check] = []
         self.skips: list[Skip] = []
         # refgrad's engines differentiate constants too and must refuse if one's gradient is not
-        # finite; a micrograd-style engine's constants are its own, invisible to the oracle, so
-        # there only the program's nodes decide, and a refusal over a constant is allowed.
-        self.expected_finite = reference.finite if engine.strict else reference.nodes_finite
-        self.optional_signal = not engine.strict and reference.nodes_finite and not reference.finite
+        # finite; a micrograd-style engine's constants are its own, invisible to the oracle, and an
+        # adapter's are plain numbers (PlainConstants), so there only the program's nodes decide,
+        # and a refusal over a constant is allowed.
+        constants_checked = engine.strict and not isinstance(engine, PlainConstants)
+        self.expected_finite = reference.finite if constants_checked else reference.nodes_finite
+        self.optional_signal = not constants_checked and reference.nodes_finite and not reference.finite
 
     def gaps(self, reference: Reference) -> tuple[frozenset[str], frozenset[int], frozenset[int]]:
         """What ``reference`` cannot judge: ops it has no counterpart of, unmodelled nodes, nodes beyond first order."""

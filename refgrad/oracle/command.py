@@ -45,7 +45,7 @@ from refgrad.oracle.protocol import AdapterError, CommandEngine
 from refgrad.oracle.references import default_references, reference_argument, using_references
 from refgrad.oracle.report import format_junit, format_report
 from refgrad.oracle.runner import Progress, VerificationReport, check_own_ops, verify
-from refgrad.oracle.worker import DEFAULT_TIMEOUT, MAX_TIMEOUT, ChildEngine, IsolatedEngine
+from refgrad.oracle.worker import DEFAULT_TIMEOUT, ChildEngine, IsolatedEngine, timeout_argument
 
 __all__ = ["parse_ops", "run_verify"]
 
@@ -86,17 +86,6 @@ def _progress(stream: TextIO) -> Progress | None:
         stream.flush()
 
     return show
-
-
-def _timeout_argument(timeout: object) -> float | None:
-    """``timeout`` checked (seconds per program, or None), before anything else reads it."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"--timeout must be a number of seconds, got {type(timeout).__name__}")
-    if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
-        raise ValueError(f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; got {timeout!r}")
-    return float(timeout)
 
 
 def _open_engine(
@@ -281,7 +270,7 @@ def run_verify(
             names = parse_ops(ops)
             attributes = Attributes(data, grad, backward)
             chosen = _open_engine(
-                engine, isolate=isolate, timeout=_timeout_argument(timeout), attributes=attributes, command=engine_cmd
+                engine, isolate=isolate, timeout=timeout_argument(timeout), attributes=attributes, command=engine_cmd
             )
         except (TypeError, ValueError, EngineSpecError) as error:
             stderr.write(f"refgrad: error: {error}\n")

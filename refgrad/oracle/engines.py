@@ -62,6 +62,7 @@ __all__ = [
     "ForwardModeEngine",
     "ForwardModeRun",
     "MicrogradStyleEngine",
+    "PlainConstants",
     "Probed",
     "RefgradEngine",
     "RunStarter",
@@ -220,6 +221,18 @@ class AccumulatingEngine(Engine, Protocol):
         every one of its nodes' ``.grad`` as they read now.
         """
         ...
+
+
+@runtime_checkable
+class PlainConstants(Protocol):
+    """An engine that uses a program's constants as plain numbers, never differentiating them.
+
+    A strict engine otherwise differentiates them as refgrad's do, and must refuse where a
+    constant's gradient is not finite; one of these need not (nor need it not).
+    """
+
+    @property
+    def plain_constants(self) -> Literal[True]: ...
 
 
 @runtime_checkable
@@ -907,7 +920,8 @@ def refuses(failure: EngineFailure) -> bool:
 def probe_forms(engine: Engine, forms: Iterable[tuple[str, Form]]) -> Probed:
     """Which (op, form) pairs ``engine`` lacks, and which it has but cannot run on an ordinary point.
 
-    A strict engine promises every registry op and is not probed. Others are
+    A strict engine is not run here: it promises every op it does not say it lacks
+    (an adapter's handshake lists its ops). Others are
     asked first for the methods they need, then run on a small in-domain
     program per pair (:func:`probe_program`). A domain signal there is left
     to the run's checks; changing a node in place, hanging or dying are
@@ -916,10 +930,8 @@ def probe_forms(engine: Engine, forms: Iterable[tuple[str, Form]]) -> Probed:
     """
     unsupported: dict[tuple[str, Form], str] = {}
     broken: dict[tuple[str, Form], tuple[EngineFailure, Program]] = {}
-    if engine.strict:
-        return Probed(unsupported, broken)
     missing = engine.missing if isinstance(engine, _KnowsMissing) else None
-    running = True
+    running = not engine.strict
     for op, form in forms:
         reason = missing(op) if missing is not None else None
         if reason is None and running:
@@ -945,11 +957,14 @@ def probe(engine: Engine, forms: Iterable[tuple[str, Form]]) -> dict[tuple[str, 
 
 
 def describe_form(op: str, form: Form) -> str:
-    """``vpow (const ** node)``-style text for reports."""
-    symbol = {"node": "x", "const": "c"}
+    """``div (x, y)``, ``div (x, c)``, ``div (c, x)``: an op's operands as reports name them.
+
+    Two nodes are ``x`` and ``y`` (``(x, x)`` is one node feeding both operands); a constant is ``c``.
+    """
     if len(form) == 1:
         return op
-    return f"{op} ({symbol[form[0]]}, {symbol[form[1]]})"
+    names = iter(("x", "y"))
+    return f"{op} ({', '.join(next(names) if kind == 'node' else 'c' for kind in form)})"
 
 
 def unsupported_ops(unsupported: Mapping[tuple[str, Form], str], forms: Sequence[tuple[str, Form]]) -> list[str]:

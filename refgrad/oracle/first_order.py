@@ -262,8 +262,8 @@ def _domain_check(
     first_bad = reference.first_non_finite_value
     name = reference.name
     if failure is None:
-        where = f"node {first_bad}'s value" if first_bad is not None else "a gradient"
-        detail = f"{name}'s {where} is not finite, but the engine returned finite results without signalling"
+        where = f"{name}'s value of node {first_bad}" if first_bad is not None else f"a gradient {name} computes"
+        detail = f"{where} is not finite, but the engine returned finite results without signalling"
         return Check("domain", first_bad, upward[first_bad] if first_bad is not None else live_ops, math.inf, detail)
     blame = upward[failure.node] if failure.node is not None else live_ops
     said = failure.describe()

@@ -26,7 +26,7 @@ from refgrad.ops import registry
 from refgrad.oracle.engines import EngineFailure, EngineRun, EngineSpecError, Stage
 from refgrad.oracle.program import Const, Program, Ref, Step, forms_of
 from refgrad.oracle.references import script_reference
-from refgrad.oracle.worker import DEFAULT_TIMEOUT, STARTUP_TIMEOUT, ChildEngine, ChildProcess
+from refgrad.oracle.worker import DEFAULT_TIMEOUT, STARTUP_TIMEOUT, ChildEngine, ChildProcess, timeout_argument
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -152,22 +152,10 @@ class CommandEngine(ChildEngine):
             raise EngineSpecError(f"--engine-cmd {self._command!r}: cannot start {self._argv[0]!r}: {reason}") from None
 
     def _handshake(self, worker: ChildProcess) -> str | None:
-        answer = worker.receive(self._startup_timeout)
-        where = f"--engine-cmd {self._command!r}"
-        if answer == "timeout":
-            return f"{where}: no handshake within {self._startup_timeout:g} s (does it flush standard output?)"
-        if answer == "exited":
-            said = _last_words(worker)
-            status = worker.stop()
-            return f"{where}: the adapter exited with status {status} before its handshake" + (
-                f" ({said})" if said else ""
-            )
-        if answer == "garbled":
-            return f"{where}: the adapter's first line is not a JSON object: {_shown(worker.last_line)}"
-        try:
-            self._handshake_said = _Handshake(answer)
-        except ValueError as error:
-            return f"{where}: {error}"
+        read = _read_handshake(worker, self._startup_timeout)
+        if isinstance(read, str):
+            return f"--engine-cmd {self._command!r}: {read}"
+        self._handshake_said = read
         return None
 
     def _request_for(self, program: Program) -> Mapping[str, object]:
@@ -193,6 +181,11 @@ class CommandEngine(ChildEngine):
     def strict(self) -> bool:
         """Whether the handshake promises refgrad's domain contract (errors only, never a non-finite number)."""
         return self._handshake_said.strict
+
+    @property
+    def plain_constants(self) -> Literal[True]:
+        """A program's constants are numbers written into the request: nothing asks their gradients."""
+        return True
 
     @property
     def reports_nodes(self) -> bool:
@@ -234,14 +227,22 @@ def _reopen(command: str, timeout: float, startup_timeout: float) -> CommandEngi
     return CommandEngine(command, timeout=timeout, startup_timeout=startup_timeout)
 
 
-def _shown(line: bytes) -> str:
-    text = line.decode("utf-8", errors="replace").rstrip("\r")
-    return repr(text[:120] + ("..." if len(text) > 120 else ""))
-
-
-def _last_words(worker: ChildProcess) -> str:
-    lines = [line.strip() for line in worker.log_since(0).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
+def _read_handshake(worker: ChildProcess, timeout: float) -> _Handshake | str:
+    """The adapter's handshake, read within ``timeout`` s; or what is wrong with it, for a message."""
+    answer = worker.receive(timeout)
+    if answer == "timeout":
+        problem = f"no handshake within {timeout:g} s (does it flush standard output?)"
+    elif answer == "exited":
+        problem = f"the adapter exited with status {worker.stop()} before its handshake"
+    elif answer == "garbled":
+        problem = f"the adapter's first line is not a JSON object: {worker.shown_last_line()}"
+    else:
+        try:
+            return _Handshake(answer)
+        except ValueError as error:
+            problem = str(error)
+    said = worker.last_words()
+    return problem + (f" (its standard error: {said})" if said else "")
 
 
 def read_answer(
@@ -403,6 +404,8 @@ def protocol_check(command: str, out: TextIO, *, timeout: float = DEFAULT_TIMEOU
     exit after ``shutdown``; never the numbers. Returns 0 without mistakes, 1 with, 2 if the
     adapter cannot be started at all.
     """
+    checked = timeout_argument(timeout)  # TypeError or ValueError if it is no time limit
+    timeout = DEFAULT_TIMEOUT if checked is None else checked
     where = f"--engine-cmd {command!r}"
     try:
         argv = shlex.split(command)
@@ -420,20 +423,11 @@ def protocol_check(command: str, out: TextIO, *, timeout: float = DEFAULT_TIMEOU
         except OSError as error:
             mistakes.append(f"cannot start {argv[0]!r}: {error.strerror or error}")
             return None
-        answer = worker.receive(STARTUP_TIMEOUT)
-        problem = None
-        if answer == "timeout" or answer == "exited":  # noqa: PLR1714  # two tests narrow the type, `in` does not
-            problem = "no handshake within 60 s" if answer == "timeout" else "exited before writing its handshake"
-        elif answer == "garbled":
-            problem = f"its first line is not a JSON object: {_shown(worker.last_line)}"
-        else:
-            try:
-                return worker, _Handshake(answer)
-            except ValueError as error:
-                problem = str(error)
-        said = _last_words(worker)
+        read = _read_handshake(worker, STARTUP_TIMEOUT)
+        if isinstance(read, _Handshake):
+            return worker, read
         worker.stop()
-        mistakes.append(f"handshake: {problem}" + (f" (its standard error: {said})" if said else ""))
+        mistakes.append(f"handshake: {read}")
         return None
 
     started = start()
@@ -472,10 +466,10 @@ def _exchange(
     if answer == "timeout":
         return f"no answer within {timeout:g} s (does it flush standard output after each line?)"
     if answer == "exited":
-        said = _last_words(worker)
+        said = worker.last_words()
         return "the adapter exited instead of answering" + (f" (its standard error: {said})" if said else "")
     if answer == "garbled":
-        return f"a line that is not a JSON object: {_shown(worker.last_line)} (stray output?)"
+        return f"a line that is not a JSON object: {worker.shown_last_line()} (stray output?)"
     try:
         read_answer(answer, identifier, program, nodes=handshake.nodes, strict=handshake.strict)
     except ValueError as error:

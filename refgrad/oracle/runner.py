@@ -49,6 +49,7 @@ from refgrad.oracle.engines import (
     ForwardModeEngine,
     ForwardModeRun,
     MicrogradStyleEngine,
+    PlainConstants,
     Probed,
     RefgradEngine,
     RunStarter,
@@ -366,8 +367,18 @@ class _WatchedAccumulating(_Watched):
         return self._accumulating.accumulate(first, then, zero_grad=zero_grad)
 
 
+class _WatchedPlainConstants(_Watched):
+    """A watched engine whose constants are plain numbers (an adapter's), forwarded likewise."""
+
+    @property
+    def plain_constants(self) -> Literal[True]:
+        return True
+
+
 def _watch(engine: Engine) -> _Watched:
     """``engine`` wrapped to remember process failures, keeping exactly the capabilities it has."""
+    if isinstance(engine, PlainConstants):  # an adapter, which has none of the capabilities below
+        return _WatchedPlainConstants(engine)
     if isinstance(engine, AccumulatingEngine) and not isinstance(engine, SecondOrderEngine | ForwardModeEngine):
         return _WatchedAccumulating(engine)
     if isinstance(engine, SecondOrderEngine) and isinstance(engine, ForwardModeEngine):

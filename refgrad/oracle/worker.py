@@ -64,7 +64,15 @@ from refgrad.oracle.engines import (
 from refgrad.oracle.program import Program
 from refgrad.oracle.references import script_reference, using_references
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "STARTUP_TIMEOUT", "ChildEngine", "IsolatedEngine"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_TIMEOUT",
+    "STARTUP_TIMEOUT",
+    "ChildEngine",
+    "ChildProcess",
+    "IsolatedEngine",
+    "timeout_argument",
+]
 
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds the oracle waits for an isolated engine's answer on one program (``verify --timeout``)."""
@@ -74,6 +82,18 @@ MAX_TIMEOUT: Final = 86400.0
 
 STARTUP_TIMEOUT: Final = 60.0
 """Seconds a worker may take to start: importing torch and the engine's module, under load."""
+
+
+def timeout_argument(timeout: object) -> float | None:
+    """``timeout`` checked (seconds per program, or None), before anything else reads it."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"--timeout must be a number of seconds, got {type(timeout).__name__}")
+    if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
+        raise ValueError(f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; got {timeout!r}")
+    return float(timeout)
+
 
 # How the worker starts: like ``python -m refgrad.oracle.worker``, but without running the package's
 # __init__, which imports torch and hypothesis (1.3 s of a 1.5 s start; the worker needs neither, and
@@ -208,6 +228,16 @@ class ChildProcess:
         except OSError:
             return 0
 
+    def shown_last_line(self) -> str:
+        """The last line received, for a message: decoded, quoted, and cut at 120 characters."""
+        text = self.last_line.decode("utf-8", errors="replace").rstrip("\r")
+        return repr(text[:120] + ("..." if len(text) > 120 else ""))
+
+    def last_words(self, offset: int = 0) -> str:
+        """The last non-blank line written to stderr after ``offset`` (at most 200 characters), or ``""``."""
+        lines = [line.strip() for line in self.log_since(offset).splitlines() if line.strip()]
+        return lines[-1][:200] if lines else ""
+
     def log_since(self, offset: int) -> str:
         """What the worker wrote to stderr after ``offset`` (at most the last 64 kB of it)."""
         try:
@@ -255,11 +285,6 @@ def _stuck_at(log: str) -> str:
         if not frame["file"].startswith(_ORACLE_CODE):
             return f"{frame['file']}:{frame['line']} in {frame['function']}"
     return ""
-
-
-def _last_line(log: str) -> str:
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
 
 
 def _process_failure(exception: str, message: str) -> EngineRun:
@@ -446,14 +471,14 @@ class ChildEngine(RunStarter):
         if answer == "exited":
             return self._died(worker, offset)
         if answer == "garbled":
-            return self._broke_protocol(worker, f"a line that is not a JSON object: {_shown(worker.last_line)}")
+            return self._broke_protocol(worker, f"a line that is not a JSON object: {worker.shown_last_line()}")
         try:
             return self._answer(answer)
         except ValueError as error:
             return self._broke_protocol(worker, str(error))
 
     def _died(self, worker: ChildProcess, offset: int) -> EngineRun:
-        said = _last_line(worker.log_since(offset))  # before the log goes with the worker
+        said = worker.last_words(offset)  # before the log goes with the worker
         status = self._discard(worker)
         how = f"was killed by signal {-status}" if status is not None and status < 0 else f"exited with status {status}"
         last = f"; its last words: {said}" if said else ""
@@ -473,12 +498,6 @@ class ChildEngine(RunStarter):
     def __exit__(self, *exc_info: object) -> None:
         """Stop the process."""
         self.close()
-
-
-def _shown(line: bytes) -> str:
-    """A line the child wrote, for a message: decoded, and cut at 120 characters."""
-    text = line.decode("utf-8", errors="replace").rstrip("\r")
-    return repr(text[:120] + ("..." if len(text) > 120 else ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,7 +568,7 @@ class IsolatedEngine(ChildEngine):
             limit = f"{self._startup_timeout:g} s"
             return f"--engine {self._spec}: loading it took longer than {limit} (does importing it hang?)"
         if not isinstance(answer, dict):
-            said = _last_line(worker.log_since(0))
+            said = worker.last_words()
             status = worker.stop()
             return f"--engine {self._spec}: the worker process exited with status {status} while loading it" + (
                 f" ({said})" if said else ""

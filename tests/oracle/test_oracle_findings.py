@@ -128,7 +128,7 @@ def test_missing_methods_and_refusing_assertions_are_unsupported_not_defects() -
     report = verify(MicrogradStyleEngine(LacksMost), examples=30, seed_value=2)
     assert report.passed, [finding.summary for finding in report.defects]
     assert set(report.stats) == {"add", "mul"}
-    assert report.unsupported["sub (x, x)"].startswith("TypeError building node 2: unsupported operand type(s) for -")
+    assert report.unsupported["sub (x, y)"].startswith("TypeError building node 2: unsupported operand type(s) for -")
     assert report.unsupported["exp"] == "no method 'exp'"
     assert report.forms_checked < report.forms_asked / 2
     (warning,) = [warning for warning in report.warnings if warning.kind is LITTLE_CHECKED]

@@ -1,6 +1,6 @@
 """verify --engine-cmd: engines in any language through the JSON-lines protocol (docs/protocol.md).
 
-The examples (Rust, JavaScript, Python) are built and run as their READMEs say; a copy with one
+The examples (Rust, JavaScript, C++, Python) are built and run as their READMEs say; a copy with one
 planted wrong rule is caught and the op named. Adapters that break the protocol are reported as
 the adapter's mistakes, one line each, never as engine defects; hangs and crashes as for a
 Python engine.
@@ -21,10 +21,15 @@ from typing import cast
 
 import pytest
 
+from refgrad.cli import main
+from refgrad.ops import registry
+from refgrad.oracle.blocks import BLOCK_SIZE
 from refgrad.oracle.command import run_verify
-from refgrad.oracle.engines import EngineSpecError
-from refgrad.oracle.program import Program, Ref, Step
+from refgrad.oracle.compare import check_program
+from refgrad.oracle.engines import EngineSpecError, probe
+from refgrad.oracle.program import Const, Program, Ref, Step
 from refgrad.oracle.protocol import CommandEngine, conformance_programs, protocol_check
+from refgrad.oracle.strategies import all_forms
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -32,19 +37,21 @@ HERE = Path(__file__).resolve().parent
 _PYTHON = f"{sys.executable} {EXAMPLES / 'python' / 'adapter.py'}"
 
 
-def _verify(command: str, examples: int = 150, output_format: str = "text") -> tuple[int, str, str]:
+def _verify(
+    command: str, examples: int = 150, output_format: str = "text", jobs: int = 1, ops: str | None = None
+) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     status = run_verify(
         "refgrad",
         engine_cmd=command,
         examples=examples,
         seed=0,
-        ops=None,
+        ops=ops,
         out=out,
         err=err,
         database=None,
         output_format=output_format,
-        jobs=1,
+        jobs=jobs,
     )
     return status, out.getvalue(), err.getvalue()
 
@@ -97,6 +104,19 @@ def test_the_javascript_example_passes_and_its_planted_wrong_rule_is_caught_and_
     _check_example(f"node {EXAMPLES / 'javascript' / 'adapter.js'}", f"node {planted / 'adapter.js'}", "mul")
 
 
+@pytest.mark.slow
+def test_the_cpp_example_passes_and_its_planted_wrong_rule_is_caught_and_named(tmp_path: Path) -> None:
+    def build(folder: Path) -> str:
+        binary = tmp_path / f"adapter-{folder.name}"
+        compile_it = ["g++", "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o", str(binary)]
+        subprocess.run([*compile_it, str(folder / "adapter.cpp")], check=True, timeout=600)
+        return str(binary)
+
+    rule = "      rhs->grad += lhs->data * out->grad;"  # d(x * y)/dy = x
+    planted = _planted(EXAMPLES / "cpp", tmp_path / "planted", "autograd.hpp", rule, rule.replace("lhs->", "rhs->"))
+    _check_example(build(EXAMPLES / "cpp"), build(planted), "mul")
+
+
 def _card(text: str) -> dict[str, object]:
     """A JSON report without what differs between two runs of one engine: its name and the times."""
     card: dict[str, object] = json.loads(text)
@@ -125,6 +145,32 @@ def test_a_python_engine_gives_the_same_card_through_the_protocol_as_in_process(
     through = _card(through_out)
     assert through.pop("accumulation") is None
     assert (through_status, through) == (status, direct)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_each_with_its_own_adapter_give_the_same_card_as_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(HERE)
+    command = f"{_PYTHON} _toy_engine:WrongTanh"
+    examples = BLOCK_SIZE + 50  # two blocks: one for each worker
+    one_status, one, _ = _verify(command, examples=examples, output_format="json")
+    two_status, two, _ = _verify(command, examples=examples, output_format="json", jobs=2)
+    assert one_status == two_status == 1
+    one_card, two_card = _card(one), _card(two)
+    assert (two_card.pop("jobs"), one_card.pop("jobs")) == (2, 1)
+    assert two_card == one_card, _differences(one_card, two_card)
+    assert any(finding["op"] == "tanh" for finding in cast("list[dict[str, object]]", one_card["findings"]))
+
+
+def _differences(first: object, second: object, at: str = "card") -> list[str]:
+    """Where two JSON values differ, as ``path: first != second`` lines."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        one, two = cast("dict[str, object]", first), cast("dict[str, object]", second)
+        return [
+            line for key in sorted({*one, *two}) for line in _differences(one.get(key), two.get(key), f"{at}.{key}")
+        ]
+    return [] if first == second else [f"{at}: {first!r} != {second!r}"]
 
 
 @pytest.mark.slow
@@ -236,6 +282,18 @@ def test_a_command_that_cannot_start_is_one_line() -> None:
     assert err == f"refgrad: error: --engine-cmd '/nonexistent/adapter --flag': {cannot}\n"
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_protocol_check_refuses_a_timeout_that_is_no_time_limit(
+    tmp_path: Path, timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = _adapter(tmp_path)
+    assert main(["verify", "--engine-cmd", command, "--protocol-check", "--timeout", timeout]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("refgrad: error: --timeout must be a positive number of seconds")
+    assert captured.err.count("\n") == 1
+
+
 _PROGRAM = Program((0.5, 2.0), (Step("mul", (Ref(0), Ref(1)), ()),))
 
 
@@ -271,3 +329,29 @@ def test_non_finite_numbers_are_the_engines_domain_signal_as_for_a_python_engine
         True,
     )
     assert run.failure.message == "the engine produced inf without raising"
+
+
+def test_a_strict_adapter_is_not_blamed_for_a_constants_gradient_and_its_unlisted_ops_are_not_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(HERE)
+    with CommandEngine(f"{_PYTHON} _toy_engine:ToyValue --strict") as engine:
+        assert engine.strict
+        # d out / d c = -x / c**2 overflows for the constant c, which an adapter never differentiates.
+        outcome = check_program(Program((1.0,), (Step("div", (Ref(0), Const(1e-300)), ()),)), engine)
+        assert outcome.engine_failure is None
+        assert not outcome.failures, outcome.failures
+        assert any(check.kind == "value" for check in outcome.checks)
+        # Out of the domain, the strict adapter answers an error, which passes.
+        outcome = check_program(Program((-1.0,), (Step("log", (Ref(0),), ()),)), engine)
+        assert outcome.engine_failure is not None
+        assert outcome.engine_failure.domain_signal
+        assert not outcome.failures
+    # The run's edge inputs hold that program (div (x, c) at c = 1e-300): no warning either.
+    status, out, _ = _verify(f"{_PYTHON} _toy_engine:ToyValue --strict", examples=20, ops="div")
+    assert status == 0, out
+    assert "WARNING" not in out, out
+    strict = _HANDSHAKE.replace('"ops"', '"strict": true, "ops"')
+    with CommandEngine(_adapter(tmp_path, handshake=strict)) as engine:
+        lacking = probe(engine, all_forms(None))
+    assert {op for op, _ in lacking} == {spec.name for spec in registry} - {"add", "mul", "log"}
