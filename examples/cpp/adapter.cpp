@@ -350,7 +350,7 @@ std::string run(const std::string& id, const Json& program) {
 int main() {
   std::ios::sync_with_stdio(false);
   {
-    std::string hs = "{\"protocol\": 1, \"engine\": \"cpp-draft\", \"ops\": [";
+    std::string hs = "{\"protocol\": 1, \"engine\": \"refgrad-example-cpp\", \"ops\": [";
     bool first = true;
     for (const char* op : kOps) {
       if (!first) hs += ", ";
