@@ -217,14 +217,14 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
     if args.protocol_check:
         from refgrad.oracle.protocol import protocol_check
-        from refgrad.oracle.worker import DEFAULT_TIMEOUT
+        from refgrad.oracle.worker import DEFAULT_TIMEOUT, timeout_argument
 
         try:
-            timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-            return protocol_check(args.engine_cmd, sys.stdout, timeout=timeout)
+            timeout = timeout_argument(args.timeout)
         except ValueError as error:  # a --timeout that is no time limit
             print(f"refgrad: error: {error}", file=sys.stderr)
             return 2
+        return protocol_check(args.engine_cmd, sys.stdout, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     # hypothesis keeps a cache (the literals it reads from the loaded modules) in .hypothesis/ under
     # the current directory: for a user checking an engine that is their folder, so the cache goes
     # to their cache directory instead, unless they chose a place for it.

@@ -2,6 +2,7 @@
 // One JSON object per line on stdin/stdout; diagnostics go to stderr.
 #include "autograd.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>

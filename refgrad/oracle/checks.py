@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol, cast, get_args
 
-from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, PlainConstants
+from refgrad.oracle.engines import Engine, EngineFailure, EngineRun, constants_are_plain
 from refgrad.oracle.finite_differences import FiniteDifference, FiniteDifferenceSkip
 from refgrad.oracle.optable import op_table
 from refgrad.oracle.program import Program, Ref
@@ -387,7 +387,7 @@ class Comparison:
         # finite; a micrograd-style engine's constants are its own, invisible to the oracle, and an
         # adapter's are plain numbers (PlainConstants), so there only the program's nodes decide,
         # and a refusal over a constant is allowed.
-        constants_checked = engine.strict and not isinstance(engine, PlainConstants)
+        constants_checked = engine.strict and not constants_are_plain(engine)
         self.expected_finite = reference.finite if constants_checked else reference.nodes_finite
         self.optional_signal = not constants_checked and reference.nodes_finite and not reference.finite
 

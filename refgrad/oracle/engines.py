@@ -68,6 +68,7 @@ __all__ = [
     "RunStarter",
     "SecondOrderEngine",
     "SecondOrderRun",
+    "constants_are_plain",
     "load_engine",
     "probe",
     "probe_forms",
@@ -225,14 +226,20 @@ class AccumulatingEngine(Engine, Protocol):
 
 @runtime_checkable
 class PlainConstants(Protocol):
-    """An engine that uses a program's constants as plain numbers, never differentiating them.
+    """An engine that may say whether it uses a program's constants as plain numbers, never differentiating them.
 
     A strict engine otherwise differentiates them as refgrad's do, and must refuse where a
-    constant's gradient is not finite; one of these need not (nor need it not).
+    constant's gradient is not finite; one whose ``plain_constants`` is true need not (nor need
+    it not). See :func:`constants_are_plain`.
     """
 
     @property
-    def plain_constants(self) -> Literal[True]: ...
+    def plain_constants(self) -> bool: ...
+
+
+def constants_are_plain(engine: object) -> bool:
+    """Whether ``engine`` says (:class:`PlainConstants`) it uses a program's constants as plain numbers."""
+    return isinstance(engine, PlainConstants) and engine.plain_constants is True
 
 
 @runtime_checkable
@@ -920,9 +927,9 @@ def refuses(failure: EngineFailure) -> bool:
 def probe_forms(engine: Engine, forms: Iterable[tuple[str, Form]]) -> Probed:
     """Which (op, form) pairs ``engine`` lacks, and which it has but cannot run on an ordinary point.
 
-    A strict engine is not run here: it promises every op it does not say it lacks
-    (an adapter's handshake lists its ops). Others are
-    asked first for the methods they need, then run on a small in-domain
+    Every engine is asked first for the ops it lacks, where it can say (an adapter's handshake
+    lists its ops). A strict engine promises the others and is not run here; the rest are
+    then run on a small in-domain
     program per pair (:func:`probe_program`). A domain signal there is left
     to the run's checks; changing a node in place, hanging or dying are
     findings of the run too: after the first hang or death, only the methods
@@ -957,10 +964,7 @@ def probe(engine: Engine, forms: Iterable[tuple[str, Form]]) -> dict[tuple[str, 
 
 
 def describe_form(op: str, form: Form) -> str:
-    """``div (x, y)``, ``div (x, c)``, ``div (c, x)``: an op's operands as reports name them.
-
-    Two nodes are ``x`` and ``y`` (``(x, x)`` is one node feeding both operands); a constant is ``c``.
-    """
+    """``div (x, y)``, ``div (x, c)``, ``div (c, x)``: an op's operands as reports name them (a constant is ``c``)."""
     if len(form) == 1:
         return op
     names = iter(("x", "y"))

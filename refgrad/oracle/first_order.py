@@ -42,10 +42,19 @@ __all__ = ["check_domain", "check_finite_differences", "check_gradients", "check
 
 _SUBNORMAL_SPACING: Final = 2.0**-1074
 
+HIDDEN_FROM_THE_ENDS: Final = "not finite only where an engine reporting the ends only shows nothing"
+"""Skip reason: the reference is not finite at an inner node's value or gradient, which an engine that
+reports only the output's value and the inputs' gradients (an adapter without ``nodes``) does not show;
+its finite answers there can be neither blamed nor passed."""
+
 
 def check_domain(comparison: Comparison) -> None:
     """The engine signals where the reference is not finite, and only there (edges rounding decides are excused)."""
     failure = comparison.run.failure
+    if failure is None and _hidden_from_the_ends(comparison):
+        node = comparison.reference.first_non_finite_value
+        comparison.skip("domain", HIDDEN_FROM_THE_ENDS, node, comparison.live_ops)
+        return
     if comparison.optional_signal and failure is not None and failure.domain_signal:
         blame = comparison.upward[failure.node] if failure.node is not None else comparison.live_ops
         comparison.checks.append(Check("domain", failure.node, blame, 0.0))
@@ -65,6 +74,17 @@ def check_domain(comparison: Comparison) -> None:
     else:
         reason, node = excused
         comparison.skip("domain", reason, node, comparison.op_of(node))
+
+
+def _hidden_from_the_ends(comparison: Comparison) -> bool:
+    """Whether the reference's non-finite numbers all lie where an ends-only engine's answer shows nothing."""
+    if comparison.run.every_node:
+        return False
+    program, reference = comparison.program, comparison.reference
+    if reference.first_non_finite_value is not None:
+        return math.isfinite(reference.values[program.output])
+    inputs = range(len(program.inputs))
+    return all(math.isfinite(reference.gradients[node]) for node in inputs if comparison.live[node])
 
 
 def _excuse(comparison: Comparison) -> tuple[str, int] | None:
@@ -275,7 +295,11 @@ def _domain_check(
     if finite:
         detail = f"the engine signalled a domain error where {name}'s results are all finite: {said}"
         return Check("domain", failure.node, blame, math.inf, detail)
-    # A forward failure without a node (an adapter that does not say where) is judged by its stage alone.
+    # A forward failure without a node (an adapter that does not say where) is judged by its stage:
+    # right wherever a value is not finite.
+    if failure.stage == "forward" and failure.node is None and first_bad is None:
+        detail = f"the engine refused while building the graph, but every value {name} computes is finite: {said}"
+        return Check("domain", None, blame, math.inf, detail)
     if failure.stage == "forward" and failure.node is not None and failure.node != first_bad:
         if first_bad is None:
             detail = f"the engine rejected node {failure.node}, whose value {name} computes as finite: {said}"

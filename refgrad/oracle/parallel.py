@@ -4,17 +4,18 @@ Workers are started with ``spawn`` (a fresh interpreter: forking a process that 
 or that drives an engine in a worker of its own, is not safe). Each gets the engine pickled (an
 engine in a worker process of its own, :class:`~refgrad.oracle.worker.IsolatedEngine`, pickles as
 its recipe, so each worker starts its own), the run's references and ops of the caller's own, and
-imports the same local modules as the caller: hypothesis draws with numbers from the loaded local
-modules' source, and the same modules make the same programs. A module the caller loaded from a
-place a worker cannot import it from (a folder put on the path at run time) is not run there: its
-file is registered under a private name, for hypothesis to read the same numbers from. Blocks go to whichever worker is
-free; their results are put back in block order, so the report does not depend on who checked what.
+reads the same local modules' numbers as the caller: hypothesis draws with numbers from the loaded
+local modules' source, and the same numbers make the same programs. A worker does not import those
+modules (one loaded from a folder put on the path at run time, gone from ``sys.modules`` since, or
+shadowed by another file of its name there would not be the caller's): each file it has not loaded
+itself is registered under a private name, an empty module for hypothesis to read the numbers of.
+Blocks go to whichever worker is free; their results are put back in block order, so the report
+does not depend on who checked what.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import multiprocessing
 import multiprocessing.util
 import os
@@ -91,14 +92,18 @@ def local_modules() -> tuple[tuple[str, str], ...]:
     except ImportError:  # a hypothesis that draws no constants from local modules: nothing to match
         return ()
 
-    found: list[tuple[str, str]] = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name in ("__main__", "__mp_main__") or not isinstance(path, str):
+        if name in ("__main__", "__mp_main__") or not isinstance(path, str) or (name, path) in _SEEN:
             continue
         if is_local_module_file(path):
-            found.append((name, path))
-    return tuple(sorted(found))
+            _SEEN.add((name, path))
+    return tuple(sorted(_SEEN))
+
+
+_SEEN: Final[set[tuple[str, str]]] = set()
+"""Every local module this process has loaded: hypothesis keeps drawing with a module's numbers
+after the module is gone from ``sys.modules``, so the workers are given them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,16 +161,21 @@ _CONSTANTS_OF: Final = "_refgrad_constants_of."
 
 def _import(modules: Sequence[tuple[str, str]]) -> None:
     for name, path in modules:
-        if name in sys.modules or _CONSTANTS_OF + name in sys.modules:
+        key = f"{_CONSTANTS_OF}{name}:{path}"
+        if _loaded_from(name, path) or key in sys.modules:
             continue
-        try:
-            importlib.import_module(name)
-        except Exception:  # whatever the module raises here, its numbers are still read
-            # hypothesis reads a module's numbers from its source file: an empty module naming the
-            # caller's file gives the same ones without running it here.
-            stand_in = types.ModuleType(_CONSTANTS_OF + name)
-            stand_in.__file__ = path
-            sys.modules[stand_in.__name__] = stand_in
+        # hypothesis reads a module's numbers from its source file: an empty module naming the
+        # caller's file gives the same ones without running the module here.
+        stand_in = types.ModuleType(key)
+        stand_in.__file__ = path
+        sys.modules[key] = stand_in
+
+
+def _loaded_from(name: str, path: str) -> bool:
+    """Whether module ``name`` is loaded here, from ``path``."""
+    module = sys.modules.get(name)
+    loaded = getattr(module, "__file__", None)
+    return isinstance(loaded, str) and os.path.realpath(loaded) == os.path.realpath(path)
 
 
 def _check(drawing: Drawing, block: Block, modules: tuple[tuple[str, str], ...]) -> BlockResult:

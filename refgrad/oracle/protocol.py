@@ -183,7 +183,7 @@ class CommandEngine(ChildEngine):
         return self._handshake_said.strict
 
     @property
-    def plain_constants(self) -> Literal[True]:
+    def plain_constants(self) -> bool:
         """A program's constants are numbers written into the request: nothing asks their gradients."""
         return True
 
@@ -230,18 +230,19 @@ def _reopen(command: str, timeout: float, startup_timeout: float) -> CommandEngi
 def _read_handshake(worker: ChildProcess, timeout: float) -> _Handshake | str:
     """The adapter's handshake, read within ``timeout`` s; or what is wrong with it, for a message."""
     answer = worker.receive(timeout)
+    problem = ""
+    if isinstance(answer, dict):
+        try:
+            return _Handshake(answer)
+        except ValueError as error:
+            problem = str(error)
+    said = worker.last_words()  # before stop(), which removes the log
     if answer == "timeout":
         problem = f"no handshake within {timeout:g} s (does it flush standard output?)"
     elif answer == "exited":
         problem = f"the adapter exited with status {worker.stop()} before its handshake"
     elif answer == "garbled":
         problem = f"the adapter's first line is not a JSON object: {worker.shown_last_line()}"
-    else:
-        try:
-            return _Handshake(answer)
-        except ValueError as error:
-            problem = str(error)
-    said = worker.last_words()
     return problem + (f" (its standard error: {said})" if said else "")
 
 

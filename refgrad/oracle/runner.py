@@ -49,12 +49,12 @@ from refgrad.oracle.engines import (
     ForwardModeEngine,
     ForwardModeRun,
     MicrogradStyleEngine,
-    PlainConstants,
     Probed,
     RefgradEngine,
     RunStarter,
     SecondOrderEngine,
     SecondOrderRun,
+    constants_are_plain,
     describe_form,
     probe_forms,
     second_order_refusal,
@@ -293,6 +293,10 @@ class _Watched(RunStarter):
     def strict(self) -> bool:
         return self._engine.strict
 
+    @property
+    def plain_constants(self) -> bool:
+        return constants_are_plain(self._engine)
+
     def run(self, program: Program) -> EngineRun:
         return self.start(program)()
 
@@ -367,18 +371,8 @@ class _WatchedAccumulating(_Watched):
         return self._accumulating.accumulate(first, then, zero_grad=zero_grad)
 
 
-class _WatchedPlainConstants(_Watched):
-    """A watched engine whose constants are plain numbers (an adapter's), forwarded likewise."""
-
-    @property
-    def plain_constants(self) -> Literal[True]:
-        return True
-
-
 def _watch(engine: Engine) -> _Watched:
     """``engine`` wrapped to remember process failures, keeping exactly the capabilities it has."""
-    if isinstance(engine, PlainConstants):  # an adapter, which has none of the capabilities below
-        return _WatchedPlainConstants(engine)
     if isinstance(engine, AccumulatingEngine) and not isinstance(engine, SecondOrderEngine | ForwardModeEngine):
         return _WatchedAccumulating(engine)
     if isinstance(engine, SecondOrderEngine) and isinstance(engine, ForwardModeEngine):

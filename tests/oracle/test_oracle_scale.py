@@ -223,13 +223,15 @@ def test_workers_draw_with_the_numbers_of_a_module_they_cannot_import(
     folder = tmp_path / "elsewhere"
     folder.mkdir()
     numbers = ", ".join(repr(1.0 + k / 7919.0) for k in range(1, 60))
-    (folder / "numbers_of_mine.py").write_text(f"NUMBERS = ({numbers})\n")
+    ran = tmp_path / "ran"
+    (folder / "numbers_of_mine.py").write_text(f"open({str(ran)!r}, 'a').close()\nNUMBERS = ({numbers})\n")
     spec = importlib.util.spec_from_file_location("numbers_of_mine", folder / "numbers_of_mine.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setitem(sys.modules, "numbers_of_mine", module)  # loaded, but from no folder on the path
+    ran.unlink()
     engine = MicrogradStyleEngine(ToyValue)
     one = verify(engine, examples=BLOCK_SIZE + 50, seed_value=2, ops=["add", "mul", "tanh"], jobs=1).to_dict()
     two = verify(engine, examples=BLOCK_SIZE + 50, seed_value=2, ops=["add", "mul", "tanh"], jobs=2).to_dict()
@@ -237,3 +239,4 @@ def test_workers_draw_with_the_numbers_of_a_module_they_cannot_import(
         for key in _VOLATILE:
             card.pop(key)
     assert two == one
+    assert not ran.exists()  # the workers read the module's numbers without running it

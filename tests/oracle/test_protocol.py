@@ -27,6 +27,7 @@ from refgrad.oracle.blocks import BLOCK_SIZE
 from refgrad.oracle.command import run_verify
 from refgrad.oracle.compare import check_program
 from refgrad.oracle.engines import EngineSpecError, probe
+from refgrad.oracle.first_order import HIDDEN_FROM_THE_ENDS
 from refgrad.oracle.program import Const, Program, Ref, Step
 from refgrad.oracle.protocol import CommandEngine, conformance_programs, protocol_check
 from refgrad.oracle.strategies import all_forms
@@ -355,3 +356,37 @@ def test_a_strict_adapter_is_not_blamed_for_a_constants_gradient_and_its_unliste
     with CommandEngine(_adapter(tmp_path, handshake=strict)) as engine:
         lacking = probe(engine, all_forms(None))
     assert {op for op, _ in lacking} == {spec.name for spec in registry} - {"add", "mul", "log"}
+
+
+_ANY_OPS = '{"protocol": 1, "engine": "fixed", "ops": ["mul", "div", "pow"]}'
+
+
+def test_a_forward_refusal_without_a_node_is_right_only_where_a_value_is_not_finite(tmp_path: Path) -> None:
+    refuses = 'answer = {"id": request["id"], "error": {"message": "no", "domain": True}}'
+    with CommandEngine(_adapter(tmp_path, refuses, handshake=_ANY_OPS)) as engine:
+        # x ** 0.5 at 0: the value is finite, the derivative is not: backward's to refuse.
+        at_zero = check_program(Program((0.0,), (Step("pow", (Ref(0),), (0.5,)),)), engine)
+        assert [check.kind for check in at_zero.failures] == ["domain"]
+        assert "refused while building the graph, but every value" in at_zero.failures[0].detail
+        # At -1 the value is not real: the refusal is right.
+        assert not check_program(Program((-1.0,), (Step("pow", (Ref(0),), (0.5,)),)), engine).failures
+
+
+def test_an_ends_only_answer_is_not_blamed_for_an_inner_value_it_cannot_show(tmp_path: Path) -> None:
+    # 1 / (x * x) at x = 1e200: x * x overflows, the output is 0; an adapter without "nodes" shows
+    # only the output (right) and the input's gradient: the inner infinity is neither blamed nor passed.
+    answers = 'answer["value"] = 0.0; answer["gradients"] = [0.0] * inputs'
+    program = Program((1e200,), (Step("mul", (Ref(0), Ref(0)), ()), Step("div", (Const(1.0), Ref(1)), ())))
+    with CommandEngine(_adapter(tmp_path, answers, handshake=_ANY_OPS)) as engine:
+        outcome = check_program(program, engine)
+    assert not outcome.failures
+    assert [(skip.kind, skip.reason) for skip in outcome.skips] == [("domain", HIDDEN_FROM_THE_ENDS)]
+
+
+def test_an_adapter_that_dies_before_its_handshake_shows_its_last_words(tmp_path: Path) -> None:
+    dies = "sh -c 'echo \"cannot load libengine.so\" >&2; exit 127'"
+    with pytest.raises(EngineSpecError, match=r"status 127 before its handshake \(its standard error: cannot load"):
+        CommandEngine(dies)
+    out = io.StringIO()
+    assert protocol_check(dies, out) == 1
+    assert "its standard error: cannot load libengine.so" in out.getvalue()
