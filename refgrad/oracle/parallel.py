@@ -156,10 +156,11 @@ def _ready() -> None:
 
 
 _CONSTANTS_OF: Final = "_refgrad_constants_of."
-"""The prefix of the names under which a worker registers modules it could not import, for their numbers."""
+"""The prefix of the names under which a worker registers the caller's modules' files, for their numbers."""
 
 
 def _import(modules: Sequence[tuple[str, str]]) -> None:
+    """Make hypothesis here read the numbers of each of the caller's local modules (``(name, file)`` pairs)."""
     for name, path in modules:
         key = f"{_CONSTANTS_OF}{name}:{path}"
         if _loaded_from(name, path) or key in sys.modules:
